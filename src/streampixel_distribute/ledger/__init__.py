@@ -1,0 +1,107 @@
+"""The slot ledger: where parallel jobs of one account reserve their turns (GCRA, DESIGN.md §6).
+
+`reserve(key, interval, not_before)` atomically computes
+`slot = max(now, not_before, next_free)`, stores `next_free = slot + interval` and returns `slot`.
+Nothing is ever released, so a crashed job wastes at most one slot and nothing can leak.
+
+All times crossing this interface are epoch seconds on the *caller's* clock. A backend that keeps
+its own clock (Redis `TIME`) converts on the way in and out, so runner clock skew cannot make two
+jobs collide.
+
+Backends are picked from the `ledger` input by `open_ledger` through one registry keyed by the URL
+scheme; each backend module is imported only when chosen (the Redis client, for one, is optional).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..errors import LedgerError, Problem
+
+Now = Callable[[], float]
+
+
+class Ledger(ABC):
+    """A store of `next_free` per account key."""
+
+    #: What the user sees in logs, outputs and the summary: never credentials.
+    description: str = ""
+
+    @abstractmethod
+    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
+        """Reserve the next free slot at or after `not_before`; return it (caller's clock)."""
+
+    @abstractmethod
+    def peek(self, key: str, interval: float) -> float:
+        """The slot `reserve` would return now, without reserving it."""
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing open
+        """Release connections or temporary directories."""
+
+
+@dataclass(frozen=True)
+class LedgerContext:
+    """What a backend may need besides its URL."""
+
+    environ: Mapping[str, str] = field(default_factory=dict)
+    github_token: str = ""
+    now: Now = time.time
+
+
+# scheme -> "module:Class", imported lazily.
+_REGISTRY: dict[str, str] = {
+    "none": ".none:NoLedger",
+    "file": ".file:FileLedger",
+    "redis": ".redis:RedisLedger",
+    "rediss": ".redis:RedisLedger",
+    "git+file": ".git:GitLedger",
+    "git+http": ".git:GitLedger",
+    "git+https": ".git:GitLedger",
+    "github": ".git:GitLedger",
+}
+
+KNOWN_FORMS = "none, auto, file:///path/ledger.json, redis://…, rediss://…, github, " \
+    "github://owner/repo, git+file:///path/repo.git, git+https://host/repo.git"
+
+
+def scheme_of(spec: str) -> str:
+    if spec in ("none", "github", "auto"):
+        return spec
+    return urllib.parse.urlsplit(spec).scheme.lower()
+
+
+def check_spec(spec: str) -> Problem | None:
+    """A syntax check for settings validation (no connection is made)."""
+    scheme = scheme_of(spec)
+    if scheme == "auto" or scheme in _REGISTRY:
+        return None
+    return Problem(
+        "ledger",
+        f"unknown ledger {spec.split('://', 1)[0]!r}.",
+        f"use one of: {KNOWN_FORMS}.",
+    )
+
+
+def open_ledger(spec: str, context: LedgerContext | None = None) -> Ledger:
+    """Build the backend named by `spec` (not `auto`: the coordinator resolves that first)."""
+    context = context or LedgerContext()
+    target = _REGISTRY.get(scheme_of(spec))
+    if target is None:
+        raise LedgerError(f"unknown ledger {scheme_of(spec)!r}", hint=f"Use one of: {KNOWN_FORMS}.")
+    module_name, class_name = target.split(":")
+    module = importlib.import_module(module_name, __name__)
+    factory: Callable[[str, LedgerContext], Ledger] = getattr(module, class_name)
+    return factory(spec, context)
+
+
+def account_key(api_url: str, user_id: str) -> str:
+    """The per-account key: a hash of the API host and user id (never the raw id or the key)."""
+    host = (urllib.parse.urlsplit(api_url).hostname or "").lower()
+    digest = hashlib.sha256(f"{host}\0{user_id}".encode()).hexdigest()
+    return f"sp-{digest[:32]}"

@@ -1,0 +1,64 @@
+"""Scrub secrets from any text before it leaves the process.
+
+A secret is registered once (when settings are read) and every string that reaches a log line,
+an output, the summary or an error is passed through `scrub`. The encoded forms are covered too:
+a key can leak as part of a URL (percent-encoded) or a Basic-auth header (base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import urllib.parse
+
+MASK = "***"
+_MIN_LEN = 4  # shorter "secrets" would mask ordinary words
+_lock = threading.Lock()
+_forms: list[str] = []
+
+
+def _encoded_forms(secret: str) -> set[str]:
+    forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
+    raw = secret.encode()
+    forms.add(base64.b64encode(raw).decode())
+    # base64 of the secret inside a longer value ("user:secret") aligns on any of 3 offsets; the
+    # stable middle part of each alignment is what can appear in such an encoding.
+    for pad in range(3):
+        encoded = base64.b64encode(b"\0" * pad + raw).decode()
+        start = (pad * 4 + 2) // 3 + 1
+        middle = encoded[start : len(encoded) - 4]
+        if len(middle) >= 8:
+            forms.add(middle)
+    return {f for f in forms if len(f) >= _MIN_LEN}
+
+
+def register(secret: str | None) -> None:
+    """Remember a secret (and its encodings) so that `scrub` removes it everywhere."""
+    if not secret or len(secret.strip()) < _MIN_LEN:
+        return
+    with _lock:
+        for form in _encoded_forms(secret) | _encoded_forms(secret.strip()):
+            if form not in _forms:
+                _forms.append(form)
+        _forms.sort(key=len, reverse=True)  # longest first so a prefix never leaves a tail
+
+
+def registered() -> tuple[str, ...]:
+    """The plain secrets and forms currently masked (used to emit `::add-mask::`)."""
+    with _lock:
+        return tuple(_forms)
+
+
+def scrub(text: str) -> str:
+    with _lock:
+        forms = tuple(_forms)
+    for form in forms:
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
+
+
+def clear() -> None:
+    """Forget every secret (tests and long-running servers that reload settings)."""
+    with _lock:
+        _forms.clear()

@@ -1,0 +1,6 @@
+"""Test fixtures live in tests/support/, one module per real server the tests start."""
+
+pytest_plugins = [
+    "support.emulator",
+    "support.runner",
+]
