@@ -29,6 +29,7 @@ class SystemClock:
     def __init__(self) -> None:
         self._cancel = threading.Event()
         self._signum = 0
+        self._shielded = False
 
     def time(self) -> float:
         return time.time()
@@ -48,12 +49,18 @@ class SystemClock:
         self._signum = signum
         self._cancel.set()
 
+    def shield(self) -> None:
+        """From now on a signal is only recorded: the outputs are being written."""
+        self._shielded = True
+
     def install_signal_handlers(self) -> None:
         """SIGTERM (a cancelled CI job) and SIGINT end waits promptly instead of killing us."""
 
         def handler(signum: int, _frame: FrameType | None) -> None:
             self.cancel(signum)
-            raise Cancelled(signum, f"received {signal.Signals(signum).name}")
+            if not self._shielded:
+                # Raising here also interrupts a request in flight, not only a sleep.
+                raise Cancelled(signum, f"received {signal.Signals(signum).name}")
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, handler)

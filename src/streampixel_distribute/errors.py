@@ -45,6 +45,10 @@ class DistributeError(Exception):
         self.hint = hint if hint is not None else self.default_hint
         self.http_status = http_status
         self.server_message = server_message
+        # Set by the API client: may a retry help, and may the request have reached the server
+        # (then the call may have used the account's rate-limit window)?
+        self.retryable = False
+        self.reached_server = False
 
     def __str__(self) -> str:
         return f"{self.title}: {self.detail}"

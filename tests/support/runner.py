@@ -1,0 +1,125 @@
+"""Run `entrypoint.py` as a subprocess under the GitHub runner's contract, and read what it wrote.
+
+`run_action(inputs)` passes inputs as `INPUT_<NAME>` with the hyphen kept (as the runner does),
+points `GITHUB_OUTPUT` / `GITHUB_STEP_SUMMARY` / `GITHUB_EVENT_PATH` at temp files, and parses the
+output file's `name<<delimiter` records back into a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ROOT / "entrypoint.py"
+
+# Distinctive secret values: the leak checks search every output for them.
+LEAK_KEY = "sk-LEAKCHECK-9f3a7c1e5b2d4f6a8c0e"
+LEAK_TOKEN = "ghs_LEAKTOKEN0123456789abcdefABCDEF"
+
+
+def parse_output_file(text: str) -> dict[str, str]:
+    """Parse the runner's file-command format: `name=value` and `name<<DELIM` … `DELIM`."""
+    values: dict[str, str] = {}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip("\r")
+        i += 1
+        if not line:
+            continue
+        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
+            name, delim = line.split("<<", 1)
+            body: list[str] = []
+            while i < len(lines) and lines[i].rstrip("\r") != delim:
+                body.append(lines[i].rstrip("\r"))
+                i += 1
+            i += 1
+            values[name] = "\n".join(body)
+        else:
+            name, value = line.split("=", 1)
+            values[name] = value
+    return values
+
+
+@dataclass
+class ActionRun:
+    exit_code: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, str]
+    summary: str
+    files: dict[str, str]
+
+    def everything(self) -> str:
+        """All text the run produced, for leak checks."""
+        return "\n".join([self.stdout, self.stderr, self.summary, json.dumps(self.outputs),
+                          *self.files.values()])
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
+    env.update({"HOME": str(tmp / "home"), "PYTHONPATH": str(ROOT / "src"), "NO_PROXY": "*"})
+    (tmp / "home").mkdir(exist_ok=True)
+    return env
+
+
+def run_action(
+    tmp: Path,
+    inputs: Mapping[str, str],
+    *,
+    env: Mapping[str, str] | None = None,
+    event: dict[str, Any] | None = None,
+    args: list[str] | None = None,
+    github: bool = True,
+    timeout: float = 120,
+) -> ActionRun:
+    tmp.mkdir(parents=True, exist_ok=True)
+    full = base_env(tmp)
+    output, summary = tmp / "github_output", tmp / "step_summary"
+    output.write_text("")
+    summary.write_text("")
+    if github:
+        full.update({"GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_OUTPUT": str(output),
+                     "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_ENVIRONMENT": "self-hosted"})
+        if event is not None:
+            path = tmp / "event.json"
+            path.write_text(json.dumps(event))
+            full["GITHUB_EVENT_PATH"] = str(path)
+            full["GITHUB_EVENT_NAME"] = "repository_dispatch"
+    for name, value in inputs.items():
+        full[f"INPUT_{name.upper()}"] = value
+    full.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, str(ENTRYPOINT), *(args or [])],
+        env=full, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    files = {p.name: p.read_text(errors="replace") for p in tmp.iterdir()
+             if p.is_file() and p.name not in ("event.json",)}
+    return ActionRun(
+        exit_code=proc.returncode,
+        stdout=proc.stdout,
+        stderr=proc.stderr,
+        outputs=parse_output_file(output.read_text()),
+        summary=summary.read_text(),
+        files=files,
+    )
+
+
+@pytest.fixture
+def action(tmp_path: Path) -> Callable[..., ActionRun]:
+    counter = iter(range(1000))
+
+    def run(inputs: Mapping[str, str], **kw: Any) -> ActionRun:
+        return run_action(tmp_path / f"run{next(counter)}", inputs, **kw)
+
+    return run

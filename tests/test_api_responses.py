@@ -1,0 +1,159 @@
+"""Response interpretation: every documented status and message maps to the right typed error."""
+
+from __future__ import annotations
+
+import pytest
+
+from streampixel_distribute import redact
+from streampixel_distribute.api import (
+    MAX_RETRY_AFTER,
+    TooManyRequests,
+    excerpt,
+    interpret,
+    parse_retry_after,
+)
+from streampixel_distribute.errors import (
+    DistributeError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    ServerError,
+    Unauthorized,
+)
+
+NOW = 1_700_000_000.0
+
+
+def body(message: str) -> bytes:
+    return ('{"message": "%s"}' % message).encode()
+
+
+def test_success_bodies_of_both_doc_generations() -> None:
+    assert interpret(200, {}, body("Distribution triggered"), now=NOW).message == \
+        "Distribution triggered"
+    g1 = b'{"success": true, "uploadId": "u", "region": "europe", ' \
+         b'"message": "File distribution triggered successfully"}'
+    result = interpret(200, {}, g1, now=NOW)
+    assert result.body["region"] == "europe"
+    assert result.warnings == ()
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b'{"message": "trunc', b"<html>ok</html>"])
+def test_success_with_unreadable_body_still_counts_but_warns(raw: bytes) -> None:
+    result = interpret(200, {}, raw, now=NOW)
+    assert result.http_status == 200
+    assert result.warnings and "not JSON" in result.warnings[0]
+
+
+def test_success_without_message_gets_a_default() -> None:
+    assert interpret(200, {}, b'{"success": true}', now=NOW).message == "Distribution triggered"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "cls", "kind", "code", "hint_part"),
+    [
+        (401, "Unauthorized: Invalid API Key", Unauthorized, "unauthorized", 3, "rotated"),
+        (401, "Invalid User", Unauthorized, "unauthorized", 3, "user-id"),
+        (403, "Access denied", Forbidden, "forbidden", 3, "enabled"),
+        (403, "Forbidden", Forbidden, "forbidden", 3, "access"),
+        (404, "Project not found", NotFound, "not-found", 4, "project-id"),
+        (404, "File not found in project", NotFound, "not-found", 4, "upload-id"),
+        (400, "File has no URL yet", NotReady, "not-ready", 4, "build.approved"),
+        (400, "Missing required field: uploadId", InvalidInput, "invalid-input", 2, "secret"),
+        (415, "Unsupported Media Type", ServerError, "server-error", 6, "proxy"),
+        (500, "Internal server error", ServerError, "server-error", 6, "retried"),
+    ],
+)
+def test_error_mapping(status: int, message: str, cls: type[DistributeError], kind: str,
+                       code: int, hint_part: str) -> None:
+    with pytest.raises(cls) as info:
+        interpret(status, {}, body(message), now=NOW)
+    error = info.value
+    assert error.kind == kind
+    assert error.exit_code == code
+    assert hint_part in error.hint
+    if not isinstance(error, InvalidInput):
+        assert error.http_status == status
+        assert message in error.detail
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_are_retryable_and_may_have_reached_the_server(status: int) -> None:
+    with pytest.raises(ServerError) as info:
+        interpret(status, {}, b"<html><body><h1>Bad Gateway</h1></body></html>", now=NOW)
+    assert info.value.retryable and info.value.reached_server
+    assert "Bad Gateway" in info.value.detail
+    assert "<h1>" not in info.value.detail
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 400])
+def test_config_and_auth_errors_are_never_retryable(status: int) -> None:
+    with pytest.raises(DistributeError) as info:
+        interpret(status, {}, body("x"), now=NOW)
+    assert not info.value.retryable
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirect_is_an_error_naming_the_host(status: int) -> None:
+    with pytest.raises(ServerError) as info:
+        interpret(status, {"Location": "http://evil.example:8080/steal?x=1"}, b"", now=NOW)
+    assert "evil.example" in info.value.detail
+    assert "not followed" in info.value.detail
+    assert not info.value.retryable
+
+
+def test_429_reads_retry_after_header_first() -> None:
+    with pytest.raises(TooManyRequests) as info:
+        interpret(429, {"Retry-After": "37"}, body("Rate limit exceeded. Try again in 2 minutes."),
+                  now=NOW)
+    assert info.value.retry_after == 37
+    assert info.value.source == "Retry-After header"
+    assert info.value.exit_code == 5
+
+
+def test_429_falls_back_to_message_then_to_none() -> None:
+    with pytest.raises(TooManyRequests) as info:
+        interpret(429, {}, body("Rate limit exceeded. Try again in 2 minutes."), now=NOW)
+    assert info.value.retry_after == 120
+    with pytest.raises(TooManyRequests) as info:
+        interpret(429, {}, b"slow down", now=NOW)
+    assert info.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("header", "message", "expected"),
+    [
+        ("120", "", 120.0),
+        ("0", "", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", "", 0.0),  # a date in the past means now
+        ("soon", "Try again in 7 seconds.", 7.0),
+        (None, "Try again in 1 minute", 60.0),
+        (None, "try again in 1.5 hours", 5400.0),
+        (None, "Try again in 999999 hours.", MAX_RETRY_AFTER),
+        (None, "Try again later", None),
+        ("-5", "", None),
+        ("1e9", "", None),
+    ],
+)
+def test_parse_retry_after(header: str | None, message: str, expected: float | None) -> None:
+    assert parse_retry_after(header, message, now=NOW)[0] == expected
+
+
+def test_http_date_retry_after_in_the_future() -> None:
+    seconds, source = parse_retry_after("Tue, 14 Nov 2023 22:15:20 GMT", "", now=NOW)
+    assert source == "Retry-After header"
+    assert seconds == pytest.approx(1_700_000_120.0 - NOW)
+
+
+def test_excerpt_is_short_single_line_and_scrubbed() -> None:
+    redact.register("sk-EXCERPTSECRET-123456")
+    try:
+        page = "<html><script>var a=1;</script><h1>Error</h1>\n" + "x" * 5000 + \
+               " sk-EXCERPTSECRET-123456</html>"
+        text = excerpt(page)
+        assert len(text) <= 200
+        assert "\n" not in text and "<" not in text and "var a" not in text
+        assert excerpt("oops sk-EXCERPTSECRET-123456 here") == "oops *** here"
+    finally:
+        redact.clear()

@@ -1,0 +1,268 @@
+"""Waiting and retry policy, driven by an injected clock: no test here sleeps.
+
+The API client is a scripted stand-in (its HTTP behaviour is tested against the emulator in
+test_action.py); the ledgers are the real `none` and `file` backends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streampixel_distribute.api import Result, TooManyRequests
+from streampixel_distribute.clock import FakeClock
+from streampixel_distribute.coordinator import (
+    HEARTBEAT_SECONDS,
+    Coordinator,
+    FallbackLedger,
+    Progress,
+)
+from streampixel_distribute.errors import (
+    Cancelled,
+    DistributeError,
+    LedgerError,
+    NetworkError,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+)
+from streampixel_distribute.ledger import Ledger, LedgerContext, account_key, open_ledger
+from streampixel_distribute.ledger.none import NoLedger
+from streampixel_distribute.settings import Settings
+
+USER = "663d0a1b2c3e4f5a6b7c8d9e"
+
+
+def make_settings(**kw: Any) -> Settings:
+    base = Settings(
+        api_key="sk-test-key-123456", user_id=USER, project_id="664f1a2b3c4d5e6f7a8b9c0d",
+        upload_id="665a2b3c4d5e6f7a8b9c0e1f", api_url="http://127.0.0.1:9/pixelStripeApi",
+        ledger="none", github_token="", rate_limit_interval=120.0, max_wait=900.0, timeout=30.0,
+        retries=3, dry_run=False, strict_ids=True, on_github=False, sources={}, event_name="",
+    )
+    return replace(base, **kw)
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.groups: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(("info", message))
+
+    def warning(self, message: str, title: str = "") -> None:
+        self.lines.append(("warning", message))
+
+    def notice(self, message: str, title: str = "") -> None:
+        self.lines.append(("notice", message))
+
+    @contextlib.contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        self.groups.append(title)
+        yield
+
+
+class ScriptedClient:
+    """Answers distribute() from a script of results or errors; records the clock at each call."""
+
+    def __init__(self, clock: FakeClock, script: list[Result | DistributeError]) -> None:
+        self.clock = clock
+        self.script = list(script)
+        self.calls: list[float] = []
+
+    def distribute(self, **_: str) -> Result:
+        self.calls.append(self.clock.time())
+        item = self.script.pop(0)
+        if isinstance(item, DistributeError):
+            raise item
+        return item
+
+
+OK = Result(200, "Distribution triggered")
+
+
+def too_many(retry_after: float | None) -> TooManyRequests:
+    return TooManyRequests("HTTP 429", retry_after=retry_after, source="test", http_status=429)
+
+
+def transient(reached: bool) -> DistributeError:
+    err: DistributeError = ServerError("HTTP 503", http_status=503) if reached else \
+        NetworkError("connection refused")
+    err.retryable = True
+    err.reached_server = reached
+    return err
+
+
+def run(settings: Settings, script: list[Result | DistributeError], *,
+        ledger: Ledger | None = None, clock: FakeClock | None = None
+        ) -> tuple[Coordinator, ScriptedClient, Log]:
+    clock = clock or FakeClock()
+    client = ScriptedClient(clock, script)
+    log = Log()
+    coordinator = Coordinator(settings, ledger=ledger or NoLedger("none", LedgerContext(
+        now=clock.time)), client=client, clock=clock, log=log,  # type: ignore[arg-type]
+        jitter=lambda: 0.5)
+    return coordinator, client, log
+
+
+def test_free_slot_calls_at_once() -> None:
+    coordinator, client, _ = run(make_settings(), [OK])
+    assert coordinator.run() is OK
+    assert coordinator.progress.attempts == 1
+    assert coordinator.progress.waited == 0
+    assert coordinator.progress.position == 0
+
+
+def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    ledger.reserve(key, 120, 0)  # two other jobs are ahead
+    ledger.reserve(key, 120, 0)
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    coordinator.run()
+    assert client.calls == [clock.now]
+    assert coordinator.progress.waited == pytest.approx(240)
+    assert coordinator.progress.position == 2
+    assert max(clock.sleeps) <= HEARTBEAT_SECONDS
+    heartbeats = [m for k, m in log.lines if "ETA" in m]
+    assert len(heartbeats) >= 240 / HEARTBEAT_SECONDS
+    assert log.groups and "slot" in log.groups[0]
+
+
+def test_slot_past_deadline_fails_at_once_without_reserving(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    for _ in range(5):
+        ledger.reserve(key, 120, 0)
+    before = ledger.peek(key, 120)
+    coordinator, client, _ = run(make_settings(max_wait=300), [OK], ledger=ledger, clock=clock)
+    with pytest.raises(RateLimited) as info:
+        coordinator.run()
+    assert client.calls == []
+    assert clock.sleeps == []  # did not wait in vain
+    assert ledger.peek(key, 120) == before  # reserved nothing
+    assert info.value.eta == pytest.approx(clock.now + 600)
+    assert "max-wait" in info.value.hint and info.value.exit_code == 5
+
+
+def test_429_waits_as_the_server_says_then_succeeds() -> None:
+    coordinator, client, log = run(make_settings(), [too_many(45), OK])
+    coordinator.run()
+    assert client.calls[1] - client.calls[0] == pytest.approx(45)
+    assert coordinator.progress.attempts == 2
+    assert any("429" in m for k, m in log.lines if k == "warning")
+
+
+def test_429_without_hint_waits_one_interval() -> None:
+    coordinator, client, _ = run(make_settings(rate_limit_interval=90), [too_many(None), OK])
+    coordinator.run()
+    assert client.calls[1] - client.calls[0] == pytest.approx(90)
+
+
+def test_429_beyond_max_wait_exits_5_with_eta() -> None:
+    coordinator, client, _ = run(make_settings(max_wait=60), [too_many(120), OK])
+    with pytest.raises(RateLimited) as info:
+        coordinator.run()
+    assert len(client.calls) == 1
+    assert info.value.http_status == 429
+    assert info.value.eta is not None
+
+
+def test_transient_before_send_backs_off_briefly() -> None:
+    coordinator, client, _ = run(make_settings(), [transient(False), transient(False), OK])
+    coordinator.run()
+    gaps = [b - a for a, b in zip(client.calls, client.calls[1:], strict=False)]
+    assert all(gap < 30 for gap in gaps)
+    assert coordinator.progress.attempts == 3
+
+
+def test_transient_that_reached_the_server_waits_a_full_interval() -> None:
+    coordinator, client, _ = run(make_settings(), [transient(True), OK])
+    coordinator.run()
+    assert client.calls[1] - client.calls[0] == pytest.approx(120)
+
+
+def test_retries_are_bounded() -> None:
+    coordinator, client, _ = run(make_settings(retries=2, max_wait=10_000),
+                                 [transient(True)] * 5)
+    with pytest.raises(ServerError):
+        coordinator.run()
+    assert len(client.calls) == 3
+
+
+def test_auth_errors_are_never_retried() -> None:
+    coordinator, client, _ = run(make_settings(), [Unauthorized("HTTP 401"), OK])
+    with pytest.raises(Unauthorized):
+        coordinator.run()
+    assert len(client.calls) == 1
+
+
+def test_dry_run_peeks_and_calls_nothing(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    ledger.reserve(key, 120, 0)
+    coordinator, client, _ = run(make_settings(dry_run=True), [], ledger=ledger, clock=clock)
+    coordinator.dry_run()
+    assert client.calls == []
+    assert coordinator.progress.slot_at == pytest.approx(clock.now + 120)
+    assert coordinator.progress.position == 1
+    assert ledger.peek(key, 120) == pytest.approx(clock.now + 120)  # still not reserved
+
+
+def test_cancellation_during_wait_keeps_progress(tmp_path: Path) -> None:
+    class CancellingClock(FakeClock):
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            if sum(self.sleeps) >= 60:
+                raise Cancelled(15, "received SIGTERM")
+
+    clock = CancellingClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger.reserve(account_key("http://127.0.0.1:9/pixelStripeApi", USER), 120, 0)
+    progress = Progress()
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    coordinator.progress = progress
+    with pytest.raises(Cancelled) as info:
+        coordinator.run()
+    assert info.value.code == 143
+    assert client.calls == []
+    assert progress.waited == pytest.approx(60)
+    assert progress.slot_at is not None
+
+
+class BrokenLedger(Ledger):
+    description = "redis://broken:6379/0"
+
+    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
+        raise LedgerError("unreachable")
+
+    def peek(self, key: str, interval: float) -> float:
+        raise LedgerError("unreachable")
+
+
+def test_auto_ledger_degrades_to_none_with_a_warning() -> None:
+    clock = FakeClock()
+    warnings: list[LedgerError] = []
+    ledger = FallbackLedger(BrokenLedger(), warnings.append, clock.time)
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    coordinator.run()
+    assert len(warnings) == 1
+    assert ledger.description.startswith("none")
+    assert len(client.calls) == 1
+
+
+def test_explicit_ledger_failure_is_exit_7() -> None:
+    coordinator, client, _ = run(make_settings(), [OK], ledger=BrokenLedger())
+    with pytest.raises(LedgerError) as info:
+        coordinator.run()
+    assert info.value.exit_code == 7
+    assert client.calls == []
