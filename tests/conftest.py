@@ -3,4 +3,6 @@
 pytest_plugins = [
     "support.emulator",
     "support.runner",
+    "support.ledger_contract",
+    "support.redis_server",
 ]

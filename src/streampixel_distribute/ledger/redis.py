@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from redis.commands.core import Script
 
 NAMESPACE = "streampixel-distribute:slot:"
-CONNECT_TIMEOUT = 5.0  # seconds; an unreachable Redis must fail fast, not hang the job
+# Seconds; an unreachable Redis must fail fast, not hang the job. `?socket_timeout=` and
+# `?socket_connect_timeout=` in the URL override them (redis-py reads them from the query).
+CONNECT_TIMEOUT = 5.0
 SOCKET_TIMEOUT = 5.0
 _US = 1_000_000
 
@@ -80,6 +82,7 @@ class RedisLedger(Ledger):
             # Lazy: the client is an optional dependency, needed only when this backend is used.
             import redis  # noqa: PLC0415
             from redis.backoff import ConstantBackoff  # noqa: PLC0415
+            from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
             from redis.retry import Retry  # noqa: PLC0415
         except ImportError as exc:
             raise LedgerError(
@@ -91,14 +94,25 @@ class RedisLedger(Ledger):
                 spec,
                 socket_connect_timeout=CONNECT_TIMEOUT,
                 socket_timeout=SOCKET_TIMEOUT,
-                # One quick retry for a dropped pooled connection; a dead server fails in seconds.
-                retry=Retry(ConstantBackoff(0.2), 1),
+                # One quick retry for a dropped connection. None after a timeout: the script may
+                # have run (a retry would waste a slot) and a silent server must fail fast.
+                retry=Retry(ConstantBackoff(0.2), 1, supported_errors=(RedisConnectionError,)),
             )
         except ValueError as exc:  # bad port, unknown query option, unsupported scheme
             raise LedgerError(
                 f"invalid Redis ledger URL {self.description}: {redact.scrub(str(exc))}",
                 hint="Use redis://[:password@]host:port/db (percent-encode special characters "
                 "in the password) or rediss://… for TLS.",
+            ) from exc
+        pool = self._client.connection_pool
+        try:  # builds a connection object without connecting: rejects unknown ?options now
+            pool.connection_class(**pool.connection_kwargs).disconnect()
+        except TypeError as exc:
+            raise LedgerError(
+                f"unsupported option in the Redis ledger URL {self.description}: "
+                f"{redact.scrub(str(exc))}",
+                hint="Remove it; supported query options include ssl_cert_reqs, ssl_ca_certs, "
+                "socket_timeout and socket_connect_timeout.",
             ) from exc
         self._script: Script = self._client.register_script(load_script())
         self._time_in_script = True
@@ -151,6 +165,8 @@ class RedisLedger(Ledger):
 
         text = redact.scrub(str(exc)) or type(exc).__name__
         where = f"Redis at {self._where}"
+        # URL options (?socket_timeout=) override our default.
+        timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
         unreachable = (
             "Check that the host and port in the ledger URL are right and that Redis accepts "
             "connections from this runner (firewall, bind address; TLS needs rediss://)."
@@ -167,7 +183,7 @@ class RedisLedger(Ledger):
             (e.ReadOnlyError, None, f"{where} is a read-only replica: {text}",
              "Point the ledger URL at the primary (writable) Redis endpoint."),
             (e.TimeoutError, None,
-             f"{where} unreachable: no answer within {SOCKET_TIMEOUT:g} s", unreachable),
+             f"{where} unreachable: no answer within {timeout} s", unreachable),
             (e.ConnectionError, None, f"{where} unreachable: {text}", unreachable),
             (("CORRUPT", "WRONGTYPE"), "Rate-limit ledger corrupt",
              f"{where} holds something else under this ledger's key: {text}",

@@ -1,0 +1,174 @@
+"""The slot-ledger contract (DESIGN.md §6), run against every backend in support.ledger_contract.
+
+Real clocks, real stores. A slot is checked against the window [before, after] of the call that
+returned it, widened by the backend's clock tolerance; intervals are long (minutes) next to the
+milliseconds a call takes, so every expectation is exact up to that tolerance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streampixel_distribute.errors import LedgerError
+from support.ledger_contract import BackendUnderTest
+
+INTERVAL = 120.0
+
+
+def timed(call: object) -> tuple[float, float, float]:
+    """(before, result, after) for a zero-argument callable returning a slot."""
+    assert callable(call)
+    before = time.time()
+    slot = float(call())
+    return before, slot, time.time()
+
+
+def test_first_reserve_is_now(ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    before, slot, after = timed(lambda: ledger.reserve(key, INTERVAL))
+    assert before - tol <= slot <= after + tol
+
+
+def test_consecutive_reserves_are_one_interval_apart(ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    slots = [ledger.reserve(key, INTERVAL) for _ in range(4)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert gaps == pytest.approx([INTERVAL] * 3, abs=tol)
+
+
+def test_not_before_is_respected(ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    not_before = time.time() + 3 * INTERVAL
+    first = ledger.reserve(key, INTERVAL, not_before)
+    assert not_before <= first <= not_before + tol
+    # The next reservation follows the pushed-out one...
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(first + INTERVAL, abs=tol)
+    # ...and a not_before earlier than next_free changes nothing.
+    assert ledger.reserve(key, INTERVAL, time.time()) == pytest.approx(
+        first + 2 * INTERVAL, abs=tol)
+    # A not_before beyond next_free wins again.
+    late = first + 10 * INTERVAL
+    assert late <= ledger.reserve(key, INTERVAL, late) <= late + tol
+
+
+def test_peek_does_not_reserve(ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    before, peeked, after = timed(lambda: ledger.peek(key, INTERVAL))
+    assert before - tol <= peeked <= after + tol
+    before, peeked_again, after = timed(lambda: ledger.peek(key, INTERVAL))
+    assert before - tol <= peeked_again <= after + tol  # still free: the first peek took nothing
+    before, slot, after = timed(lambda: ledger.reserve(key, INTERVAL))
+    assert before - tol <= slot <= after + tol
+    # Once reserved, peek shows exactly the slot the next reserve gets, and does not take it.
+    ahead = [ledger.peek(key, INTERVAL) for _ in range(3)]
+    assert ahead == pytest.approx([slot + INTERVAL] * 3, abs=tol)
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(slot + INTERVAL, abs=tol)
+
+
+def test_keys_are_independent(ledger_backend: BackendUnderTest) -> None:
+    ledger, tol = ledger_backend.open(), ledger_backend.tolerance
+    busy, other = ledger_backend.new_key(), ledger_backend.new_key()
+    for _ in range(3):
+        ledger.reserve(busy, INTERVAL)
+    before, slot, after = timed(lambda: ledger.reserve(other, INTERVAL))
+    assert before - tol <= slot <= after + tol
+    before, peeked, after = timed(lambda: ledger.peek(ledger_backend.new_key(), INTERVAL))
+    assert before - tol <= peeked <= after + tol
+
+
+def test_slots_for_a_key_strictly_increase(ledger_backend: BackendUnderTest) -> None:
+    ledger, key = ledger_backend.open(), ledger_backend.new_key()
+    # Intervals well above the clock tolerance, so "strictly" is not a matter of rounding.
+    slots = [ledger.reserve(key, 2.0 + (i % 3)) for i in range(12)]
+    assert all(b > a for a, b in itertools.pairwise(slots))
+
+
+def test_interval_changes_are_honoured(ledger_backend: BackendUnderTest) -> None:
+    """next_free is set by the interval of the reservation that set it (GCRA)."""
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    s1 = ledger.reserve(key, 60.0)
+    s2 = ledger.reserve(key, 5.0)
+    s3 = ledger.reserve(key, 300.0)
+    s4 = ledger.reserve(key, 60.0)
+    assert [s2 - s1, s3 - s2, s4 - s3] == pytest.approx([60.0, 5.0, 300.0], abs=tol)
+
+
+def test_a_second_instance_sees_the_first_ones_reservations(
+    ledger_backend: BackendUnderTest,
+) -> None:
+    """Two jobs open the ledger separately; they must share it."""
+    first, second = ledger_backend.open(), ledger_backend.open()
+    key, tol = ledger_backend.new_key(), ledger_backend.tolerance
+    slot = first.reserve(key, INTERVAL)
+    assert second.peek(key, INTERVAL) == pytest.approx(slot + INTERVAL, abs=tol)
+    assert second.reserve(key, INTERVAL) == pytest.approx(slot + INTERVAL, abs=tol)
+    assert first.reserve(key, INTERVAL) == pytest.approx(slot + 2 * INTERVAL, abs=tol)
+
+
+def test_description_names_the_store_without_secrets(ledger_backend: BackendUnderTest) -> None:
+    ledger = ledger_backend.open()
+    assert ledger.description
+    for secret in ledger_backend.target.secrets:
+        assert secret not in ledger.description
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(
+    st.tuples(
+        st.sampled_from(["reserve", "peek"]),
+        st.floats(min_value=1.0, max_value=600.0),  # interval
+        st.one_of(st.none(), st.floats(min_value=-600.0, max_value=1800.0)),  # not_before offset
+    ),
+    min_size=1, max_size=8,
+))
+def test_matches_the_gcra_model(
+    ledger_backend: BackendUnderTest, ops: list[tuple[str, float, float | None]]
+) -> None:
+    """Any sequence of reserve/peek calls gives what slot = max(now, not_before, next_free) gives.
+
+    The model's next_free is built from the slots actually returned, and `now` is bracketed by the
+    call, so the expected slot is an interval [lo, hi] rather than a number.
+    """
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    next_free = float("-inf")
+    for op, interval, offset in ops:
+        not_before = 0.0 if offset is None else time.time() + offset
+        before = time.time()
+        slot = (ledger.reserve(key, interval, not_before) if op == "reserve"
+                else ledger.peek(key, interval))
+        after = time.time()
+        floor = next_free if op == "peek" else max(next_free, not_before)
+        lo, hi = max(before, floor), max(after, floor)
+        assert lo - tol <= slot <= hi + tol, (op, interval, offset)
+        if op == "reserve":
+            assert slot >= not_before
+            next_free = slot + interval
+
+
+# -- backends that store nothing ------------------------------------------------------------------
+
+
+def test_nonstoring_backend_never_blocks(nonstoring_ledger_backend: BackendUnderTest) -> None:
+    ledger = nonstoring_ledger_backend.open()
+    key, tol = nonstoring_ledger_backend.new_key(), nonstoring_ledger_backend.tolerance
+    for _ in range(5):
+        before, slot, after = timed(lambda: ledger.reserve(key, INTERVAL))
+        assert before - tol <= slot <= after + tol
+        before, peeked, after = timed(lambda: ledger.peek(key, INTERVAL))
+        assert before - tol <= peeked <= after + tol
+    assert ledger.description
+
+
+def test_ledger_errors_carry_a_fix() -> None:
+    """The one failure every backend shares: an unknown scheme."""
+    from streampixel_distribute.ledger import open_ledger
+
+    with pytest.raises(LedgerError) as caught:
+        open_ledger("ftp://example.invalid/ledger")
+    assert caught.value.hint
