@@ -267,11 +267,11 @@ def _placeholder_kind(value: str) -> str | None:
         or re.match(r"your[-_ ]?[a-z]", lowered)
         or "..." in inner
         or "…" in inner
-        or re.fullmatch(r"<[^<>]*[A-Za-z][^<>]*>", value)
+        or re.fullmatch(r"<[^<>]*(your|key|id|token|here|secret)[^<>]*>", value.lower())
         or (value[0] in "[{<" and re.fullmatch(r"[A-Z]+(_[A-Z0-9]+)+", inner))
     ):
         return "word"
-    if len(inner) >= 8 and len(set(inner.lower())) == 1:
+    if len(inner) >= 8 and len(set(inner.lower())) == 1 and inner.isprintable():
         return "word"
     return None
 
@@ -311,9 +311,14 @@ class _Checker:
     echo: _Echo
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
 
     def add(self, name: str, message: str, fix: str) -> None:
         self.problems.append(Problem(name, self.echo.clean(message), self.echo.clean(fix)))
+
+    def tail(self, name: str) -> str:
+        """The end of a fix: where to correct the value, given where it came from."""
+        return _id_fix(name, self.sources.get(name, ""))
 
     def has(self, name: str) -> bool:
         return any(p.input == name for p in self.problems)
@@ -335,21 +340,21 @@ class _Checker:
             self.add(name, f"looks like a placeholder, not a real {where}"
                      + ("." if SPECS[name].secret else f": {self.show(name, value)}."),
                      _PLACEHOLDER_FIX.get(kind, f"Put the real {where} there."
-                                          + _secret_fix(name)))
+                                          + self.tail(name)))
             return False
         control = _first_control(value)
         if control is not None:
             self.add(name, f"contains an invisible or control character (U+{ord(control):04X})"
                      + ("." if SPECS[name].secret else f": {self.show(name, value)}."),
                      "Copy the value again from its source, or type it; "
-                     "remove the invisible character." + _secret_fix(name))
+                     "remove the invisible character." + self.tail(name))
             return False
         space = _whitespace_kind(value)
         if space is not None:
             detail = "." if SPECS[name].secret else f": {self.show(name, value)}."
             self.add(name, f"contains {space} inside the value{detail}",
                      f"Give only the {where}, on one line without spaces; whitespace around "
-                     "it is trimmed, whitespace inside is not." + _secret_fix(name))
+                     "it is trimmed, whitespace inside is not." + self.tail(name))
             return False
         return True
 
@@ -360,7 +365,7 @@ class _Checker:
             fix = "Remove the quotes or brackets around the value."
             if inner_ok and not SPECS[name].secret and inner:
                 fix += f" Use {self.show(name, inner)}."
-            self.add(name, f"is wrapped in quotes or brackets{shown}.", fix + _secret_fix(name))
+            self.add(name, f"is wrapped in quotes or brackets{shown}.", fix + self.tail(name))
             return False
         return True
 
@@ -373,18 +378,18 @@ class _Checker:
             return
         if name == "api-key" and len(value) < _KEY_MIN:
             self.add(name, f"is only {len(value)} characters long; an API key is longer.",
-                     "Copy the whole key." + _secret_fix(name))
+                     "Copy the whole key." + self.tail(name))
         elif len(value) > _KEY_MAX:
             self.add(name, f"is {len(value)} characters long, more than any key.",
-                     "Give only the key." + _secret_fix(name))
+                     "Give only the key." + self.tail(name))
 
     def identifier(  # noqa: PLR0911 - one guard clause per kind of mistake reads best
-        self, name: str, value: str, *, strict: bool, source: str
+        self, name: str, value: str, *, strict: bool
     ) -> str:
         """Check an id; return it normalised (strict hex ids are lower-cased)."""
         if len(value) > _EVENT_ID_CAP:
             self.add(name, f"is longer than {_EVENT_ID_CAP} characters: {self.show(name, value)}.",
-                     f"Give only the {_where(name)}." + _id_fix(name, source))
+                     f"Give only the {_where(name)}." + self.tail(name))
             return value
         if not self.common(name, value, words=True):
             return value
@@ -397,7 +402,7 @@ class _Checker:
             else:
                 fix = f"Give only the {_where(name)}, not a URL."
             self.add(name, f"is a URL, not an id: {self.show(name, value)}.",
-                     fix + _id_fix(name, source))
+                     fix + self.tail(name))
             return value
         if not self.quotes(name, value, inner_ok=True):
             return value
@@ -409,11 +414,11 @@ class _Checker:
                 hint = f" (it has {len(value)} hex characters; a character was lost or added)"
             self.add(name, f"is not 24 hexadecimal characters{hint}: {self.show(name, value)}.",
                      f"Copy the {_where(name)} again; if your ids really have another format, "
-                     "set `strict-ids: false`." + _id_fix(name, source))
+                     "set `strict-ids: false`." + self.tail(name))
             return value
         if len(value) > _LOOSE_ID_MAX:
             self.add(name, f"is {len(value)} characters long (at most {_LOOSE_ID_MAX}).",
-                     f"Give only the {_where(name)}." + _id_fix(name, source))
+                     f"Give only the {_where(name)}." + self.tail(name))
         return value
 
     def api_url(self, value: str) -> str:  # noqa: PLR0911 - one guard clause per mistake
@@ -524,19 +529,27 @@ def _where(name: str) -> str:
             "upload-id": "upload id", "github-token": "token"}.get(name, name)
 
 
-def _secret_fix(name: str) -> str:
+def _secret_fix(name: str, source: str = "") -> str:
+    """Where to correct a value, named after the source it actually came from."""
     spec = SPECS[name]
-    if not spec.required and not spec.secret:
-        return ""
-    return (f" Update where it comes from (the `{spec.env_name}` secret or the "
-            f"`{name}` input).")
+    if source == "flag":
+        return f" Correct the `{spec.flag}` argument."
+    if source.startswith("INPUT_"):
+        return (f" Correct the `{name}` input in the workflow (or the secret it reads, usually "
+                f"`{spec.env_name}`).")
+    if source == spec.env_name:
+        return f" Correct the `{spec.env_name}` variable or secret."
+    if spec.required or spec.secret:
+        return (f" Update where it comes from (the `{spec.env_name}` secret or the "
+                f"`{name}` input).")
+    return ""
 
 
 def _id_fix(name: str, source: str) -> str:
     if source == "event":
         return " (This value came from the repository_dispatch payload's " \
                f"`{_PAYLOAD_KEYS.get(name, name)}`; fix the sender or give `{name}` explicitly.)"
-    return _secret_fix(name)
+    return _secret_fix(name, source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -649,7 +662,8 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str]) -
     echo = _Echo(secret_candidates(flags, environ))
     checker = _Checker(echo)
     values, sources = _resolve(checker, flags, environ)
-    out = _validate(checker, values, sources)
+    checker.sources.update(sources)
+    out = _validate(checker, values)
     if checker.problems:
         order = {spec.name: i for i, spec in enumerate(INPUTS)}
         raise InvalidInput(sorted(checker.problems, key=lambda p: order.get(p.input, 99)))
@@ -706,8 +720,7 @@ def _resolve(checker: _Checker, flags: Mapping[str, str | None],
     return values, sources
 
 
-def _validate(checker: _Checker, values: dict[str, str],
-              sources: Mapping[str, str]) -> dict[str, Any]:
+def _validate(checker: _Checker, values: dict[str, str]) -> dict[str, Any]:
     """Check every value; return the parsed fields of `Settings` (ids normalised in `values`)."""
     strict_value = values.get("strict-ids", "true")
     # Until strict-ids itself is fixed, judge the ids by the stricter rule.
@@ -718,8 +731,7 @@ def _validate(checker: _Checker, values: dict[str, str],
             checker.secret_value(name, values[name])
     for name in ID_INPUTS:
         if name in values:
-            values[name] = checker.identifier(name, values[name], strict=strict,
-                                              source=sources[name])
+            values[name] = checker.identifier(name, values[name], strict=strict)
     out["api_url"] = checker.api_url(values["api-url"])
     checker.ledger(values["ledger"])
     out["rate_limit_interval"] = checker.duration(
@@ -823,7 +835,7 @@ def _cross_checks(checker: _Checker, values: Mapping[str, str]) -> None:
             checker.add("api-key", f"has the same value as `{other}`; two secrets are probably "
                         "mixed up.",
                         f"Check that `api-key` gets the API key and `{other}` gets the "
-                        f"{_where(other)}." + _secret_fix("api-key"))
+                        f"{_where(other)}." + checker.tail("api-key"))
             return
 
 

@@ -1,0 +1,793 @@
+"""Settings: sources and precedence, trimming, every kind of problem, the event payload, secrecy.
+
+Pure in-process: `load_settings` takes the flags and the environment as plain mappings, and event
+payloads are real files in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streampixel_distribute import redact
+from streampixel_distribute.errors import InvalidInput, NotReady, Problem
+from streampixel_distribute.settings import (
+    DEFAULT_API_URL,
+    INPUTS,
+    SPECS,
+    Settings,
+    load_settings,
+    schema_errors,
+    secret_candidates,
+)
+
+KEY = "spk-Distinctive-KEY-7c1e9a55"
+TOKEN = "ghs_DistinctiveToken0123456789"
+USER = "663d0a1b2c3e4f5a6b7c8d9e"
+PROJECT = "67944b8a3f323be4b89a2272"
+UPLOAD = "665a2b3c4d5e6f7a8b9c0e1f"
+OTHER = "0123456789abcdef01234567"
+FORKS = "pull requests from forks and Dependabot get no secrets"
+
+Flags = dict[str, str | None]
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {
+        "STREAMPIXEL_API_KEY": KEY,
+        "STREAMPIXEL_USER_ID": USER,
+        "STREAMPIXEL_PROJECT_ID": PROJECT,
+        "STREAMPIXEL_UPLOAD_ID": UPLOAD,
+    }
+    env.update(extra)
+    return env
+
+
+def env_for(name: str, value: str) -> dict[str, str]:
+    """A valid environment with `name` given as the runner passes it (INPUT_, hyphen kept)."""
+    return base_env(**{f"INPUT_{name.upper()}": value})
+
+
+def secrets_absent(exc: BaseException, *secrets: str) -> None:
+    texts = [str(exc), repr(exc), getattr(exc, "hint", "") or "", getattr(exc, "detail", "")]
+    for problem in getattr(exc, "problems", []):
+        texts += [problem.message, problem.fix, str(problem)]
+    for secret in (KEY, TOKEN, *secrets):
+        for text in texts:
+            assert secret not in text
+
+
+def problems(flags: Mapping[str, str | None], environ: Mapping[str, str],
+             *secrets: str) -> dict[str, Problem]:
+    """The problems by input; checks the invariants every report must keep."""
+    with pytest.raises(InvalidInput) as caught:
+        load_settings(flags, environ)
+    exc = caught.value
+    secrets_absent(exc, *secrets)
+    by_input: dict[str, Problem] = {}
+    for problem in exc.problems:
+        assert problem.input in SPECS
+        assert problem.message
+        assert problem.fix  # every problem says how to fix it
+        by_input.setdefault(problem.input, problem)
+    assert exc.exit_code == 2
+    return by_input
+
+
+def attempt(flags: Mapping[str, str | None], environ: Mapping[str, str]
+            ) -> Settings | InvalidInput | NotReady:
+    """Settings or the expected error; anything else propagates and fails the test."""
+    try:
+        return load_settings(flags, environ)
+    except (InvalidInput, NotReady) as exc:
+        return exc
+
+
+def only_problem(flags: Flags, environ: Mapping[str, str], name: str) -> Problem:
+    found = problems(flags, environ)
+    assert set(found) == {name}, found
+    return found[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Sources, precedence, defaults, trimming
+# --------------------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    s = load_settings({}, base_env())
+    assert (s.api_key, s.user_id, s.project_id, s.upload_id) == (KEY, USER, PROJECT, UPLOAD)
+    assert s.api_url == DEFAULT_API_URL
+    assert s.ledger == "auto"
+    assert s.github_token == ""
+    assert (s.rate_limit_interval, s.max_wait, s.timeout, s.retries) == (120.0, 900.0, 30.0, 3)
+    assert (s.dry_run, s.strict_ids, s.on_github, s.event_name) == (False, True, False, "")
+    assert s.sources["api-key"] == "STREAMPIXEL_API_KEY"
+    assert s.sources["timeout"] == "default"
+    assert set(s.sources) == set(SPECS)
+
+
+def test_defaults_in_specs_match_the_schema() -> None:
+    from streampixel_distribute.settings import _schema
+
+    schema = _schema()
+    import jsonschema
+
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert set(schema["properties"]) == set(SPECS)
+    assert set(schema["required"]) == {s.name for s in INPUTS if s.required}
+    for spec in INPUTS:
+        if not spec.required:
+            assert schema["properties"][spec.name]["default"] == spec.default, spec.name
+        assert spec.description
+
+
+SOURCES = ["flag", "INPUT_USER-ID", "INPUT_USER_ID", "STREAMPIXEL_USER_ID"]
+
+
+@pytest.mark.parametrize("winner", range(len(SOURCES)))
+def test_precedence_for_an_id(winner: int) -> None:
+    ids = ["aaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaaaaaa3",
+           "aaaaaaaaaaaaaaaaaaaaaaa4"]
+    env = base_env()
+    del env["STREAMPIXEL_USER_ID"]
+    flags: Flags = {}
+    # Give the winner and every source below it; none above it.
+    for i in range(winner, len(SOURCES)):
+        if SOURCES[i] == "flag":
+            flags["user-id"] = ids[i]
+        else:
+            env[SOURCES[i]] = ids[i]
+    s = load_settings(flags, env)
+    assert s.user_id == ids[winner]
+    assert s.sources["user-id"] == SOURCES[winner]
+
+
+def test_precedence_for_a_setting_down_to_the_default() -> None:
+    env = base_env(**{"INPUT_TIMEOUT": "6", "STREAMPIXEL_TIMEOUT": "7"})
+    assert load_settings({"timeout": "5"}, env).timeout == 5
+    assert load_settings({"timeout": None}, env).timeout == 6
+    del env["INPUT_TIMEOUT"]
+    assert load_settings({}, env).timeout == 7
+    del env["STREAMPIXEL_TIMEOUT"]
+    s = load_settings({}, env)
+    assert (s.timeout, s.sources["timeout"]) == (30, "default")
+
+
+def test_hyphen_and_underscore_input_forms() -> None:
+    env = base_env(**{"INPUT_DRY_RUN": "true"})
+    s = load_settings({}, env)
+    assert (s.dry_run, s.sources["dry-run"]) == (True, "INPUT_DRY_RUN")
+    env["INPUT_DRY-RUN"] = "false"  # the runner's own (hyphen) form wins
+    s = load_settings({}, env)
+    assert (s.dry_run, s.sources["dry-run"]) == (False, "INPUT_DRY-RUN")
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\n", " \t\r\n "])
+def test_empty_values_fall_through(blank: str) -> None:
+    env = base_env(**{"INPUT_API-KEY": blank, "INPUT_API_KEY": blank, "INPUT_LEDGER": blank})
+    s = load_settings({"api-key": blank, "ledger": blank}, env)
+    assert s.api_key == KEY
+    assert s.sources["api-key"] == "STREAMPIXEL_API_KEY"
+    assert (s.ledger, s.sources["ledger"]) == ("auto", "default")
+
+
+def test_values_are_trimmed() -> None:
+    env = base_env(**{"INPUT_API-KEY": f"  {KEY}\n", "INPUT_PROJECT-ID": f"\t{PROJECT} \r\n",
+                      "INPUT_API-URL": " https://example.test/api/ "})
+    s = load_settings({"user-id": f" {USER}\n"}, env)
+    assert (s.api_key, s.project_id, s.user_id) == (KEY, PROJECT, USER)
+    assert s.api_url == "https://example.test/api"
+
+
+def test_on_github_and_event_name() -> None:
+    s = load_settings({}, base_env(GITHUB_ACTIONS="true", GITHUB_EVENT_NAME="push"))
+    assert (s.on_github, s.event_name) == (True, "push")
+    assert not load_settings({}, base_env(GITHUB_ACTIONS="1")).on_github
+
+
+def test_settings_is_frozen_and_its_repr_hides_secrets() -> None:
+    s = load_settings({"github-token": TOKEN}, base_env())
+    assert s.github_token == TOKEN
+    assert KEY not in repr(s) and TOKEN not in repr(s) and KEY not in str(s)
+    with pytest.raises(FrozenInstanceError):
+        s.api_key = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.sources["api-key"] = "x"  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------------------------
+# Problems, one kind at a time
+# --------------------------------------------------------------------------------------------
+
+
+def test_missing_required_values_name_every_place_looked_at() -> None:
+    found = problems({}, {"INPUT_API-KEY": "", "INPUT_USER-ID": " "})
+    assert set(found) == {"api-key", "user-id", "project-id", "upload-id"}
+    message = found["api-key"].message
+    assert FORKS in message
+    for name in ("`INPUT_API-KEY` (empty)", "`STREAMPIXEL_API_KEY` (not set)",
+                 "`--api-key` (not given)"):
+        assert name in message
+    assert "STREAMPIXEL_API_KEY" in found["api-key"].fix
+    assert "${{ secrets.STREAMPIXEL_API_KEY }}" in found["api-key"].fix
+    assert "event payload" in found["upload-id"].message
+    assert "repository_dispatch" in found["upload-id"].fix
+
+
+def test_missing_value_points_at_a_misspelt_variable() -> None:
+    env = base_env(STREAMPIXEL_APIKEY=KEY)
+    del env["STREAMPIXEL_API_KEY"]
+    found = only_problem({}, env, "api-key")
+    assert "`STREAMPIXEL_APIKEY`" in found.message
+    assert "Rename to exactly `STREAMPIXEL_API_KEY`" in found.fix
+
+
+def test_missing_secret_on_a_fork_pull_request_and_for_dependabot(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {
+        "head": {"repo": {"full_name": "someone/fork"}},
+        "base": {"repo": {"full_name": "owner/repo"}}}}))
+    env = base_env(GITHUB_EVENT_PATH=str(event), GITHUB_ACTOR="dependabot[bot]")
+    del env["STREAMPIXEL_API_KEY"]
+    found = only_problem({}, env, "api-key")
+    assert "pull request from a fork" in found.fix
+    assert "Dependabot" in found.fix
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    (f"{KEY[:10]} {KEY[10:]}", "a space"),
+    (f"{KEY}\n{KEY}", "a line break"),
+    (f"{KEY[:10]}\t{KEY[10:]}", "a space"),
+])
+def test_whitespace_inside_the_key(value: str, kind: str) -> None:
+    found = only_problem({}, env_for("api-key", value), "api-key")
+    assert kind in found.message
+    assert "one line" in found.fix
+    for part in value.split():
+        assert part not in str(found)
+
+
+def test_whitespace_inside_an_id() -> None:
+    found = only_problem({}, env_for("project-id", f"{PROJECT[:12]} {PROJECT[12:]}"),
+                         "project-id")
+    assert "a space" in found.message
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x00", "\u200b", "\x7f", "\xa0"])
+def test_control_characters(char: str) -> None:
+    found = only_problem({}, env_for("upload-id", UPLOAD[:5] + char + UPLOAD[5:]), "upload-id")
+    assert f"U+{ord(char):04X}" in found.message
+    assert char not in str(found)  # escaped, repr-style
+    assert "invisible" in found.message
+    key_problem = only_problem({}, env_for("api-key", KEY[:5] + char + KEY[5:]), "api-key")
+    assert "invisible" in key_problem.message
+
+
+def test_pasted_dashboard_url_suggests_the_id() -> None:
+    url = f"https://dashboard.streampixel.io/projectdetail/{PROJECT}"
+    found = only_problem({}, env_for("project-id", url), "project-id")
+    assert "URL" in found.message
+    assert f"`project-id: {PROJECT}`" in found.fix
+    found = only_problem({}, env_for("project-id", "https://dashboard.streampixel.io/"),
+                         "project-id")
+    assert "not a URL" in found.fix
+
+
+@pytest.mark.parametrize("wrapped", [f'"{UPLOAD}"', f"'{UPLOAD}'", f"[{UPLOAD}]", f"<{UPLOAD}>",
+                                     f"\u201c{UPLOAD}\u201d", f'"{UPLOAD}'])
+def test_quotes_or_brackets_around_an_id(wrapped: str) -> None:
+    found = only_problem({}, env_for("upload-id", wrapped), "upload-id")
+    assert "quotes or brackets" in found.message
+    assert f"Use '{UPLOAD}'" in found.fix
+
+
+def test_quotes_around_the_key_are_reported_without_the_key() -> None:
+    found = only_problem({}, env_for("api-key", f'"{KEY}"'), "api-key")
+    assert "quotes" in found.message
+
+
+@pytest.mark.parametrize("placeholder", [
+    "your-api-key", "[YOUR_API_KEY]", "<api-key>", "xxx", "XXXXXXXXXX", "changeme",
+    "${{ secrets.STREAMPIXEL_API_KEY }}", "$STREAMPIXEL_API_KEY", "${API_KEY}", "%API_KEY%",
+    "$env:API_KEY", "sk_...", "***", "YOUR_API_KEY", "PLACEHOLDER", "'your-api-key'",
+])
+def test_placeholder_keys(placeholder: str) -> None:
+    found = only_problem({}, env_for("api-key", placeholder), "api-key")
+    assert "placeholder" in found.message
+    assert placeholder not in found.message
+
+
+@pytest.mark.parametrize("placeholder", [
+    "your-project-id", "<project-id>", "[PROJECT_ID]", "${{ secrets.STREAMPIXEL_PROJECT_ID }}",
+    "000000000000000000000000", "xxxxxxxxxxxxxxxxxxxxxxxx", "null", "undefined",
+])
+def test_placeholder_ids(placeholder: str) -> None:
+    found = only_problem({}, env_for("project-id", placeholder), "project-id")
+    assert "placeholder" in found.message
+
+
+def test_unexpanded_expression_explains_where_github_expands_them() -> None:
+    found = only_problem({}, env_for("user-id", "${{ secrets.STREAMPIXEL_USER_ID }}"), "user-id")
+    assert "with:" in found.fix and "env:" in found.fix
+
+
+@pytest.mark.parametrize(("value", "expect"), [
+    ("abc", "not 24 hexadecimal"),
+    (USER[:-1], "23 hex characters"),
+    (USER + "0", "25 hex characters"),
+    ("663d0a1b2c3e4f5a6b7c8d9g", "not 24 hexadecimal"),
+])
+def test_strict_ids(value: str, expect: str) -> None:
+    found = only_problem({}, env_for("user-id", value), "user-id")
+    assert expect in found.message
+    assert "strict-ids: false" in found.fix
+    assert USER not in found.message  # the user id is shortened when echoed
+
+
+def test_upper_case_hex_ids_are_lower_cased_when_strict() -> None:
+    s = load_settings({}, env_for("upload-id", UPLOAD.upper()))
+    assert s.upload_id == UPLOAD
+    s = load_settings({"strict-ids": "false"}, env_for("upload-id", UPLOAD.upper()))
+    assert s.upload_id == UPLOAD.upper()  # not strict: the id is opaque, kept as given
+
+
+def test_loose_ids() -> None:
+    s = load_settings({"strict-ids": "False"}, base_env(**{"INPUT_PROJECT-ID": "proj_42.a-b"}))
+    assert (s.project_id, s.strict_ids) == ("proj_42.a-b", False)
+    env = base_env(**{"INPUT_PROJECT-ID": "proj-" + "x1" * 62, "INPUT_STRICT-IDS": "FALSE"})
+    assert "129 characters" in only_problem({}, env, "project-id").message
+    env["INPUT_PROJECT-ID"] = "has space"
+    only_problem({}, env, "project-id")
+
+
+def test_ids_are_checked_strictly_while_strict_ids_itself_is_invalid() -> None:
+    found = problems({"strict-ids": "no"}, env_for("project-id", "proj-42"))
+    assert set(found) == {"strict-ids", "project-id"}
+
+
+@pytest.mark.parametrize(("url", "expect"), [
+    ("https://api.example.test/base/", "https://api.example.test/base"),
+    ("https://api.example.test", "https://api.example.test"),
+    ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+    ("http://127.4.5.6", "http://127.4.5.6"),
+    ("http://localhost:9999/api", "http://localhost:9999/api"),
+    ("http://[::1]:8080", "http://[::1]:8080"),
+    ("HTTPS://Api.Example.Test/x", "HTTPS://Api.Example.Test/x"),
+])
+def test_api_url_accepted(url: str, expect: str) -> None:
+    assert load_settings({"api-url": url}, base_env()).api_url == expect
+
+
+@pytest.mark.parametrize(("url", "expect"), [
+    ("http://api.example.test", "plain http"),
+    ("http://10.0.0.1:8080", "plain http"),
+    ("ftp://api.example.test", "http(s) URL"),
+    ("api.streampixel.io/pixelStripeApi", "http(s) URL"),
+    ("https://", "http(s) URL"),
+    ("https://h.test/api?x=1", "query or fragment"),
+    ("https://h.test/api#frag", "query or fragment"),
+    ("https://h.test:99999/api", "not a valid URL"),
+    ("https://h.test/api/projects/distribute-file", "endpoint path"),
+    ("https://h .test", "a space"),
+])
+def test_api_url_rejected(url: str, expect: str) -> None:
+    found = only_problem({"api-url": url}, base_env(), "api-url")
+    assert expect in found.message
+
+
+def test_api_url_with_credentials_never_echoes_them() -> None:
+    found = only_problem({"api-url": "https://alice:Hunter2Password@h.test/api"}, base_env(),
+                         "api-url")
+    assert "user name or password" in found.message
+    assert "Hunter2Password" not in str(found) and "alice" not in str(found)
+
+
+def test_endpoint_path_fix_suggests_the_base() -> None:
+    found = only_problem({"api-url": f"{DEFAULT_API_URL}/projects/distribute-file"}, base_env(),
+                         "api-url")
+    assert DEFAULT_API_URL in found.fix
+
+
+@pytest.mark.parametrize("value", ["true", "True", "TRUE", "false", "False", "FALSE"])
+def test_booleans_accepted(value: str) -> None:
+    s = load_settings({"dry-run": value, "strict-ids": value}, base_env())
+    assert s.dry_run is (value.lower() == "true")
+    assert s.strict_ids is (value.lower() == "true")
+
+
+@pytest.mark.parametrize("value", ["yes", "no", "1", "0", "tRue", "on", "t"])
+def test_booleans_rejected(value: str) -> None:
+    found = only_problem({"dry-run": value}, base_env(), "dry-run")
+    assert "`true` or `false`" in found.fix
+
+
+@pytest.mark.parametrize(("name", "value", "seconds"), [
+    ("rate-limit-interval", "120", 120), ("rate-limit-interval", "0.5", 0.5),
+    ("rate-limit-interval", "90s", 90), ("rate-limit-interval", "1h", 3600),
+    ("max-wait", "0", 0), ("max-wait", "15m", 900), ("max-wait", "6h", 21600),
+    ("max-wait", "1.5h", 5400), ("timeout", ".5", 0.5), ("timeout", "10M", 600),
+])
+def test_durations_accepted(name: str, value: str, seconds: float) -> None:
+    s = load_settings({name: value}, base_env())
+    assert getattr(s, name.replace("-", "_")) == seconds
+
+
+@pytest.mark.parametrize(("name", "value", "expect"), [
+    ("rate-limit-interval", "0", "more than 0"), ("rate-limit-interval", "3601", "at most 3600"),
+    ("rate-limit-interval", "-1", "not a duration"), ("max-wait", "6.5h", "at most 21600"),
+    ("max-wait", "1e3", "not a duration"), ("max-wait", "nan", "not a duration"),
+    ("max-wait", "inf", "not a duration"), ("timeout", "0s", "more than 0"),
+    ("timeout", "601", "at most 600"), ("timeout", "10x", "not a duration"),
+    ("timeout", "1d", "not a duration"),
+])
+def test_durations_rejected(name: str, value: str, expect: str) -> None:
+    found = only_problem({name: value}, base_env(), name)
+    assert expect in found.message
+    assert "e.g." in found.fix or "90s" in found.fix
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("10", True), ("3", True),
+                                            ("11", False), ("-1", False), ("3.0", False),
+                                            ("three", False)])
+def test_retries(value: str, ok: bool) -> None:
+    if ok:
+        assert load_settings({"retries": value}, base_env()).retries == int(value)
+    else:
+        assert "whole number" in only_problem({"retries": value}, base_env(), "retries").message
+
+
+@pytest.mark.parametrize("spec", ["none", "auto", "file:///tmp/ledger.json",
+                                  "redis://127.0.0.1:6379/0", "rediss://h.test:6380",
+                                  "github", "github://owner/repo",
+                                  "git+https://git.example.test/ci/ledger.git"])
+def test_ledger_accepted(spec: str) -> None:
+    assert load_settings({"ledger": spec}, base_env()).ledger == spec
+
+
+@pytest.mark.parametrize("spec", ["ftp://h/x", "bogus", "http://[bad", "file:///a b"])
+def test_ledger_rejected(spec: str) -> None:
+    only_problem({"ledger": spec}, base_env(), "ledger")
+
+
+def test_github_token_is_checked_without_echo() -> None:
+    found = only_problem({"github-token": "${{ github.token }}"}, base_env(), "github-token")
+    assert "placeholder" in found.message
+    found = only_problem({"github-token": f"{TOKEN} {TOKEN}"}, base_env(), "github-token")
+    assert "a space" in found.message
+
+
+def test_key_equal_to_an_id_is_a_mix_up() -> None:
+    found = only_problem({}, base_env(STREAMPIXEL_API_KEY=USER), "api-key")
+    assert "`user-id`" in found.message
+    assert USER not in str(found)
+
+
+def test_short_key() -> None:
+    assert "characters long" in only_problem({}, env_for("api-key", "abc12"), "api-key").message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    flags: Flags = {
+        "api-key": "your-api-key", "user-id": "nothex", "project-id": "https://x.test/",
+        "upload-id": '"abc"', "api-url": "http://example.test", "ledger": "nope://x",
+        "github-token": "a b", "rate-limit-interval": "0", "max-wait": "-5", "timeout": "x",
+        "retries": "99", "dry-run": "maybe", "strict-ids": "sure",
+    }
+    found = problems(flags, {})
+    assert set(found) == set(SPECS)
+    with pytest.raises(InvalidInput) as caught:
+        load_settings(flags, {})
+    text = str(caught.value)
+    assert all(f"`{name}`" in text for name in SPECS)
+
+
+def test_the_key_never_appears_even_when_pasted_into_another_input() -> None:
+    # The classic mix-up: the key secret wired into user-id.
+    found = problems({}, base_env(STREAMPIXEL_USER_ID=KEY))
+    assert "user-id" in found
+    # And into the ledger or the api-url, which are echoed for other mistakes.
+    problems({"ledger": f"nope://{KEY}", "api-url": f"http://{KEY}.test/"}, base_env())
+
+
+def test_registered_secrets_are_scrubbed_from_echoed_values() -> None:
+    redact.register("OtherSecretValue99")
+    try:
+        found = only_problem({"ledger": "nope://OtherSecretValue99"}, base_env(), "ledger")
+        assert "OtherSecretValue99" not in str(found)
+    finally:
+        redact.clear()
+
+
+def test_long_values_are_echoed_as_short_excerpts() -> None:
+    found = only_problem({"api-url": "http://example.test/" + "a" * 5000}, base_env(), "api-url")
+    assert len(found.message) < 300
+
+
+# --------------------------------------------------------------------------------------------
+# secret_candidates: masks go up before anything is printed
+# --------------------------------------------------------------------------------------------
+
+
+def test_secret_candidates_cover_every_source_and_form() -> None:
+    env = {"INPUT_API-KEY": f"{KEY}-a\n", "INPUT_API_KEY": f"{KEY}-b", "STREAMPIXEL_API_KEY":
+           f" {KEY}-c ", "INPUT_GITHUB-TOKEN": TOKEN, "INPUT_USER-ID": "not-a-secret",
+           "STREAMPIXEL_LEDGER": "redis://:RedisPassw0rd@127.0.0.1:6379/0"}
+    found = secret_candidates({"api-key": f"{KEY}-d", "github-token": None}, env)
+    for value in (f"{KEY}-a\n", f"{KEY}-a", f"{KEY}-b", f" {KEY}-c ", f"{KEY}-c", f"{KEY}-d",
+                  TOKEN, "RedisPassw0rd"):
+        assert value in found
+    assert "not-a-secret" not in found
+    assert "" not in found
+    multi = secret_candidates({}, {"INPUT_API-KEY": "firstline1234\nsecondline5678"})
+    assert {"firstline1234", "secondline5678"} <= set(multi)
+
+
+# --------------------------------------------------------------------------------------------
+# The event payload (repository_dispatch with a Streampixel webhook body)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def event_file(tmp_path: Path) -> Path:
+    return tmp_path / "event.json"
+
+
+def dispatch_env(path: Path, payload: Any, *, ids: bool = False, raw: str | None = None
+                 ) -> dict[str, str]:
+    path.write_text(raw if raw is not None else json.dumps(
+        {"action": "streampixel", "client_payload": payload}))
+    env = base_env(GITHUB_EVENT_PATH=str(path), GITHUB_EVENT_NAME="repository_dispatch",
+                   GITHUB_ACTIONS="true")
+    if not ids:
+        del env["STREAMPIXEL_PROJECT_ID"], env["STREAMPIXEL_UPLOAD_ID"]
+    return env
+
+
+def webhook(event: str = "build.approved", **fields: Any) -> dict[str, Any]:
+    body = {"event": event, "projectId": OTHER, "uploadId": UPLOAD,
+            "fileUrl": "https://bucket.s3.amazonaws.com/b.zip", "status": "Approved",
+            "objection": None, "timestamp": "2026-04-21T11:30:00.000Z"}
+    body.update(fields)
+    return body
+
+
+def test_approved_payload_fills_the_ids(event_file: Path) -> None:
+    s = load_settings({}, dispatch_env(event_file, webhook()))
+    assert (s.project_id, s.upload_id) == (OTHER, UPLOAD)
+    assert s.sources["project-id"] == s.sources["upload-id"] == "event"
+    assert s.event_name == "repository_dispatch"
+    assert any("build.approved" in w for w in s.warnings)
+
+
+def test_given_ids_win_over_the_payload(event_file: Path) -> None:
+    env = dispatch_env(event_file, webhook())
+    env["INPUT_UPLOAD-ID"] = OTHER
+    s = load_settings({}, env)
+    assert (s.project_id, s.upload_id) == (OTHER, OTHER)
+    assert (s.sources["project-id"], s.sources["upload-id"]) == ("event", "INPUT_UPLOAD-ID")
+
+
+def test_rejected_payload_fails_with_the_objection(event_file: Path) -> None:
+    env = dispatch_env(event_file, webhook("build.rejected", status="Reject",
+                                           objection="Missing .exe in the zip"))
+    with pytest.raises(NotReady) as caught:
+        load_settings({}, env)
+    exc = caught.value
+    assert "Missing .exe in the zip" in str(exc)
+    assert UPLOAD in str(exc)
+    assert exc.hint and exc.exit_code == 4
+    secrets_absent(exc)
+
+
+def test_rejected_payload_matters_only_for_its_own_build(event_file: Path) -> None:
+    payload = webhook("build.rejected", objection="bad build")
+    env = dispatch_env(event_file, payload, ids=True)
+    env["STREAMPIXEL_UPLOAD_ID"] = OTHER  # e.g. a rollback to an older build
+    assert load_settings({}, env).upload_id == OTHER
+    env["STREAMPIXEL_UPLOAD_ID"] = UPLOAD.upper()  # the rejected build itself
+    with pytest.raises(NotReady):
+        load_settings({}, env)
+
+
+def test_rejected_objection_is_one_line_scrubbed_and_short(event_file: Path) -> None:
+    objection = f"bad\n::add-mask::x\r\n\x1b[31m {KEY} " + "y" * 5000
+    env = dispatch_env(event_file, webhook("build.rejected", objection=objection))
+    env["STREAMPIXEL_API_KEY"] = KEY
+    with pytest.raises(NotReady) as caught:
+        load_settings({}, env)
+    text = str(caught.value)
+    assert "\n" not in text and "\r" not in text and "\x1b" not in text
+    assert "bad ::add-mask::x" in text
+    assert len(text) < 500
+    secrets_absent(caught.value)
+
+
+@pytest.mark.parametrize(("upload", "expect"), [
+    (12345, "not a string"), ({"$gt": ""}, "not a string"), (None, "empty"),
+    (["a"], "not a string"), ("", "empty"),
+])
+def test_hostile_payload_values_are_not_taken(event_file: Path, upload: Any, expect: str
+                                              ) -> None:
+    env = dispatch_env(event_file, webhook(uploadId=upload))
+    found = only_problem({}, env, "upload-id")
+    assert expect in found.message
+
+
+@pytest.mark.parametrize("upload", ["../../etc/passwd", "665a2b3c 4d5e6f7a8b9c0e1f",
+                                    "a" * 100_000, "<script>alert(1)</script>",
+                                    "665a2b3c4d5e6f7a8b9c0e1f\n::set-output name=x::y",
+                                    "\ud800" * 30])
+def test_hostile_payload_ids_are_validated_like_inputs(event_file: Path, upload: str) -> None:
+    env = dispatch_env(event_file, webhook(uploadId=upload))
+    found = only_problem({}, env, "upload-id")
+    assert "repository_dispatch payload" in found.fix
+    assert len(str(found)) < 600
+    assert "\n" not in str(found)
+    str(found).encode("utf-8")  # printable: no lone surrogates survive
+
+
+def test_hostile_event_name_is_not_echoed(event_file: Path) -> None:
+    env = dispatch_env(event_file, webhook(event="<img src=x>", uploadId=None))
+    found = only_problem({}, env, "upload-id")
+    assert "<img" not in str(found)
+    assert "unrecognised event" in found.message
+
+
+@pytest.mark.parametrize("raw", ["", "{not json", "[1, 2]", "[" * 100_000, "\xff\xfe",
+                                 json.dumps({"client_payload": "x"}),
+                                 json.dumps({"client_payload": {"foo": 1}}),
+                                 json.dumps({"client_payload": {"event": 5, "uploadId": UPLOAD}})])
+def test_unusable_event_files_do_not_fail_a_run_that_needs_no_payload(event_file: Path,
+                                                                      raw: str) -> None:
+    env = dispatch_env(event_file, None, ids=True, raw=raw)
+    assert load_settings({}, env).upload_id == UPLOAD
+    del env["STREAMPIXEL_UPLOAD_ID"]
+    found = only_problem({}, env, "upload-id")
+    assert "payload" in found.message
+
+
+def test_missing_event_file_does_not_fail_the_run(tmp_path: Path) -> None:
+    env = base_env(GITHUB_EVENT_PATH=str(tmp_path / "nope.json"))
+    assert load_settings({}, env).project_id == PROJECT
+    env["GITHUB_EVENT_PATH"] = str(tmp_path)  # a directory
+    assert load_settings({}, env).project_id == PROJECT
+
+
+def test_payload_ids_are_lower_cased_like_inputs(event_file: Path) -> None:
+    s = load_settings({}, dispatch_env(event_file, webhook(projectId=OTHER.upper())))
+    assert s.project_id == OTHER
+
+
+# --------------------------------------------------------------------------------------------
+# The schema on its own (the safety net behind the specific checks)
+# --------------------------------------------------------------------------------------------
+
+
+def test_schema_errors_follow_strict_ids() -> None:
+    good = {"api-key": KEY, "user-id": USER, "project-id": PROJECT, "upload-id": UPLOAD}
+    assert schema_errors(good) == []
+    assert [n for n, _ in schema_errors({**good, "project-id": "proj-1"})] == ["project-id"]
+    assert schema_errors({**good, "project-id": "proj-1", "strict-ids": "false"}) == []
+    missing = schema_errors({"api-key": KEY})
+    assert {n for n, _ in missing} == {"user-id", "project-id", "upload-id"}
+    errors = schema_errors({**good, "retries": "11", "timeout": "5 s", "dry-run": "yes"})
+    assert {n for n, _ in errors} == {"retries", "timeout", "dry-run"}
+    assert all("11" not in expected for _, expected in errors)
+
+
+def test_schema_never_echoes_the_key() -> None:
+    good = {"user-id": USER, "project-id": PROJECT, "upload-id": UPLOAD}
+    for key in (f"{KEY} x", "short", KEY + "\x00"):
+        for _, expected in schema_errors({**good, "api-key": key}):
+            assert key not in expected and KEY not in expected
+
+
+# --------------------------------------------------------------------------------------------
+# Properties: any text, anywhere
+# --------------------------------------------------------------------------------------------
+
+MARK = "Zq9Kx7WvMARK"
+ALL_NAMES = [spec.name for spec in INPUTS]
+PLACES = ["flag", "INPUT_hyphen", "INPUT_underscore"]
+interesting = st.one_of(
+    st.text(),
+    st.text(alphabet="0123456789abcdefABCDEF \n\"'<>[]{}$%.:/smh-_xX", max_size=40),
+    st.sampled_from(["true", "FALSE", "120", "15m", "1h", "0", "10", "none", "auto", "github",
+                     "file:///tmp/x.json", "https://h.test", "http://127.0.0.1:1/", OTHER,
+                     OTHER.upper(), "${{ secrets.X }}", "redis://:pw@h/0", "http://[::1"]),
+)
+
+
+def place(name: str, value: str, where: str) -> tuple[Flags, dict[str, str]]:
+    env = base_env()
+    if where == "flag":
+        return {name: value}, env
+    upper = name.upper()
+    env[f"INPUT_{upper}" if where == "INPUT_hyphen" else f"INPUT_{upper.replace('-', '_')}"] = (
+        value)
+    return {}, env
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(ALL_NAMES), value=interesting, where=st.sampled_from(PLACES))
+def test_any_text_for_any_input_loads_or_names_that_input(name: str, value: str,
+                                                          where: str) -> None:
+    flags, env = place(name, value, where)
+    outcome = attempt(flags, env)
+    if isinstance(outcome, Settings):
+        assert outcome.sources[name] in ("flag", f"INPUT_{name.upper()}",
+                                         f"INPUT_{name.upper().replace('-', '_')}", "default",
+                                         SPECS[name].env_name)
+        assert KEY not in repr(outcome)
+    else:
+        assert isinstance(outcome, InvalidInput)
+        assert {p.input for p in outcome.problems} == {name}
+        secrets_absent(outcome)
+        assert all(p.fix for p in outcome.problems)
+        assert "\n" not in str(outcome) and "\r" not in str(outcome)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.text(max_size=20), after=st.text(max_size=20), where=st.sampled_from(PLACES),
+       name=st.sampled_from(["api-key", "github-token"]))
+def test_a_secret_is_never_echoed_whatever_it_looks_like(before: str, after: str, where: str,
+                                                          name: str) -> None:
+    secret = before + MARK + after
+    flags, env = place(name, secret, where)
+    # A second bad input makes sure echoing other values cannot leak it either.
+    flags["ledger"] = f"nope://{secret}"
+    try:
+        load_settings(flags, env)
+    except InvalidInput as exc:
+        secrets_absent(exc, MARK)
+    else:
+        pytest.fail("the ledger is invalid")
+    assert MARK in "".join(secret_candidates(flags, env))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    event=st.one_of(st.sampled_from(["build.approved", "build.rejected", "webhook.test"]),
+                    json_values),
+    project=st.one_of(st.just(OTHER), json_values),
+    upload=st.one_of(st.just(UPLOAD), json_values),
+    objection=json_values,
+    ids_given=st.booleans(),
+)
+def test_any_payload_loads_or_fails_cleanly(event: Any, project: Any, upload: Any,
+                                            objection: Any, ids_given: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "event.json"
+        payload = {"event": event, "projectId": project, "uploadId": upload,
+                   "objection": objection}
+        env = dispatch_env(path, payload, ids=ids_given)
+        outcome = attempt({}, env)
+    if isinstance(outcome, Settings):
+        assert len(outcome.project_id) <= 128 and len(outcome.upload_id) <= 128
+        return
+    secrets_absent(outcome)
+    str(outcome).encode("utf-8")  # no lone surrogates reach a log
+    assert "\n" not in str(outcome)
+    if isinstance(outcome, NotReady):
+        assert event == "build.rejected"
+    else:
+        assert {p.input for p in outcome.problems} <= {"project-id", "upload-id"}
+        assert not ids_given
