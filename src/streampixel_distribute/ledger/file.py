@@ -102,17 +102,35 @@ class FileLedger(Ledger):
                 "the file ledger needs POSIX file locks, which Windows does not have",
                 hint="On Windows use a redis:// ledger or `github`.",
             )
+        self._check_place()
+
+    def _check_place(self) -> None:
         directory = self.path.parent
-        if not directory.is_dir():
+        try:
+            mode: int | None = self.path.stat().st_mode
+        except FileNotFoundError:
+            mode = None
+        except NotADirectoryError:  # some "parent directory" is a file
+            mode, directory_missing = None, True
+        except OSError as exc:  # e.g. a parent directory the job may not search
+            raise self._refused("reach", self.path, exc) from None
+        if mode is not None:
+            if stat.S_ISDIR(mode):
+                raise LedgerError(
+                    f"the file ledger path {self.path} is a directory",
+                    hint=f"Name a file inside it: file://{self.path / 'ledger.json'}.")
+            return
+        try:
+            directory_missing = not stat.S_ISDIR(directory.stat().st_mode)
+        except OSError:
+            directory_missing = True
+        if directory_missing:
             # Not created for the user: a typo would give each job its own private ledger.
             raise LedgerError(
                 f"the directory of the file ledger, {directory}, does not exist",
                 hint=f"Create it first (mkdir -p {directory}) on this host, or point the ledger "
                 "at an existing directory; every job must name the same file.",
             )
-        if self.path.is_dir():
-            raise LedgerError(f"the file ledger path {self.path} is a directory",
-                              hint=f"Name a file inside it: file://{self.path / 'ledger.json'}.")
 
     def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
         with self._locked(exclusive=True):
@@ -126,7 +144,7 @@ class FileLedger(Ledger):
             self._write(data)
             return slot
 
-    def peek(self, key: str, interval: float) -> float:  # noqa: ARG002 - in next_free already
+    def peek(self, key: str, interval: float) -> float:
         with self._locked(exclusive=False):
             now = self._context.now()
             return max(now, self._next_free(self._read()["accounts"], key))
@@ -142,8 +160,9 @@ class FileLedger(Ledger):
         reason = exc.strerror or type(exc).__name__
         if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM,
                                                              errno.EROFS):
-            hint = (f"Make {target.parent} and the files in it writable by the user running the "
-                    f"job (uid {os.getuid()}), or point the ledger at a directory it can write.")
+            hint = (f"Make {self.path.parent} (and the files in it) writable, and its parent "
+                    f"directories searchable, by the user running the job (uid {os.getuid()}); "
+                    "or point the ledger at a directory that user can write.")
         elif isinstance(exc, FileNotFoundError):
             hint = f"Create {target.parent} (mkdir -p) or point the ledger at an existing one."
         else:

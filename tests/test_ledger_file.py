@@ -1,0 +1,299 @@
+"""The `file:` ledger: format, failure modes and the GitHub-hosted warning (contract: elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streampixel_distribute.errors import LedgerError
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+from streampixel_distribute.ledger.file import (
+    FORMAT_VERSION,
+    PRUNE_AFTER,
+    FileLedger,
+    is_github_hosted,
+)
+
+T0 = 1_700_000_000.0
+
+
+class Tick:
+    """A caller clock the test moves by hand: the file ledger uses the caller's clock as is."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ledger_at(path: Path, clock: Tick | None = None, **environ: str) -> FileLedger:
+    ledger = open_ledger(path.as_uri(), LedgerContext(environ=environ, now=clock or Tick()))
+    assert isinstance(ledger, FileLedger)
+    return ledger
+
+
+def test_exact_gcra_on_the_callers_clock(tmp_path: Path) -> None:
+    clock = Tick()
+    ledger = ledger_at(tmp_path / "ledger.json", clock)
+    assert ledger.reserve("a", 120) == T0
+    assert ledger.reserve("a", 120) == T0 + 120
+    clock.now = T0 + 100
+    assert ledger.peek("a", 120) == T0 + 240
+    assert ledger.reserve("a", 120, not_before=T0 + 1000) == T0 + 1000
+    clock.now = T0 + 5000  # long after next_free: the slot is now again
+    assert ledger.reserve("a", 120) == T0 + 5000
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.floats(0.5, 600), st.floats(0, 900),
+                          st.floats(0, 2000)), max_size=12))
+def test_matches_the_model_exactly(ops: list[tuple[bool, float, float, float]]) -> None:
+    """With a hand-moved clock the expected slot is a number, not a window."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = Tick()
+        ledger = ledger_at(Path(tmp) / "ledger.json", clock)
+        next_free = float("-inf")
+        for is_reserve, interval, advance, not_before_offset in ops:
+            clock.now += advance
+            not_before = clock.now + not_before_offset
+            if is_reserve:
+                expected = max(clock.now, not_before, next_free)
+                assert ledger.reserve("k", interval, not_before) == expected
+                next_free = expected + interval
+            else:
+                assert ledger.peek("k", interval) == max(clock.now, next_free)
+
+
+def test_file_format(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger_at(path).reserve("sp-abc", 120)
+    data = json.loads(path.read_text())
+    assert data == {"version": FORMAT_VERSION,
+                    "accounts": {"sp-abc": {"next_free": T0 + 120, "updated": T0}}}
+    # The lock is a sidecar that stays; the temporary files of the atomic write do not.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.json", "ledger.json.lock"]
+
+
+def test_unknown_fields_survive_a_rewrite(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps({"version": 1, "note": "kept", "accounts": {
+        "b": {"next_free": T0 + 50, "updated": T0, "by": "job 7"}}}))
+    ledger_at(path).reserve("a", 10)
+    data = json.loads(path.read_text())
+    assert data["note"] == "kept"
+    assert data["accounts"]["b"] == {"next_free": T0 + 50, "updated": T0, "by": "job 7"}
+
+
+def test_long_past_entries_are_pruned(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps({"version": 1, "accounts": {
+        "old": {"next_free": T0 - PRUNE_AFTER - 1, "updated": T0 - PRUNE_AFTER - 200},
+        "recent": {"next_free": T0 - 60, "updated": T0 - 180},
+    }}))
+    ledger_at(path).reserve("new", 120)
+    assert sorted(json.loads(path.read_text())["accounts"]) == ["new", "recent"]
+
+
+def test_peek_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    assert ledger_at(path).peek("a", 120) == T0
+    assert not path.exists()
+
+
+def test_empty_file_is_a_fresh_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.touch()
+    assert ledger_at(path).reserve("a", 120) == T0
+    assert json.loads(path.read_text())["accounts"]["a"]["next_free"] == T0 + 120
+
+
+def test_file_mode_is_kept(tmp_path: Path) -> None:
+    """An admin may make the ledger group-writable for several runner users; a rewrite keeps it."""
+    path = tmp_path / "ledger.json"
+    path.write_text('{"version": 1, "accounts": {}}')
+    path.chmod(0o664)
+    ledger_at(path).reserve("a", 1)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ('{"version": 1, "accounts": {"a": {"next_free": 17000', "invalid JSON"),  # truncated
+        ("\x00\x00\x00garbage", "invalid JSON"),
+        (b"\xff\xfe{}", "invalid JSON"),
+        ("[1, 2]", "top level"),
+        ('{"accounts": {}}', "version"),
+        ('{"version": "1", "accounts": {}}', "version"),
+        ('{"version": 1, "accounts": []}', "accounts"),
+        ('{"version": 1, "accounts": {"a": {"next_free": "soon"}}}', "next_free"),
+        ('{"version": 1, "accounts": {"a": 12}}', "next_free"),
+        ('{"name": "my-app", "version": "1.0.0", "dependencies": {}}', "version"),  # package.json
+    ],
+)
+def test_a_corrupt_file_is_reported_and_left_alone(
+    tmp_path: Path, content: str | bytes, why: str
+) -> None:
+    path = tmp_path / "ledger.json"
+    raw = content if isinstance(content, bytes) else content.encode()
+    path.write_bytes(raw)
+    ledger = ledger_at(path)
+    calls: list[Callable[[], float]] = [lambda: ledger.reserve("a", 120),
+                                        lambda: ledger.peek("a", 120)]
+    for call in calls:
+        with pytest.raises(LedgerError) as caught:
+            call()
+        assert caught.value.exit_code == 7
+        assert why in caught.value.detail
+        assert str(path) in caught.value.detail
+        assert "delete it" in caught.value.hint
+    # Never rebuilt: the file may belong to someone else.
+    assert path.read_bytes() == raw
+
+
+def test_a_newer_format_asks_for_an_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    body = json.dumps({"version": FORMAT_VERSION + 1, "accounts": {}, "slots": []})
+    path.write_text(body)
+    with pytest.raises(LedgerError) as caught:
+        ledger_at(path).reserve("a", 120)
+    assert "newer streampixel-distribute" in caught.value.detail
+    assert caught.value.hint.startswith("Upgrade")
+    assert path.read_text() == body
+
+
+def test_a_missing_directory_is_reported_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "not" / "here"
+    with pytest.raises(LedgerError) as caught:
+        ledger_at(missing / "ledger.json")
+    assert str(missing) in caught.value.detail
+    assert f"mkdir -p {missing}" in caught.value.hint
+    assert not missing.exists()
+
+
+def test_a_directory_is_not_a_ledger(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError) as caught:
+        ledger_at(tmp_path)
+    assert "is a directory" in caught.value.detail
+    assert str(tmp_path / "ledger.json") in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("spec", "hint_part"),
+    [
+        ("file:ledger.json", "Use an absolute path, e.g. file://"),
+        ("file:./state/ledger.json", "Use an absolute path"),
+        ("file://ledger.json", "three slashes"),
+        ("file://tmp/ledger.json", "file:///tmp/ledger.json"),
+        ("file:///tmp/", "Add a file name"),
+        ("file://", "file:///absolute/path/ledger.json"),
+    ],
+)
+def test_malformed_urls_say_how_to_write_them(spec: str, hint_part: str) -> None:
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(spec, LedgerContext())
+    assert hint_part in caught.value.hint
+
+
+def test_percent_encoded_paths(tmp_path: Path) -> None:
+    directory = tmp_path / "with space"
+    directory.mkdir()
+    ledger = open_ledger((directory / "ledger.json").as_uri(), LedgerContext(now=Tick()))
+    ledger.reserve("a", 1)
+    assert (directory / "ledger.json").exists()
+    assert ledger.description == f"file://{directory / 'ledger.json'}"
+
+
+def reserve_as_unprivileged(spec: str) -> LedgerError | None:
+    """Reserve once in a forked child that has dropped root (as root, file permissions do not
+    apply); the error, if any, comes back through a pipe. Without root, call it directly."""
+    if os.geteuid() != 0:
+        try:
+            open_ledger(spec).reserve("a", 120)
+        except LedgerError as exc:
+            return exc
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 0
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)  # nobody
+            try:
+                open_ledger(spec).reserve("a", 120)
+                answer: dict[str, list[str] | None] = {"error": None}
+            except LedgerError as exc:
+                answer = {"error": [exc.title, exc.detail, exc.hint]}
+            os.write(write_end, json.dumps(answer).encode())
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        raw = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    error = json.loads(raw)["error"]
+    return None if error is None else LedgerError(error[1], title=error[0], hint=error[2])
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temp dir any user may traverse (pytest's own are 0700, which would hide the case)."""
+    base = Path(tempfile.mkdtemp(prefix="spd-perm-"))
+    base.chmod(0o755)
+    yield base
+    for directory in (base, *base.iterdir()):
+        directory.chmod(0o755)
+    shutil.rmtree(base)
+
+
+def test_a_directory_the_job_cannot_write(open_tmp: Path) -> None:
+    directory = open_tmp / "locked"
+    directory.mkdir()
+    path = directory / "ledger.json"
+    path.write_text('{"version": 1, "accounts": {}}')
+    path.chmod(0o644)
+    directory.chmod(0o755 if os.geteuid() == 0 else 0o555)  # root-owned: not writable by nobody
+    error = reserve_as_unprivileged(path.as_uri())
+    assert error is not None
+    assert error.title == "Rate-limit ledger refused"
+    assert "Permission denied" in error.detail
+    assert "writable" in error.hint
+    assert json.loads(path.read_text()) == {"version": 1, "accounts": {}}
+
+
+def test_a_directory_the_job_cannot_reach(open_tmp: Path) -> None:
+    hidden = open_tmp / "hidden"
+    hidden.mkdir()
+    hidden.chmod(0o700 if os.geteuid() == 0 else 0o000)
+    error = reserve_as_unprivileged((hidden / "ledger.json").as_uri())
+    assert error is not None
+    assert error.title == "Rate-limit ledger refused"
+    assert f"cannot reach {hidden / 'ledger.json'}: Permission denied" in error.detail
+    assert "searchable" in error.hint
+
+
+def test_github_hosted_runner_warning(tmp_path: Path) -> None:
+    assert is_github_hosted({"RUNNER_ENVIRONMENT": "github-hosted"})
+    assert not is_github_hosted({"RUNNER_ENVIRONMENT": "self-hosted"})
+    assert not is_github_hosted({})
+    hosted = ledger_at(tmp_path / "a.json", RUNNER_ENVIRONMENT="github-hosted")
+    assert hosted.warning is not None
+    assert "coordinates nothing" in hosted.warning
+    assert "redis://" in hosted.warning
+    assert ledger_at(tmp_path / "b.json", RUNNER_ENVIRONMENT="self-hosted").warning is None
+    assert ledger_at(tmp_path / "c.json").warning is None
