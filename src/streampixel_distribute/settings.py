@@ -15,13 +15,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
-import os
 import re
 import types
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import redact
 from .errors import InvalidInput, NotReady, Problem
@@ -304,14 +303,16 @@ _PLACEHOLDER_FIX = {
 }
 
 
-@dataclass
 class _Checker:
     """Collects problems; `echo` makes excerpts of non-secret values safe to print."""
 
-    echo: _Echo
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    sources: dict[str, str] = field(default_factory=dict)
+    # A plain class and NamedTuples below, not dataclasses: each dataclass costs milliseconds of
+    # import time, and the CLI's startup matters.
+    def __init__(self, echo: _Echo) -> None:
+        self.echo = echo
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.sources: dict[str, str] = {}
 
     def add(self, name: str, message: str, fix: str) -> None:
         self.problems.append(Problem(name, self.echo.clean(message), self.echo.clean(fix)))
@@ -559,8 +560,7 @@ def _id_fix(name: str, source: str) -> str:
 _PAYLOAD_KEYS = {"project-id": "projectId", "upload-id": "uploadId"}
 
 
-@dataclass(frozen=True)
-class _Webhook:
+class _Webhook(NamedTuple):
     """The parts of a Streampixel webhook body (in `client_payload`) this action uses."""
 
     event: str  # sanitised: a short dotted name or "an unrecognised event"
@@ -569,8 +569,7 @@ class _Webhook:
     objection: str  # sanitised, may be ""
 
 
-@dataclass(frozen=True)
-class _EventInfo:
+class _EventInfo(NamedTuple):
     webhook: _Webhook | None
     why_not: str  # why no webhook body was found (for "missing" messages)
     fork_note: str  # "pull request from a fork" etc., or ""
@@ -583,10 +582,12 @@ def _read_event(  # noqa: PLR0911 - each way a payload can be unusable has its o
     if not path:
         return _EventInfo(None, "no event payload (GITHUB_EVENT_PATH is not set)", "")
     try:
-        if os.path.getsize(path) > _EVENT_FILE_CAP:
-            return _EventInfo(None, "the event payload file is too large to read", "")
         with open(path, "rb") as handle:
-            data: Any = json.loads(handle.read())
+            # Bounded read: the size on disk says nothing for a pipe or a device.
+            raw = handle.read(_EVENT_FILE_CAP + 1)
+        if len(raw) > _EVENT_FILE_CAP:
+            return _EventInfo(None, "the event payload file is too large to read", "")
+        data: Any = json.loads(raw)
     except (OSError, ValueError, RecursionError):
         return _EventInfo(None, "the event payload file (GITHUB_EVENT_PATH) could not be read "
                           "as JSON", "")
