@@ -584,10 +584,10 @@ def _read_event(  # noqa: PLR0911 - each way a payload can be unusable has its o
     try:
         with open(path, "rb") as handle:
             # Bounded read: the size on disk says nothing for a pipe or a device.
-            raw = handle.read(_EVENT_FILE_CAP + 1)
-        if len(raw) > _EVENT_FILE_CAP:
+            content = handle.read(_EVENT_FILE_CAP + 1)
+        if len(content) > _EVENT_FILE_CAP:
             return _EventInfo(None, "the event payload file is too large to read", "")
-        data: Any = json.loads(raw)
+        data: Any = json.loads(content)
     except (OSError, ValueError, RecursionError):
         return _EventInfo(None, "the event payload file (GITHUB_EVENT_PATH) could not be read "
                           "as JSON", "")
