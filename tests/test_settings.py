@@ -282,6 +282,14 @@ def test_pasted_dashboard_url_suggests_the_id() -> None:
     assert "not a URL" in found.fix
 
 
+@pytest.mark.parametrize("name", ["user-id", "upload-id"])
+def test_project_url_in_another_input_points_at_project_id(name: str) -> None:
+    url = f"https://dashboard.streampixel.io/projectdetail/{PROJECT}"
+    found = only_problem({name: url}, base_env(), name)
+    assert f"`{PROJECT}` belongs in `project-id`" in found.fix
+    assert "dashboard.streampixel.io" in found.message
+
+
 @pytest.mark.parametrize("wrapped", [f'"{UPLOAD}"', f"'{UPLOAD}'", f"[{UPLOAD}]", f"<{UPLOAD}>",
                                      f"\u201c{UPLOAD}\u201d", f'"{UPLOAD}'])
 def test_quotes_or_brackets_around_an_id(wrapped: str) -> None:

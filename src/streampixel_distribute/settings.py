@@ -328,6 +328,8 @@ class _Checker:
         if SPECS[name].secret:
             return "the value"
         if name == "user-id":
+            if "://" in value:  # keep a pasted URL recognisable, shorten the ids in it
+                return self.echo(_HEX24_IN_TEXT.sub(lambda m: _shorten_id(m.group()), value))
             return self.echo(_shorten_id(value))
         return self.echo(value)
 
@@ -396,7 +398,10 @@ class _Checker:
             return value
         if "://" in value or value.lower().startswith(("dashboard.", "www.", "api.")):
             found = _HEX24_IN_TEXT.findall(value)
-            if found:
+            if found and name != "project-id" and "projectdetail" in value.lower():
+                fix = (f"That is a project's dashboard URL: its id `{found[-1].lower()}` "
+                       f"belongs in `project-id`; put the {_where(name)} here.")
+            elif found:
                 suggestion = found[-1].lower()
                 shown = _shorten_id(suggestion) if name == "user-id" else suggestion
                 fix = f"Use the id from that URL: `{name}: {shown}`."
