@@ -483,6 +483,12 @@ class Emulator:
         with self._lock:
             self._reset_locked()
 
+    @property
+    def generation(self) -> int:
+        """Changes on every reset; a request that outlived a reset must not touch the new state."""
+        with self._lock:
+            return self._generation
+
     def add_accounts(self, data: Any) -> int:
         accounts, _ = parse_accounts(data, where="accounts")
         with self._lock:
@@ -1053,11 +1059,15 @@ class Handler(BaseHTTPRequestHandler):
             "user_agent": self.headers.get("User-Agent"),
         }
         emu.record(rec)
+        generation = emu.generation
         fault = emu.take_fault(endpoint, path, self.command)
         if fault is not None:
             emu.update(rec, fault=fault.describe())
             if fault.delay:
                 time.sleep(fault.delay)
+            if emu.generation != generation:  # reset while we slept: belongs to an old test
+                self._abort()
+                return
             if fault.drop == "before_read":
                 emu.update(rec, dropped=fault.drop)
                 self._abort()
