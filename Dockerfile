@@ -45,7 +45,7 @@ COPY entrypoint.py /app/entrypoint.py
 
 # Bytecode is compiled here, once, so a run starts without compiling anything; at run time
 # nothing is written next to the code (the image's files stay as built). -j0: all cores.
-RUN python -m compileall -q -j0 /app /usr/local/lib/python3*/site-packages
+RUN python -m compileall -q -j0 /app/src /usr/local/lib/python3*/site-packages
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

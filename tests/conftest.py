@@ -1,6 +1,7 @@
 """Test fixtures live in tests/support/, one module per real server the tests start."""
 
 pytest_plugins = [
+    "support.container",
     "support.emulator",
     "support.runner",
     "support.ledger_contract",

@@ -18,6 +18,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +31,44 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINER_SH = REPO / "scripts" / "container.sh"
+EMULATOR_START_TIMEOUT = 30.0
+
+
+def action_inputs(path: Path = REPO / "action.yml") -> dict[str, str | None]:
+    """Input name -> default (None: no default) from action.yml.
+
+    A deliberately small reader for the file's own layout (two-space indents, one key per line),
+    so the tests need no YAML library; test_container checks it against the settings specs.
+    """
+    inputs: dict[str, str | None] = {}
+    section = current = ""
+    for raw in path.read_text().splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        indent = len(raw) - len(raw.lstrip())
+        key, _, value = raw.strip().partition(":")
+        if indent == 0:
+            section = key
+        elif section == "inputs" and indent == 2:
+            current = key
+            inputs[current] = None
+        elif section == "inputs" and indent == 4 and key == "default":
+            inputs[current] = value.strip().strip("\"'")
+    return inputs
+
+
+def runner_inputs(env: Mapping[str, str]) -> dict[str, str]:
+    """INPUT_* for every input the caller left out, as the runner sets them (defaults or empty).
+
+    `${{ github.token }}` is evaluated to an empty token: no test may reach GitHub.
+    """
+    given = {k.upper().replace("_", "-") for k in env}
+    filled: dict[str, str] = {}
+    for name, default in action_inputs().items():
+        var = f"INPUT_{name.upper()}"
+        if var.replace("_", "-") not in given:
+            filled[var] = "" if default is None or default.startswith("${{") else default
+    return filled
 
 
 @dataclass(frozen=True)
@@ -49,6 +90,8 @@ class RunAction(Protocol):
         args: Sequence[str] = (),
         read_only: bool = False,
         timeout: float = 120,
+        action_defaults: bool = True,
+        workspace: Path | None = None,
     ) -> Result: ...
 
 
@@ -115,13 +158,23 @@ class ContainerImage:
         args: Sequence[str] = (),
         read_only: bool = False,
         timeout: float = 120,
+        action_defaults: bool = True,
+        workspace: Path | None = None,
     ) -> Result:
-        """Run the image as the runner runs a Docker action step; `env` holds INPUT_* etc."""
+        """Run the image as the runner runs a Docker action step; `env` holds INPUT_* etc.
+
+        Like the runner, every input of action.yml the caller did not give is passed with its
+        default (`action_defaults=False` passes only `env`). `read_only` mounts the workspace
+        read-only and runs with a read-only root filesystem. `workspace` shares one host
+        directory between runs, as the steps of one job share theirs.
+        """
         with tempfile.TemporaryDirectory(prefix="spd-runner-") as tmp:
             root = Path(tmp)
             dirs = {d: root / d for d in ("workspace", "file_commands", "home", "workflow")}
             for d in dirs.values():
                 d.mkdir()
+            if workspace is not None:
+                dirs["workspace"] = workspace
             (dirs["workflow"] / "event.json").write_text(json.dumps(dict(event or {})))
             step = uuid.uuid4()
             files = {
@@ -137,7 +190,7 @@ class ContainerImage:
                 "HOME": "/github/home",
                 "GITHUB_WORKSPACE": "/github/workspace",
                 "GITHUB_EVENT_PATH": "/github/workflow/event.json",
-                "GITHUB_EVENT_NAME": "workflow_dispatch" if event is None else "repository_dispatch",
+                "GITHUB_EVENT_NAME": "repository_dispatch" if event else "workflow_dispatch",
                 "GITHUB_REPOSITORY": "octo-org/game",
                 "GITHUB_RUN_ID": "1001",
                 "GITHUB_RUN_ATTEMPT": "1",
@@ -149,7 +202,8 @@ class ContainerImage:
                 "CI": "true",
                 **{k: f"/github/file_commands/{v}" for k, v in files.items()},
             }
-            full_env = {**runner_env, **env}
+            defaults = runner_inputs(env) if action_defaults else {}
+            full_env = {**runner_env, **defaults, **env}
             ro = ":ro" if read_only else ""
             cmd = [
                 "run", "--rm", "--name", f"spd-test-{step.hex[:12]}",
@@ -159,9 +213,9 @@ class ContainerImage:
                 cmd.append("--read-only")  # the image's own files too
             for name in full_env:
                 cmd += ["-e", name]
-            for d, path in dirs.items():
-                mount_ro = ro if d == "workspace" else ""
-                cmd += ["-v", f"{path}:/github/{d}{mount_ro}"]
+            for dname, path in dirs.items():
+                mount_ro = ro if dname == "workspace" else ""
+                cmd += ["-v", f"{path}:/github/{dname}{mount_ro}"]
             cmd += [self.name, *args]
             proc = self.podman(*cmd, env=full_env, timeout=timeout)
             fc = dirs["file_commands"]
@@ -171,7 +225,63 @@ class ContainerImage:
                 stderr=proc.stderr,
                 outputs=parse_github_output((fc / files["GITHUB_OUTPUT"]).read_text()),
                 summary=(fc / files["GITHUB_STEP_SUMMARY"]).read_text(),
+                workspace=dirs["workspace"],
             )
+
+
+@dataclass
+class ImageEmulator:
+    """The emulator subcommand of the image itself, listening on the host's loopback."""
+
+    url: str
+    name: str
+    image: ContainerImage
+
+    @property
+    def root(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def control(self, method: str, route: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"{self.root}/_emulator/{route}", data=data, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def requests(self, endpoint: str = "distribute-file") -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.control("GET", f"requests?endpoint={endpoint}")
+        return result
+
+    def stop(self) -> None:
+        self.image.podman("rm", "-f", "-t", "2", self.name)
+
+
+def start_image_emulator(image: ContainerImage, *extra: str) -> ImageEmulator:
+    """Run `streampixel-distribute emulator` from the image with host networking on 127.0.0.1."""
+    ready_dir = Path(tempfile.mkdtemp(prefix="spd-emu-"))
+    name = f"spd-emu-{uuid.uuid4().hex[:12]}"
+    proc = image.podman(
+        "run", "-d", "--rm", "--name", name, "--network", "host",
+        "-v", f"{ready_dir}:/ready", image.name,
+        "emulator", "--host", "127.0.0.1", "--port", "0", "--ready-file", "/ready/ready.json",
+        *extra,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"emulator container did not start: {proc.stderr[-2000:]}")
+    ready = ready_dir / "ready.json"
+    deadline = time.monotonic() + EMULATOR_START_TIMEOUT
+    while not ready.exists() or not ready.read_text().strip().endswith("}"):
+        if time.monotonic() > deadline:
+            logs = image.podman("logs", name).stderr
+            image.podman("rm", "-f", name)
+            raise RuntimeError(f"emulator container never became ready: {logs[-2000:]}")
+        time.sleep(0.05)
+    url = json.loads(ready.read_text())["url"]
+    shutil.rmtree(ready_dir, ignore_errors=True)
+    return ImageEmulator(url=url, name=name, image=image)
 
 
 def _podman_env() -> dict[str, str]:
@@ -183,7 +293,7 @@ def _podman_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def container_image() -> Iterator[ContainerImage]:
+def container_image() -> ContainerImage:
     """The action image, built once per session from the unchanged Dockerfile."""
     in_ci = os.environ.get("CI", "").lower() in ("true", "1")
     if shutil.which("podman") is None and not in_ci:
@@ -199,9 +309,23 @@ def container_image() -> Iterator[ContainerImage]:
     if proc.returncode != 0:
         pytest.fail(f"building the image failed:\n{proc.stderr[-4000:]}", pytrace=False)
     env = _podman_env()
-    yield ContainerImage(env["IMAGE"], env)
+    return ContainerImage(env["IMAGE"], env)
 
 
 @pytest.fixture
 def run_action(container_image: ContainerImage) -> RunAction:
     return container_image.run_action
+
+
+@pytest.fixture(scope="session")
+def _image_emulator_session(container_image: ContainerImage) -> Iterator[ImageEmulator]:
+    emulator = start_image_emulator(container_image, "--interval", "0", "--quiet")
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def image_emulator(_image_emulator_session: ImageEmulator) -> ImageEmulator:
+    """The image's own emulator (demo account, no rate limit), reset for each test."""
+    _image_emulator_session.control("POST", "reset", {})
+    return _image_emulator_session

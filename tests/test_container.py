@@ -1,0 +1,261 @@
+"""The real image, run the way the GitHub runner runs a Docker action (tests/support/container.py).
+
+Everything here executes the image's own Python: the action under test and the emulator it talks
+to both run from the built image, on the host's loopback (`--network host`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streampixel_distribute.emulator import DEMO
+from streampixel_distribute.settings import SPECS
+from support.container import (
+    ContainerImage,
+    ImageEmulator,
+    RunAction,
+    action_inputs,
+    parse_github_output,
+    start_image_emulator,
+)
+
+pytestmark = pytest.mark.container
+BASE_IMAGE = "docker.io/library/python:3.13-slim"
+
+# The demo key is public; these distinctive values prove a secret never leaks into any output.
+WRONG_KEY = "wrong-key-7f3a9c1e5b-never-print"
+OUTPUT_NAMES = {"status", "message", "http-status", "attempts", "waited-seconds", "slot-at",
+                "triggered-at", "error"}
+
+
+def printed(stdout: str) -> str:
+    """What the log shows: `::add-mask::` lines are consumed by the runner, never displayed."""
+    # github-action-utils writes `::add-mask ::VALUE`; the runner reads both spellings.
+    return "\n".join(ln for ln in stdout.splitlines() if not ln.startswith("::add-mask"))
+
+
+def inputs(emulator: ImageEmulator, **overrides: str) -> dict[str, str]:
+    env = {
+        "INPUT_API-KEY": DEMO.api_key,
+        "INPUT_USER-ID": DEMO.user_id,
+        "INPUT_PROJECT-ID": DEMO.project_id,
+        "INPUT_UPLOAD-ID": DEMO.upload_id,
+        "INPUT_API-URL": emulator.url,
+        "INPUT_LEDGER": "none",
+    }
+    env.update({f"INPUT_{k.upper().replace('_', '-')}": v for k, v in overrides.items()})
+    return env
+
+
+def test_action_yml_declares_every_input_with_the_settings_default() -> None:
+    declared = action_inputs()
+    assert set(declared) == set(SPECS)
+    for name, spec in SPECS.items():
+        if name == "github-token":
+            assert declared[name] == "${{ github.token }}"
+        elif spec.default:
+            assert declared[name] == spec.default, name
+
+
+def test_parse_github_output_reads_both_forms() -> None:
+    text = "status=triggered\nmessage<<ghadelim_1\nline one\nline=two\nghadelim_1\nerror=\n"
+    assert parse_github_output(text) == {
+        "status": "triggered", "message": "line one\nline=two", "error": ""}
+    with pytest.raises(ValueError, match="never closes"):
+        parse_github_output("message<<EOF\nno end\n")
+
+
+def test_distributes_against_the_emulator(
+    run_action: RunAction, image_emulator: ImageEmulator
+) -> None:
+    result = run_action(inputs(image_emulator))
+
+    assert result.exit_code == 0, result.stderr
+    assert set(result.outputs) >= OUTPUT_NAMES
+    assert result.outputs["status"] == "triggered"
+    assert result.outputs["http-status"] == "200"
+    assert result.outputs["attempts"] == "1"
+    assert result.outputs["error"] == ""
+    assert result.outputs["triggered-at"].endswith("Z")
+    assert DEMO.project_id in result.summary
+    calls = image_emulator.requests()
+    assert [c["status"] for c in calls] == [200]
+    assert calls[0]["uploadId"] == DEMO.upload_id
+    # The key went through -e INPUT_API-KEY only: the emulator accepted it, nothing printed it.
+    assert calls[0]["api_key_ok"] is True
+    for text in (printed(result.stdout), result.stderr, result.summary,
+                 json.dumps(result.outputs)):
+        assert DEMO.api_key not in text
+
+
+def test_invalid_input_exits_2_and_still_writes_outputs_and_summary(
+    run_action: RunAction, image_emulator: ImageEmulator
+) -> None:
+    result = run_action(inputs(image_emulator, user_id="not a hex id", retries="many"))
+
+    assert result.exit_code == 2, result.stderr
+    assert result.outputs["status"] == "failed"
+    assert result.outputs["error"] == "invalid-input"
+    assert result.summary.strip()
+    assert "Traceback" not in result.stdout + result.stderr
+    assert image_emulator.requests() == []
+
+
+def test_missing_secret_is_an_input_error_not_a_call(
+    run_action: RunAction, image_emulator: ImageEmulator
+) -> None:
+    # What a fork's pull request sees: the runner passes an empty INPUT_API-KEY.
+    result = run_action(inputs(image_emulator, api_key=""))
+
+    assert result.exit_code == 2
+    assert result.outputs["error"] == "invalid-input"
+    assert image_emulator.requests() == []
+
+
+def test_wrong_key_exits_3_without_printing_it(
+    run_action: RunAction, image_emulator: ImageEmulator
+) -> None:
+    result = run_action(inputs(image_emulator, api_key=WRONG_KEY))
+
+    assert result.exit_code == 3, result.stderr
+    assert result.outputs["error"] == "unauthorized"
+    assert result.outputs["http-status"] == "401"
+    assert result.summary.strip()
+    for text in (printed(result.stdout), result.stderr, result.summary,
+                 json.dumps(result.outputs)):
+        assert WRONG_KEY not in text
+    # The runner is told to mask it, first thing.
+    first = result.stdout.splitlines()[0].replace(" ", "")
+    assert first.startswith("::add-mask::")
+    assert f"::{WRONG_KEY}" in result.stdout
+
+
+def test_dry_run_calls_nothing(run_action: RunAction, image_emulator: ImageEmulator) -> None:
+    result = run_action(inputs(image_emulator, dry_run="true"))
+
+    assert result.exit_code == 0, result.stderr
+    assert result.outputs["status"] == "dry-run"
+    assert result.outputs["attempts"] == "0"
+    assert result.summary.strip()
+    assert image_emulator.requests() == []
+
+
+def test_ids_from_a_repository_dispatch_payload(
+    run_action: RunAction, image_emulator: ImageEmulator
+) -> None:
+    env = inputs(image_emulator)
+    del env["INPUT_PROJECT-ID"], env["INPUT_UPLOAD-ID"]
+    event = {"action": "streampixel", "client_payload": {
+        "event": "build.approved", "projectId": DEMO.project_id, "uploadId": DEMO.upload_id}}
+
+    result = run_action(env, event)
+
+    assert result.exit_code == 0, result.stderr
+    assert [c["uploadId"] for c in image_emulator.requests()] == [DEMO.upload_id]
+
+
+def test_read_only_workspace_and_root_filesystem(
+    run_action: RunAction, image_emulator: ImageEmulator
+) -> None:
+    result = run_action(inputs(image_emulator), read_only=True)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.outputs["status"] == "triggered"
+
+
+def test_streampixel_env_interface_of_other_ci(
+    container_image: ContainerImage, image_emulator: ImageEmulator, tmp_path: Path
+) -> None:
+    """GitLab/Jenkins/CircleCI style: plain `docker run -e STREAMPIXEL_*`, no GitHub variables."""
+    env = {
+        "STREAMPIXEL_API_KEY": DEMO.api_key,
+        "STREAMPIXEL_USER_ID": DEMO.user_id,
+        "STREAMPIXEL_PROJECT_ID": DEMO.project_id,
+        "STREAMPIXEL_UPLOAD_ID": DEMO.upload_id,
+        "STREAMPIXEL_API_URL": image_emulator.url,
+    }
+    args = ["run", "--rm", "--network", "host", "-v", f"{tmp_path}:/out"]
+    for name in env:
+        args += ["-e", name]
+    proc = container_image.podman(
+        *args, container_image.name,
+        "--json", "--dotenv", "/out/streampixel.env", "--summary-file", "/out/summary.md",
+        env=env,
+    )  # fmt: skip
+
+    assert proc.returncode == 0, proc.stderr
+    outputs = json.loads(proc.stdout)
+    assert outputs["status"] == "triggered"
+    assert "::" not in proc.stdout  # no GitHub workflow commands outside GitHub
+    dotenv = dict(line.split("=", 1) for line in (tmp_path / "streampixel.env").read_text()
+                  .splitlines() if line)
+    assert dotenv["STREAMPIXEL_STATUS"] == "triggered"
+    assert dotenv["STREAMPIXEL_HTTP_STATUS"] == "200"
+    assert (tmp_path / "summary.md").read_text().strip()
+    assert DEMO.api_key not in proc.stdout + proc.stderr + json.dumps(dotenv)
+
+
+def test_rate_limit_spacing_through_a_file_ledger(
+    run_action: RunAction, container_image: ContainerImage, tmp_path: Path
+) -> None:
+    """Two steps sharing a file ledger in the job's workspace get slots one interval apart."""
+    emulator = start_image_emulator(container_image, "--interval", "2", "--quiet")
+    try:
+        env = {**inputs(emulator), "INPUT_LEDGER": "file:///github/workspace/ledger.json",
+               "INPUT_RATE-LIMIT-INTERVAL": "2"}
+        # One workspace for both runs, as two steps of one job share it.
+        first = run_action(env, workspace=tmp_path)
+        second = run_action(env, workspace=tmp_path)
+        assert (first.exit_code, second.exit_code) == (0, 0), first.stderr + second.stderr
+        times = [c["time"] for c in emulator.requests() if c["status"] == 200]
+    finally:
+        emulator.stop()
+    assert len(times) == 2
+    assert times[1] - times[0] >= 2 - 0.05
+
+
+def test_image_holds_only_the_runtime(container_image: ContainerImage) -> None:
+    def sh(script: str) -> str:
+        proc = container_image.shell(script)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    compilers = sh("for c in gcc cc c++ g++ clang tcc make; do command -v $c || true; done")
+    assert compilers.strip() == ""
+    assert sorted(sh("ls -A /app").split()) == ["entrypoint.py", "src"]
+    assert sh("ls -A /app/src").split() == ["streampixel_distribute"]
+    # Compared with the base image: what the base itself ships (CPython's own test package,
+    # ensurepip's wheels) is not ours to remove.
+    find = ("find / -xdev \\( -path /proc -o -path /sys \\) -prune -o \\( -name 'test_*.py' "
+            "-o -name conftest.py -o \\( -name tests -type d ! -empty \\) -o -name .git "
+            "-o -name pyproject.toml -o -name '*.whl' -o -name '*.egg-info' "
+            "-o -name .pytest_cache \\) -print")
+    base = container_image.podman("run", "--rm", "--network", "none", BASE_IMAGE, "sh", "-c", find)
+    assert base.returncode == 0, base.stderr
+    added = set(sh(find).split()) - set(base.stdout.split())
+    # Dependencies may ship their own test packages inside site-packages: not test files of ours.
+    assert sorted(p for p in added if "/site-packages/" not in p) == []
+    pip_cache = sh("ls -A /root/.cache/pip /tmp 2>/dev/null; pip cache dir 2>/dev/null || true")
+    assert "http" not in pip_cache
+    assert sh("du -s /root/.cache 2>/dev/null | cut -f1 || true").strip() in ("", "0", "4")
+
+
+def test_image_is_precompiled_labelled_and_starts_the_cli(container_image: ContainerImage) -> None:
+    inspect = container_image.podman("image", "inspect", container_image.name)
+    assert inspect.returncode == 0, inspect.stderr
+    config = json.loads(inspect.stdout)[0]["Config"]
+    assert config["Entrypoint"] == ["python", "/app/entrypoint.py"]
+    assert {"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"} <= set(config["Env"])
+    labels = config["Labels"]
+    for key in ("title", "description", "version", "source", "licenses"):
+        assert labels[f"org.opencontainers.image.{key}"], key
+    # Bytecode exists for the package, so no run compiles (or writes) anything.
+    pyc = container_image.shell("ls /app/src/streampixel_distribute/__pycache__")
+    assert "cli.cpython-" in pyc.stdout
+    version = container_image.podman("run", "--rm", "--network", "none", container_image.name,
+                                     "--version")
+    assert version.returncode == 0
+    assert labels["org.opencontainers.image.version"] in version.stdout
