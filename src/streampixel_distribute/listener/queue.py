@@ -1,0 +1,190 @@
+"""The durable queue: one SQLite file in WAL mode with `synchronous=FULL`.
+
+A delivery is committed (and fsynced) before the listener answers 2xx, because Streampixel
+delivers each webhook once and never retries: an acknowledged event that only lived in memory
+would be lost with the process. The UNIQUE (upload_id, event) constraint makes a second delivery of
+the same event a no-op at the database level, so it cannot be acted on twice, even when both
+copies arrive at the same instant on two server threads.
+
+States: pending -> working -> done | failed; an item found `working` at startup was in hand when
+the process died and goes back to `pending`. A retryable failure goes back to `pending` with a
+`not_before` time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DistributeError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000  # well inside Streampixel's 10 s delivery timeout
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    upload_id   TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    project_id  TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    rule        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    not_before  REAL NOT NULL DEFAULT 0,
+    updated_at  REAL NOT NULL,
+    result      TEXT,
+    UNIQUE (upload_id, event)
+);
+CREATE INDEX IF NOT EXISTS deliveries_todo ON deliveries (state, action, not_before, id);
+"""
+
+
+class QueueError(DistributeError):
+    kind = "queue-error"
+    exit_code = 2
+    default_title = "Queue unavailable"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    upload_id: str
+    event: str
+    project_id: str
+    action: str
+    rule: Mapping[str, Any]
+    body: Mapping[str, Any]
+    received_at: float
+    attempts: int
+
+
+class Queue:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection shared under a lock: every statement is short, and SQLite
+            # serialises writers anyway.
+            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise QueueError(f"{path} does not support WAL mode (got {mode})",
+                                 hint="Put the queue on a local disk (not NFS or SMB).")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(_DDL)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise QueueError(
+                f"cannot open the queue database {path}: {exc}",
+                hint="Point `--queue` (STREAMPIXEL_QUEUE) at a writable path on a local disk; "
+                "in a container, mount a volume there so the queue survives restarts.",
+            ) from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- the server side ------------------------------------------------------------------
+
+    def enqueue(self, *, upload_id: str, event: str, project_id: str, action: str,
+                rule: Mapping[str, Any], body: Mapping[str, Any], now: float) -> int | None:
+        """Insert one delivery; the new id, or None when (upload_id, event) is already known."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO deliveries (upload_id, event, project_id, action, rule, body, "
+                "received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (upload_id, event) DO NOTHING",
+                (upload_id, event, project_id, action, json.dumps(rule), json.dumps(body),
+                 now, now),
+            )
+            return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    def ping(self) -> bool:
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1 FROM deliveries LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def depth(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+        counts = {"pending": 0, "working": 0, "done": 0, "failed": 0}
+        counts.update({str(state): int(n) for state, n in rows})
+        return counts
+
+    # -- the worker side ------------------------------------------------------------------
+
+    def recover(self, now: float) -> int:
+        """Put back items that were in hand when the process stopped; how many."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "UPDATE deliveries SET state = 'pending', updated_at = ? WHERE state = 'working'",
+                (now,))
+            return cursor.rowcount
+
+    def claim(self, action: str, now: float) -> Item | None:
+        """Take the oldest due pending item of this action kind and mark it working."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id, upload_id, event, project_id, action, rule, body, received_at, "
+                "attempts FROM deliveries WHERE state = 'pending' AND action = ? "
+                "AND not_before <= ? ORDER BY id LIMIT 1", (action, now)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE deliveries SET state = 'working', attempts = attempts + 1, "
+                       "updated_at = ? WHERE id = ?", (now, row[0]))
+        return Item(id=row[0], upload_id=row[1], event=row[2], project_id=row[3],
+                    action=row[4], rule=json.loads(row[5]), body=json.loads(row[6]),
+                    received_at=row[7], attempts=row[8] + 1)
+
+    def next_due(self, action: str) -> float | None:
+        """When the earliest pending item of this kind becomes due (None: nothing pending)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(not_before) FROM deliveries WHERE state = 'pending' AND action = ?",
+                (action,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def finish(self, item_id: int, state: str, result: Mapping[str, Any], now: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE deliveries SET state = ?, result = ?, updated_at = ? WHERE id = ?",
+                       (state, json.dumps(result), now, item_id))
+
+    def retry_later(self, item_id: int, not_before: float, result: Mapping[str, Any],
+                    now: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE deliveries SET state = 'pending', not_before = ?, result = ?, "
+                       "updated_at = ? WHERE id = ?",
+                       (not_before, json.dumps(result), now, item_id))
+
+    def requeue(self, item_id: int, now: float) -> None:
+        """Give an item back untouched (shutdown before it was acted on)."""
+        with self._tx() as db:
+            db.execute("UPDATE deliveries SET state = 'pending', attempts = MAX(0, attempts - 1),"
+                       " updated_at = ? WHERE id = ?", (now, item_id))
