@@ -100,8 +100,9 @@ def run_reservers(under_test: BackendUnderTest, key: str, count: int) -> list[fl
 
 
 def test_concurrent_reservers_get_distinct_slots_one_interval_apart(
-    ledger_backend: BackendUnderTest,
+    racing_ledger_backend: BackendUnderTest,
 ) -> None:
+    ledger_backend = racing_ledger_backend
     key, tol = ledger_backend.new_key(), ledger_backend.tolerance
     started = time.time()
     slots = sorted(run_reservers(ledger_backend, key, RESERVERS))

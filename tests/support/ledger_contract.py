@@ -11,8 +11,9 @@ A support module that can stand up a backend registers it once, at import time:
     register(LedgerBackend("git-file", _git_target, clock_tolerance=0.0))
 
 Every test that asks for the `ledger_backend` fixture then runs once per storing backend
-(tests/test_ledger_contract.py, tests/test_ledger_race.py); `nonstoring_ledger_backend` gets the
-backends with `stores=False` (`none`), which only promise never to block. The parametrization
+(tests/test_ledger_contract.py); `racing_ledger_backend` once per storing backend with
+`race=True` (tests/test_ledger_race.py); `nonstoring_ledger_backend` once per backend with
+`stores=False` (`none`), which only promises never to block. The parametrization
 happens at collection time (`pytest_generate_tests`), so a module registered later in
 `pytest_plugins` still counts.
 
@@ -60,6 +61,9 @@ class LedgerBackend:
     #: Seconds a returned slot may be off when the backend converts from its own clock (Redis
     #: `TIME`): the conversion error is bounded by the round trip, not by clock skew.
     clock_tolerance: float = 0.0
+    #: False for variants that share another backend's reservation code (Redis with a password,
+    #: with TLS): the 32-process race test runs once per reservation algorithm, not per transport.
+    race: bool = True
     marks: tuple[pytest.MarkDecorator, ...] = ()
 
 
@@ -101,16 +105,18 @@ class BackendUnderTest:
         return f"sp-test-{uuid.uuid4().hex}"
 
 
-def _params(stores: bool) -> list[object]:
-    return [
-        pytest.param(b, id=b.name, marks=b.marks) for b in BACKENDS if b.stores == stores
-    ]
+_SELECTIONS: dict[str, Callable[[LedgerBackend], bool]] = {
+    "ledger_backend": lambda b: b.stores,
+    "racing_ledger_backend": lambda b: b.stores and b.race,
+    "nonstoring_ledger_backend": lambda b: not b.stores,
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for name, stores in (("ledger_backend", True), ("nonstoring_ledger_backend", False)):
+    for name, wanted in _SELECTIONS.items():
         if name in metafunc.fixturenames:
-            metafunc.parametrize(name, _params(stores), indirect=True)
+            params = [pytest.param(b, id=b.name, marks=b.marks) for b in BACKENDS if wanted(b)]
+            metafunc.parametrize(name, params, indirect=True)
 
 
 def _under_test(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendUnderTest]:
@@ -123,6 +129,13 @@ def _under_test(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Back
 
 @pytest.fixture
 def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendUnderTest]:
+    yield from _under_test(request, tmp_path)
+
+
+@pytest.fixture
+def racing_ledger_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[BackendUnderTest]:
     yield from _under_test(request, tmp_path)
 
 

@@ -173,27 +173,31 @@ class RedisLedger(Ledger):
         )
         refused = "Rate-limit ledger refused"
         # First match wins: AuthenticationError is a ConnectionError, so it comes first.
-        table: list[tuple[type[Exception] | tuple[str, ...], str | None, str, str]] = [
-            (e.AuthenticationError, refused, f"{where} refused the credentials: {text}",
+        table: list[tuple[tuple[type[Exception] | str, ...], str | None, str, str]] = [
+            ((e.AuthenticationError,), refused, f"{where} refused the credentials: {text}",
              "Check the password in the ledger URL secret (redis://:PASSWORD@host:port/0; "
              "percent-encode special characters)."),
-            (e.NoPermissionError, refused, f"{where} denied a command: {text}",
+            # Inside a script, Redis 7.0 reports an ACL denial as a plain ERR with this text.
+            ((e.NoPermissionError, "can't run this command"), refused,
+             f"{where} denied a command: {text}",
              "Grant the ledger's Redis user +evalsha +eval +get +set +time on keys "
              f"'{NAMESPACE}*'."),
-            (e.ReadOnlyError, None, f"{where} is a read-only replica: {text}",
+            ((e.ReadOnlyError,), None, f"{where} is a read-only replica: {text}",
              "Point the ledger URL at the primary (writable) Redis endpoint."),
-            (e.TimeoutError, None,
+            (("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"), refused,
+             f"{where} presented a TLS certificate this runner does not trust: {text}",
+             "Add ?ssl_ca_certs=/path/to/ca.pem to the ledger URL for a private CA (or, only if "
+             "you accept the risk, ?ssl_cert_reqs=none)."),
+            ((e.TimeoutError,), None,
              f"{where} unreachable: no answer within {timeout} s", unreachable),
-            (e.ConnectionError, None, f"{where} unreachable: {text}", unreachable),
+            ((e.ConnectionError,), None, f"{where} unreachable: {text}", unreachable),
             (("CORRUPT", "WRONGTYPE"), "Rate-limit ledger corrupt",
              f"{where} holds something else under this ledger's key: {text}",
              f"Delete the keys '{NAMESPACE}*' (they hold only slot reservations) or give the "
              "ledger its own Redis database (/1, /2, …)."),
         ]
         for match, title, detail, hint in table:
-            if (isinstance(match, tuple) and any(code in text for code in match)) or (
-                isinstance(match, type) and isinstance(exc, match)
-            ):
+            if any(m in text if isinstance(m, str) else isinstance(exc, m) for m in match):
                 return LedgerError(detail, title=title, hint=hint)
         return LedgerError(
             f"{where} failed: {text}",

@@ -1,0 +1,328 @@
+"""The Redis ledger against real redis-server processes: clocks, expiry, auth, TLS, failures.
+
+The contract itself (slots, peek, not_before…) runs in test_ledger_contract.py for `redis`,
+`redis-auth` and `redis-tls`; here is what only Redis has.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streampixel_distribute import redact
+from streampixel_distribute.errors import LedgerError
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+from streampixel_distribute.ledger.redis import NAMESPACE, RedisLedger, _time_refused, load_script
+from support.redis_server import REDIS_PASSWORD, RedisServer
+
+INTERVAL = 60.0
+TOL = 0.5  # clock conversion error bound, as registered for the contract
+
+
+def new_key() -> str:
+    return f"sp-test-{uuid.uuid4().hex}"
+
+
+def open_redis(spec: str, now: object = time.time) -> RedisLedger:
+    ledger = open_ledger(spec, LedgerContext(now=now))  # type: ignore[arg-type]
+    assert isinstance(ledger, RedisLedger)
+    return ledger
+
+
+def assert_no_secret(error: LedgerError, *secrets: str) -> None:
+    for text in (str(error), error.detail, error.hint, error.title, repr(error)):
+        for secret in secrets:
+            assert secret not in text
+            assert urllib.parse.quote(secret, safe="") not in text
+
+
+# -- clocks ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skewed_first", [False, True])
+def test_runner_clock_skew_does_not_matter(redis_server: RedisServer, skewed_first: bool) -> None:
+    """Two runners whose clocks differ by 30 s still get slots one interval apart in real time.
+
+    A ledger on the callers' clocks would let the fast runner see next_free as already past and
+    take a slot right on top of the slow runner's.
+    """
+    skew = 30.0
+    honest = open_redis(redis_server.url())
+    skewed = open_redis(redis_server.url(), now=lambda: time.time() + skew)
+    key, interval = new_key(), 10.0  # shorter than the skew, the case a caller clock gets wrong
+    order = [(skewed, skew), (honest, 0.0)] if skewed_first else [(honest, 0.0), (skewed, skew)]
+    real_slots = []
+    for _round in range(2):
+        for ledger, offset in order:
+            real_slots.append(ledger.reserve(key, interval) - offset)  # back to the real clock
+    gaps = [b - a for a, b in itertools.pairwise(real_slots)]
+    assert gaps == pytest.approx([interval] * 3, abs=TOL)
+    honest.close()
+    skewed.close()
+
+
+def test_slots_are_on_the_callers_clock(redis_server: RedisServer) -> None:
+    """A caller living an hour in the past gets slots an hour in the past: its own clock."""
+    lag = -3600.0
+    ledger = open_redis(redis_server.url(), now=lambda: time.time() + lag)
+    key = new_key()
+    before = time.time() + lag
+    slot = ledger.reserve(key, INTERVAL)
+    assert before - TOL <= slot <= time.time() + lag + TOL
+    not_before = time.time() + lag + 500
+    assert ledger.reserve(new_key(), INTERVAL, not_before) >= not_before
+    ledger.close()
+
+
+def test_time_fallback_outside_the_script(redis_server: RedisServer) -> None:
+    """Where TIME is refused inside scripts, the client reads TIME first and passes it in."""
+    ledger = open_redis(redis_server.url())
+    ledger._time_in_script = False  # what a refusal switches to (the trigger is tested below)
+    key = new_key()
+    before = time.time()
+    first = ledger.reserve(key, INTERVAL)
+    assert before - TOL <= first <= time.time() + TOL
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(first + INTERVAL, abs=TOL)
+    assert ledger.peek(key, INTERVAL) == pytest.approx(first + 2 * INTERVAL, abs=TOL)
+    ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [
+        # Redis 3.2-4.x with verbatim script replication, word for word:
+        ("Error running script (call to f_0123): @user_script:1: @user_script: 1: Write commands "
+         "not allowed after non deterministic commands. Call redis.replicate_commands() at the "
+         "start of your script in order to switch to single commands replication mode.", True),
+        ("ERR unknown command 'TIME'", True),
+        ("ERR command TIME not allowed in scripts", True),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", False),
+        ("NOPERM this user has no permissions to run the 'set' command", False),
+    ],
+)
+def test_which_script_errors_mean_time_is_refused(message: str, refused: bool) -> None:
+    assert _time_refused(message) is refused
+
+
+def test_the_script_is_package_data() -> None:
+    script = load_script()
+    assert 'redis.call("TIME")' in script
+    assert "PX" in script
+
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+def test_key_is_namespaced_and_expires(redis_server: RedisServer) -> None:
+    ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
+    ledger.peek(key, INTERVAL)
+    assert client.exists(NAMESPACE + key) == 0  # peek stores nothing
+    ledger.reserve(key, INTERVAL)
+    assert client.exists(NAMESPACE + key) == 1
+    assert client.exists(key) == 0
+    ttl = client.pttl(NAMESPACE + key)
+    # next_free - now + interval = 2 intervals after the first reservation.
+    assert 0 < ttl <= 2 * INTERVAL * 1000
+    assert ttl > INTERVAL * 1000
+    for _ in range(2):
+        ledger.reserve(key, INTERVAL)
+    ttl = client.pttl(NAMESPACE + key)
+    assert 3 * INTERVAL * 1000 < ttl <= 4 * INTERVAL * 1000
+    ledger.close()
+    client.close()
+
+
+def test_script_cache_flush_is_survived(redis_server: RedisServer) -> None:
+    """A restarted or failed-over Redis has forgotten the script: EVALSHA -> NOSCRIPT -> reload."""
+    ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
+    first = ledger.reserve(key, INTERVAL)
+    client.script_flush()
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(first + INTERVAL, abs=TOL)
+    ledger.close()
+    client.close()
+
+
+@pytest.mark.parametrize("damage", ["text", "hash"])
+def test_something_else_under_the_key_is_reported(redis_server: RedisServer, damage: str) -> None:
+    ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
+    if damage == "text":
+        client.set(NAMESPACE + key, "not a number")
+    else:
+        client.hset(NAMESPACE + key, "field", "1")
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(key, INTERVAL)
+    assert caught.value.title == "Rate-limit ledger corrupt"
+    assert NAMESPACE in caught.value.hint
+    ledger.close()
+    client.close()
+
+
+# -- credentials ----------------------------------------------------------------------------------
+
+
+def test_description_has_no_credentials(redis_server_auth: RedisServer) -> None:
+    url = redis_server_auth.url(db=3) + "?socket_timeout=2"
+    ledger = open_redis(url)
+    assert ledger.description == f"redis://127.0.0.1:{redis_server_auth.port}/3"
+    user_url = f"rediss://someone:{REDIS_PASSWORD}@[::1]:6380/2?ssl_cert_reqs=none"
+    assert open_redis(user_url).description == "rediss://[::1]:6380/2"
+
+
+@pytest.mark.parametrize("password", ["wrong-Pw-55d1c2e7", ""])
+def test_bad_or_missing_password(redis_server_auth: RedisServer, password: str) -> None:
+    ledger = open_redis(redis_server_auth.url(password=password or ""))
+    if not password:  # an explicit "" means "no password" to url(); make sure none is sent
+        ledger = open_redis(f"redis://127.0.0.1:{redis_server_auth.port}/0")
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(new_key(), INTERVAL)
+    error = caught.value
+    assert error.exit_code == 7
+    assert error.title == "Rate-limit ledger refused"
+    assert f"127.0.0.1:{redis_server_auth.port}" in error.detail
+    assert "password in the ledger URL secret" in error.hint
+    assert_no_secret(error, REDIS_PASSWORD, *([password] if password else []))
+
+
+def test_password_for_a_server_without_one_is_harmless(redis_server: RedisServer) -> None:
+    """redis-py ignores Redis's "no password is set" answer: a leftover password still works."""
+    password = "unneeded-Pw-0b9f"
+    ledger = open_redis(redis_server.url(password=password))
+    before = time.time()
+    assert before - TOL <= ledger.reserve(new_key(), INTERVAL) <= time.time() + TOL
+    assert password not in ledger.description
+    ledger.close()
+
+
+@pytest.fixture
+def acl_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
+    """A user with special characters in its password, on the open server."""
+    name, password = "ledger-user", "p@ss:w/rd%41 #x"
+    client = redis_server.client()
+    client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                       commands=["+@all"])
+    yield name, password
+    client.acl_deluser(name)
+    client.close()
+
+
+def test_percent_encoded_password_works_and_stays_hidden(
+    redis_server: RedisServer, acl_user: tuple[str, str]
+) -> None:
+    name, password = acl_user
+    url = f"redis://{name}:{urllib.parse.quote(password, safe='')}@127.0.0.1:{redis_server.port}/0"
+    ledger = open_redis(url)
+    before = time.time()
+    assert before - TOL <= ledger.reserve(new_key(), INTERVAL) <= time.time() + TOL
+    assert password not in ledger.description
+    assert redact.scrub(f"x {password} y") == f"x {redact.MASK} y"  # registered for masking
+    ledger.close()
+
+
+def test_missing_permissions_name_the_commands(
+    redis_server: RedisServer, acl_user: tuple[str, str]
+) -> None:
+    name, password = acl_user
+    redis_server.client().acl_setuser(name, enabled=True, commands=["-set"])
+    url = f"redis://{name}:{urllib.parse.quote(password, safe='')}@127.0.0.1:{redis_server.port}/0"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert caught.value.title == "Rate-limit ledger refused"
+    assert "+set" in caught.value.hint
+    assert_no_secret(caught.value, password)
+
+
+# -- reachability ---------------------------------------------------------------------------------
+
+
+def test_server_down_fails_at_once(redis_down_url: str) -> None:
+    port = urllib.parse.urlsplit(redis_down_url).port
+    with pytest.raises(LedgerError) as caught:
+        open_redis(redis_down_url).reserve(new_key(), INTERVAL)
+    error = caught.value
+    assert error.exit_code == 7
+    assert f"Redis at 127.0.0.1:{port} unreachable" in error.detail
+    assert "Connection refused" in error.detail
+    assert "host and port" in error.hint
+    assert_no_secret(error, REDIS_PASSWORD)
+
+
+def test_unresolvable_host() -> None:
+    with pytest.raises(LedgerError) as caught:
+        # .invalid never resolves (RFC 2606); the lookup is the local resolver's, no traffic out.
+        open_redis("redis://redis.nonexistent.invalid:6379/0").reserve(new_key(), INTERVAL)
+    assert "unreachable" in caught.value.detail
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections (kernel backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+def test_silent_server_times_out_with_a_ledger_error(silent_port: int) -> None:
+    url = f"redis://127.0.0.1:{silent_port}/0?socket_timeout=0.3&socket_connect_timeout=0.3"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert "no answer within 0.3 s" in caught.value.detail
+
+
+def test_default_timeouts_are_short() -> None:
+    """Without URL options an unreachable Redis costs seconds, not the OS's minutes."""
+    ledger = open_redis("redis://127.0.0.1:6379/0")
+    options = ledger._client.connection_pool.connection_kwargs
+    assert 0 < options["socket_connect_timeout"] <= 5
+    assert 0 < options["socket_timeout"] <= 5
+
+
+# -- URLs, TLS, the optional dependency ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "hint_part"),
+    [
+        ("redis://127.0.0.1:notaport/0", "redis://[:password@]host:port/db"),
+        ("redis://127.0.0.1:6379/0?no_such_option=1", "Remove it"),
+    ],
+)
+def test_invalid_urls(url: str, hint_part: str) -> None:
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url)
+    assert hint_part in caught.value.hint
+
+
+def test_tls_with_an_untrusted_certificate(redis_server_tls: RedisServer) -> None:
+    url = f"rediss://127.0.0.1:{redis_server_tls.port}/0"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert "ssl_ca_certs" in caught.value.hint
+
+
+def test_tls_without_verification_when_asked(redis_server_tls: RedisServer) -> None:
+    ledger = open_redis(f"rediss://127.0.0.1:{redis_server_tls.port}/0?ssl_cert_reqs=none")
+    before = time.time()
+    assert before - TOL <= ledger.reserve(new_key(), INTERVAL) <= time.time() + TOL
+    ledger.close()
+
+
+def test_plain_client_against_tls_port_is_unreachable(redis_server_tls: RedisServer) -> None:
+    url = f"redis://127.0.0.1:{redis_server_tls.port}/0?socket_timeout=1"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert "rediss://" in caught.value.hint
+
+
+def test_missing_client_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # what `import redis` sees when not installed
+    with pytest.raises(LedgerError) as caught:
+        open_ledger("redis://127.0.0.1:6379/0")
+    assert "streampixel-distribute[redis]" in caught.value.hint
