@@ -7,7 +7,6 @@ how long the coordinator must wait before trying again.
 
 from __future__ import annotations
 
-import email.utils
 import html
 import json
 import re
@@ -77,6 +76,8 @@ def parse_retry_after(header: str | None, message: str, *, now: float) -> tuple[
         value = header.strip()
         if re.fullmatch(r"\d{1,9}", value):
             return min(float(value), MAX_RETRY_AFTER), "Retry-After header"
+        import email.utils  # noqa: PLC0415 - rare path; the email package is slow to import
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -113,7 +114,6 @@ class StreampixelClient:
 
             self._session = requests.Session()
             self._session.headers["User-Agent"] = USER_AGENT
-            self._session.max_redirects = 0
         return self._session
 
     def distribute(self, *, api_key: str, user_id: str, project_id: str, upload_id: str) -> Result:

@@ -60,8 +60,14 @@ class ActionRun:
     files: dict[str, str]
 
     def everything(self) -> str:
-        """All text the run produced, for leak checks."""
-        return "\n".join([self.stdout, self.stderr, self.summary, json.dumps(self.outputs),
+        """All text the run produced that anyone can read, for leak checks.
+
+        `::add-mask::` lines carry the secret by design: the runner consumes them and never
+        shows them, so they are left out (test_action checks they come first).
+        """
+        visible = "\n".join(line for line in self.stdout.splitlines()
+                            if not line.startswith("::add-mask"))
+        return "\n".join([visible, self.stderr, self.summary, json.dumps(self.outputs),
                           *self.files.values()])
 
 

@@ -127,7 +127,7 @@ class Reporter:
         if isinstance(error, InvalidInput):
             lines = [str(p) for p in error.problems]
         else:
-            lines[0] += "."
+            lines[0] = lines[0].rstrip(".") + "."
             if error.hint:
                 lines.append(f"Fix: {error.hint}")
         self._annotate("error", "\n".join(lines), error.title)

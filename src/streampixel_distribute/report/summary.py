@@ -56,7 +56,7 @@ def render_summary(report: Report) -> str:
             lines += ["", "### How to fix it", ""]
             lines += [f"- `{p.input}`: {p.fix}" for p in error.problems]
         else:
-            lines.append(error.detail + ".")
+            lines.append(error.detail.rstrip(".") + ".")
             if error.hint:
                 lines += ["", "### How to fix it", "", error.hint]
     if report.warnings:
