@@ -140,24 +140,24 @@ class RedisLedger(Ledger):
             if self._time_in_script:
                 try:
                     reply = self._script(keys=[self.key_of(key)], args=[*args, ""])
+                    # The server read its clock somewhere in this round trip: take the middle.
+                    caller_now = (before + self._context.now()) / 2
                 except ResponseError as exc:
                     if not _time_refused(str(exc)):
                         raise
                     self._time_in_script = False
             if not self._time_in_script:
                 before = self._context.now()
-                args[1] = max(0, round((not_before - before) * _US))
                 seconds, micros = self._client.time()
+                caller_now = (before + self._context.now()) / 2  # around the TIME call
+                args[1] = max(0, round((not_before - before) * _US))
                 reply = self._script(keys=[self.key_of(key)],
                                      args=[*args, seconds * _US + micros])
         except RedisError as exc:
             raise self._translate(exc) from None
-        after = self._context.now()
         server_now, slot = (int(v) for v in reply)
-        # The midpoint of the round trip is the best estimate of when the server read its clock.
-        # It is >= `before`, from which min_delay was computed, so not_before still holds; max()
-        # only absorbs microsecond rounding.
-        caller_now = (before + after) / 2
+        # caller_now >= `before`, from which min_delay was computed, so not_before still holds;
+        # max() only absorbs microsecond rounding.
         return max(caller_now + (slot - server_now) / _US, not_before)
 
     def _translate(self, exc: Exception) -> LedgerError:
