@@ -30,7 +30,8 @@ LABEL org.opencontainers.image.title="streampixel-distribute" \
 # Debian's git depends on the full perl (~50 MB) only for commands the ledger never runs
 # (send-email, svn, cvs, instaweb, …); they are purged, keeping the image under 80 MB over the
 # base. dpkg's database stays truthful (git installed, perl not), so SBOMs list what is there.
-# hadolint ignore=DL3008
+# SC2046: the unquoted $(dpkg-query …) must split into one argument per package.
+# hadolint ignore=DL3008,SC2046
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git \
     && dpkg --purge --force-depends \

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The project's test command (README): on a fresh Debian/Ubuntu machine it installs everything,
+# then runs every linter and the whole test suite, container tests included.
+#   bash scripts/test.sh [PYTEST ARGS...]
+# Environment: VENV (default .work/venv), SKIP_APT=1 (tools already installed), SKIP_LINT=1.
+# Fails if any linter or test fails, and also if no test ran at all (pytest exit 5).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$REPO/.work/venv}
+cd "$REPO"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+
+T0=$SECONDS
+TIMINGS=()
+phase() {  # phase NAME CMD...: run one phase, record its duration, stop at the first failure
+  local name=$1 start=$SECONDS rc=0
+  shift
+  echo "=== [$name] $(date -u +%H:%M:%S)"
+  "$@" || rc=$?
+  TIMINGS+=("$(printf '%-10s %4ss  %s' "$name" $((SECONDS - start)) "$([ $rc = 0 ] && echo ok || echo "FAILED ($rc)")")")
+  if [ $rc != 0 ]; then report; exit "$rc"; fi
+}
+report() {
+  echo "=== timings"
+  printf '  %s\n' "${TIMINGS[@]}"
+  echo "  total      $((SECONDS - T0))s"
+}
+
+# Debian packages: Python for the venv, redis-server and git (real servers the tests start),
+# podman + runc + debootstrap (the container tests: scripts/container.sh), shellcheck (lint).
+APT_PACKAGES=(python3 python3-venv python3-pip git redis-server podman runc debootstrap
+  ca-certificates shellcheck)
+apt_install() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && { echo "all present"; return 0; }
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+    return 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "installed: ${missing[*]}"
+}
+
+venv() {
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q -e '.[test,lint]'
+}
+
+# The image is built before pytest so the build has its own line in the timings; the session
+# fixture then finds every layer cached.
+image() { bash scripts/container.sh build; }
+
+tests() {
+  local rc=0
+  # CI=true makes a missing podman a failure instead of a skip (tests/support/container.py).
+  "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
+  if [ $rc = 5 ]; then
+    echo "pytest collected no tests: that is a failure" >&2
+  fi
+  return $rc
+}
+
+if [ "${SKIP_APT:-}" != 1 ]; then phase apt apt_install; fi
+phase venv venv
+if [ "${SKIP_LINT:-}" != 1 ]; then phase lint env VENV="$VENV" bash scripts/lint.sh; fi
+phase image image
+phase pytest tests "$@"
+report
