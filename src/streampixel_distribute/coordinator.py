@@ -182,8 +182,9 @@ class Coordinator:
         self.progress.slot_at = slot
         # Position = how many reservations are ahead of ours: the distance past the earliest
         # time we could have had, in intervals.
-        ahead = (slot - earliest) / self.settings.rate_limit_interval
-        self.progress.position = max(0, math.ceil(ahead - 1e-6))
+        # A second of slack absorbs the time between our clock read and the ledger's.
+        ahead = (slot - earliest - 1.0) / self.settings.rate_limit_interval
+        self.progress.position = max(0, math.ceil(ahead))
 
     def _wait_until(self, slot: float) -> None:
         remaining = slot - self.clock.time()
@@ -268,9 +269,8 @@ def choose_ledger(settings: Settings, environ: Mapping[str, str], clock: Clock, 
     context = LedgerContext(environ=environ, github_token=settings.github_token, now=clock.time)
     if settings.ledger != "auto":
         ledger = open_ledger(settings.ledger, context)
-        warning = getattr(ledger, "warning", None)
-        if warning:
-            log.warning(str(warning), title="Ledger")
+        if ledger.warning:
+            log.warning(ledger.warning, title="Ledger")
         return ledger
     if settings.on_github and settings.github_token and environ.get("GITHUB_REPOSITORY"):
 

@@ -18,8 +18,13 @@ _forms: list[str] = []
 
 
 def _encoded_forms(secret: str) -> set[str]:
-    forms = {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}
-    raw = secret.encode()
+    # os.environ turns bytes that are not UTF-8 into lone surrogates; surrogateescape gives the
+    # original bytes back, which is what would travel in a URL or a Basic-auth header.
+    try:
+        raw = secret.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from a byte
+        raw = secret.encode("utf-8", "surrogatepass")
+    forms = {secret, urllib.parse.quote(raw, safe=""), urllib.parse.quote_plus(raw)}
     forms.add(base64.b64encode(raw).decode())
     # base64 of the secret inside a longer value ("user:secret") aligns on any of 3 offsets; the
     # stable middle part of each alignment is what can appear in such an encoding.

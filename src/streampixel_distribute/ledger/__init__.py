@@ -32,6 +32,8 @@ class Ledger(ABC):
 
     #: What the user sees in logs, outputs and the summary: never credentials.
     description: str = ""
+    #: A caveat worth a warning annotation (e.g. a file ledger on a GitHub-hosted runner).
+    warning: str | None = None
 
     @abstractmethod
     def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
