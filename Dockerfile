@@ -30,12 +30,13 @@ LABEL org.opencontainers.image.title="streampixel-distribute" \
 # Debian's git depends on the full perl (~50 MB) only for commands the ledger never runs
 # (send-email, svn, cvs, instaweb, …); they are purged, keeping the image under 80 MB over the
 # base. dpkg's database stays truthful (git installed, perl not), so SBOMs list what is there.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # SC2046: the unquoted $(dpkg-query …) must split into one argument per package.
 # hadolint ignore=DL3008,SC2046
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
-    && dpkg --purge --force-depends \
-        $(dpkg-query -W -f '${Package}\n' 'perl' 'perl-modules-*' 'libperl5*' 'liberror-perl' 'git-man' 2>/dev/null) \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git \
+    && dpkg --purge --force-depends $(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' \
+        'perl' 'perl-modules-*' 'libperl5*' 'liberror-perl' 'git-man' | awk '$1 == "ii" {print $2}') \
     && git --version \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
         /var/cache/debconf/*-old /var/lib/dpkg/*-old
