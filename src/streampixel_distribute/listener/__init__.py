@@ -12,7 +12,6 @@ actions (what happens after the 2xx), metrics (Prometheus text), log (JSON lines
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import json
 import os
@@ -121,6 +120,9 @@ class Listener:
             self.ledger = choose_ledger(settings, environ, clock, log)
             client = CountingClient(settings.api_url, timeout=settings.timeout,
                                     metrics=self.metrics)
+            # Import and set up the HTTP stack now, not on the first approval: a slow first call
+            # would reach Streampixel late in its slot, leaving the next call too little gap.
+            _ = client.session
             actions.append(DistributeAction(settings, ledger=self.ledger, client=client,
                                             clock=clock, metrics=self.metrics))
         if config.rules.uses("dispatch"):
@@ -154,6 +156,7 @@ class Listener:
             for worker in self.workers:
                 worker.start()
         drained = threading.Event()
+        main_thread = threading.get_ident()
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             if drained.is_set() or self.stop.is_set():
@@ -174,7 +177,8 @@ class Listener:
                 if worker.is_alive():
                     worker.join(max(0.0, deadline - time.monotonic()))
             drained.set()
-            _thread.interrupt_main(signal.SIGINT)
+            # A real signal to the main thread interrupts waitress's select() at once.
+            signal.pthread_kill(main_thread, signal.SIGINT)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)

@@ -1,0 +1,164 @@
+"""`streampixel-distribute test-webhook`: have Streampixel send `webhook.test` to the project.
+
+`POST {api-url}/projects/test-webhook` makes Streampixel POST a synthetic event to the webhook URL
+saved in the dashboard (10 s timeout, no retries) and report `success` and the `statusCode` the
+receiver answered (0: no connection). Run it in a pipeline before relying on webhooks, so a broken
+receiver fails the pipeline instead of silently losing the next approval.
+
+Exit codes: 0 delivered (the receiver answered 2xx); 8 Streampixel reached no receiver or it did
+not answer 2xx; otherwise as the main command (2 input, 3 credentials, 4 no webhook URL or
+project, 6 Streampixel unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import redact
+from .api import StreampixelClient, interpret
+from .errors import DistributeError, InvalidInput, NotFound, Unauthorized, exit_code_of
+from .redact import scrub
+from .settings import load_settings, secret_candidates
+
+TEST_WEBHOOK_PATH = "/projects/test-webhook"
+_PLACEHOLDER_UPLOAD = "89abcdef0123456789abcdef"  # validation needs one; test-webhook uses none
+FLAGS = ("api-key", "user-id", "project-id", "api-url", "timeout", "strict-ids")
+
+
+class WebhookNotDelivered(DistributeError):
+    kind = "webhook-failed"
+    exit_code = 8
+    default_title = "Webhook test failed"
+
+
+@dataclass(frozen=True)
+class WebhookTestResult:
+    success: bool
+    status_code: int
+    message: str
+    http_status: int
+
+
+class WebhookTestClient(StreampixelClient):
+    def test_webhook(self, *, api_key: str, user_id: str, project_id: str) -> WebhookTestResult:
+        payload = {"apiKey": api_key, "userId": user_id, "projectId": project_id}
+        status, headers, raw = self._post(TEST_WEBHOOK_PATH, payload)
+        text = raw.decode("utf-8", "replace")
+        try:
+            body: Any = json.loads(text) if text.strip() else {}
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        message = scrub(str(body.get("message") or ""))[:300]
+        if status == 401:
+            raise Unauthorized(
+                f"Streampixel answered HTTP 401: {message or 'Unauthorized'}",
+                hint="`api-key` is missing, mistyped or was rotated (a new key invalidates the "
+                "old one), or `user-id` is not the key's owner. Update STREAMPIXEL_API_KEY.",
+                http_status=status, server_message=message or None)
+        if status == 404:
+            if "webhook" in message.lower():
+                raise NotFound(
+                    f"Streampixel answered HTTP 404: {message}", title="No webhook URL",
+                    hint="Save a Webhook URL in the dashboard: project → Project Settings → "
+                    "Webhook URL (e.g. https://<your-host>/webhook/<token> for the listener), "
+                    "tick at least one event, and save.",
+                    http_status=status, server_message=message)
+            raise NotFound(
+                f"Streampixel answered HTTP 404: {message or 'Not found'}",
+                title="Project not found",
+                hint="Check `project-id` (the id in dashboard.streampixel.io/projectdetail/<id>).",
+                http_status=status, server_message=message or None)
+        if not 200 <= status < 300:
+            interpret(status, headers, raw, now=0.0)  # raises the typed error for the status
+        success = body.get("success")
+        code = body.get("statusCode")
+        return WebhookTestResult(
+            success=success is True,
+            status_code=code if isinstance(code, int) and not isinstance(code, bool) else 0,
+            message=message, http_status=status)
+
+
+def _diagnosis(code: int) -> str:
+    if code == 0:
+        return ("Streampixel could not connect to the webhook URL: check DNS, the firewall, "
+                "that the URL is public HTTPS (not localhost), and that the listener runs.")
+    if code == 404:
+        return ("The receiver answered 404: for `streampixel-distribute listen` this means the "
+                "token in the URL does not match STREAMPIXEL_WEBHOOK_TOKEN, or the path is "
+                "not /webhook/<token>.")
+    if code == 403:
+        return ("The receiver answered 403: the listener's allow-list "
+                "(STREAMPIXEL_ALLOW_PROJECTS) does not include this project.")
+    if code in (502, 503, 504):
+        return ("A proxy in front of the receiver answered: the receiver is down or too slow "
+                "(Streampixel waits 10 s). Check the listener's /healthz and the proxy's upstream.")
+    return "Check the receiver's logs for this request."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="streampixel-distribute test-webhook",
+        description="Make Streampixel send a webhook.test event to the project's webhook URL "
+        "and report whether the receiver answered 2xx.",
+        epilog="Flags may also be given as STREAMPIXEL_<NAME> (e.g. STREAMPIXEL_API_KEY).",
+    )
+    for name in FLAGS:
+        p.add_argument(f"--{name}", dest=name, metavar="VALUE")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+    flags: dict[str, str | None] = {name: getattr(args, name) for name in FLAGS}
+    for secret in secret_candidates(flags, env):
+        redact.register(secret)
+    out: dict[str, Any] = {"success": False, "statusCode": None, "message": "",
+                           "httpStatus": None, "error": ""}
+    error: DistributeError | None = None
+    try:
+        settings = load_settings({**flags, "upload-id": _PLACEHOLDER_UPLOAD, "dry-run": None},
+                                 env)
+        client = WebhookTestClient(settings.api_url, timeout=max(settings.timeout, 15.0))
+        result = client.test_webhook(api_key=settings.api_key, user_id=settings.user_id,
+                                     project_id=settings.project_id)
+        out.update(success=result.success, statusCode=result.status_code,
+                   message=result.message, httpStatus=result.http_status)
+        if not result.success:
+            error = WebhookNotDelivered(
+                f"Streampixel's test delivery got status code {result.status_code} "
+                f"({result.message or 'no message'})", hint=_diagnosis(result.status_code),
+                http_status=result.http_status, server_message=result.message or None)
+    except DistributeError as exc:
+        error = exc
+        out.update(httpStatus=exc.http_status, message=exc.server_message or exc.title)
+    if error is not None:
+        out["error"] = error.kind
+        lines = [str(p) for p in error.problems] if isinstance(error, InvalidInput) \
+            else [f"{error.title}: {error.detail}."]
+        if error.hint and not isinstance(error, InvalidInput):
+            lines.append(f"Fix: {error.hint}")
+        _err("error: " + "\n  ".join(lines))
+    else:
+        _err(f"Webhook delivered: the receiver answered {out['statusCode']} "
+             f"({out['message'] or 'success'}).")
+    if args.json:
+        sys.stdout.write(scrub(json.dumps(out)) + "\n")
+        sys.stdout.flush()
+    return 0 if error is None else exit_code_of(error)
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(scrub(text) + "\n")
+    sys.stderr.flush()

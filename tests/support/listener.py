@@ -1,0 +1,292 @@
+"""The webhook listener as a real subprocess, and a local stand-in of GitHub's dispatch endpoint.
+
+Fixtures:
+- `listener_factory(actions=..., env=..., args=..., queue=...)`: start
+  `streampixel-distribute listen --port 0` in a subprocess (stopped at teardown); returns a
+  `ListenerProcess` with helpers to deliver webhooks, read /metrics, the JSON logs and the queue.
+- `github_standin`: an HTTP server in this process answering
+  `POST /repos/{owner}/{repo}/dispatches` with 204 when the Bearer token matches `GITHUB_TOKEN`
+  (401 otherwise), recording every request; `status` forces another answer.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+START_TIMEOUT = 15.0
+
+# Distinctive secrets: tests assert they appear in no log line.
+WEBHOOK_TOKEN = "whk-LEAKCHECK-5d1e9b7c3a0f42e8"
+GITHUB_TOKEN = "ghp_LEAKCHECKdispatch0123456789abcdef"
+API_KEY = "sk-LISTENER-LEAKCHECK-7a3c9e1f"
+
+
+def envelope(event: str, project_id: str, upload_id: str | None, **extra: Any) -> dict[str, Any]:
+    statuses = {"build.approved": "Approved", "build.rejected": "Reject",
+                "build.distributing": "Distribute", "webhook.test": "test"}
+    body: dict[str, Any] = {
+        "event": event, "projectId": project_id, "uploadId": upload_id,
+        "fileUrl": "https://bucket.example/build.zip" if upload_id else None,
+        "status": statuses.get(event, "pending"), "objection": None,
+        "timestamp": "2026-04-21T11:30:00.000Z",
+    }
+    body.update(extra)
+    return body
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class ListenerProcess:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path, queue: Path,
+                 token: str) -> None:
+        self.process = process
+        self.port = port
+        self.log_path = log
+        self.queue = queue
+        self.token = token
+        self.root = f"http://127.0.0.1:{port}"
+        self.webhook_url = f"{self.root}/webhook/{token}"
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            resp = conn.getresponse()
+            return Reply(resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()})
+        finally:
+            conn.close()
+
+    def deliver(self, body: Any, *, token: str | None = None, raw: bytes | None = None) -> Reply:
+        data = raw if raw is not None else json.dumps(body).encode()
+        return self.request("POST", f"/webhook/{token or self.token}", data,
+                            {"Content-Type": "application/json"})
+
+    def healthy(self) -> bool:
+        try:
+            return self.request("GET", "/healthz").status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> dict[str, float]:
+        """Samples by `name{labels}` as printed."""
+        text = self.request("GET", "/metrics").body.decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample, e.g. `metric("deliveries_total", event="build.approved", outcome="queued")`
+        (labels in the order the listener prints them); 0 when absent."""
+        label = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        key = f"streampixel_listener_{name}" + (f"{{{label}}}" if label else "")
+        return self.metrics().get(key, 0.0)
+
+    # -- what it wrote -------------------------------------------------------------------
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def logs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.output().splitlines() if line.strip()]
+
+    def wait_log(self, msg_part: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            for record in self.logs():
+                if msg_part in record.get("msg", "") and all(
+                        record.get(k) == v for k, v in fields.items()):
+                    return record
+            return None
+        found: dict[str, Any] = wait_until(find, timeout, f"log {msg_part!r} {fields}")
+        return found
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The queue table, read from the SQLite file like any other reader would."""
+        if not self.queue.exists():
+            return []
+        db = sqlite3.connect(f"file:{self.queue}?mode=ro", uri=True, timeout=5)
+        try:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM deliveries ORDER BY id")]
+        finally:
+            db.close()
+
+    # -- process -------------------------------------------------------------------------
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill9(self) -> None:
+        self.process.kill()  # SIGKILL: no handler runs, nothing is flushed or cleaned up
+        self.process.wait()
+
+
+def listener_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
+    env["NO_PROXY"] = "*"
+    env["STREAMPIXEL_WEBHOOK_TOKEN"] = WEBHOOK_TOKEN
+    env.update(base or {})
+    return env
+
+
+def start_listener(workdir: Path, *, env: Mapping[str, str] | None = None,
+                   args: list[str] | None = None, actions: Any = None,
+                   queue: Path | None = None) -> ListenerProcess:
+    """`streampixel-distribute listen --port 0` via the real CLI entry point."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ready = workdir / f"ready-{time.monotonic_ns()}.json"
+    log = workdir / f"listener-{time.monotonic_ns()}.log"
+    queue = queue or workdir / "queue.sqlite3"
+    full_env = listener_env(env)
+    if actions is not None:
+        full_env["STREAMPIXEL_WEBHOOK_ACTIONS"] = json.dumps(actions)
+    cmd = [sys.executable, "-c",
+           "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
+           "listen", "--port", "0", "--ready-file", str(ready), "--queue", str(queue),
+           *(args or [])]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
+                                   cwd=workdir)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            raise RuntimeError(f"listener did not start (exit {process.returncode}):\n"
+                               f"{log.read_text(errors='replace')}")
+        time.sleep(0.02)
+    info = json.loads(ready.read_text())
+    return ListenerProcess(process, int(info["port"]), log, queue,
+                           full_env["STREAMPIXEL_WEBHOOK_TOKEN"])
+
+
+@pytest.fixture
+def listener_factory(tmp_path: Path) -> Iterator[Callable[..., ListenerProcess]]:
+    started: list[ListenerProcess] = []
+
+    def start(**kwargs: Any) -> ListenerProcess:
+        proc = start_listener(tmp_path / "listener", **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+# --- GitHub's repository_dispatch endpoint ---------------------------------------------------
+
+
+@dataclass
+class GitHubStandIn:
+    token: str = GITHUB_TOKEN
+    status: int | None = None  # force this answer instead of 204
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.requests)
+
+
+def _github_handler(standin: GitHubStandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                body: Any = json.loads(raw)
+            except ValueError:
+                body = None
+            auth_ok = self.headers.get("Authorization") == f"Bearer {standin.token}"
+            with standin._lock:
+                standin.requests.append({"path": self.path, "headers": dict(self.headers),
+                                         "body": body, "auth_ok": auth_ok})
+            parts = self.path.strip("/").split("/")
+            if not auth_ok:
+                self._answer(401, {"message": "Bad credentials"})
+            elif standin.status is not None:
+                self._answer(standin.status, {"message": f"forced {standin.status}"})
+            elif len(parts) != 4 or parts[0] != "repos" or parts[3] != "dispatches":
+                self._answer(404, {"message": "Not Found"})
+            elif not isinstance(body, dict) or not body.get("event_type"):
+                self._answer(422, {"message": "Invalid request"})
+            else:
+                self._answer(204, None)
+
+        def _answer(self, status: int, payload: Any) -> None:
+            data = b"" if payload is None else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def github_standin() -> Iterator[GitHubStandIn]:
+    standin = GitHubStandIn()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _github_handler(standin))
+    server.daemon_threads = True
+    standin.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    yield standin
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,457 @@
+"""The webhook listener over real HTTP: a real subprocess, the emulator, a GitHub stand-in.
+
+Waiting is polling with a deadline (`wait_until`); nothing asserts how fast anything was.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from support.emulator import Emulator
+from support.listener import (
+    API_KEY,
+    GITHUB_TOKEN,
+    WEBHOOK_TOKEN,
+    GitHubStandIn,
+    ListenerProcess,
+    envelope,
+    listener_env,
+    wait_until,
+)
+
+USER_ID = "66aa0000000000000000a0a1"
+PROJECTS = [f"66aa0000000000000000b0{i:02x}" for i in range(1, 5)]
+UPLOADS = [f"66aa0000000000000000c0{i:02x}" for i in range(1, 9)]
+SECRETS = (API_KEY, WEBHOOK_TOKEN, GITHUB_TOKEN)
+
+
+def seed(emulator: Emulator, projects: int = 1, uploads_per_project: int = 2) -> None:
+    """One account with distinctive key, its projects and ready uploads (upload j of project i
+    is UPLOADS[i * uploads_per_project + j])."""
+    emulator.add_account(USER_ID, API_KEY, [
+        {"projectId": PROJECTS[i], "uploads": [
+            {"uploadId": UPLOADS[i * uploads_per_project + j], "ready": True}
+            for j in range(uploads_per_project)]}
+        for i in range(projects)])
+
+
+def distribute_env(emulator: Emulator, interval: float) -> dict[str, str]:
+    return {"STREAMPIXEL_API_KEY": API_KEY, "STREAMPIXEL_USER_ID": USER_ID,
+            "STREAMPIXEL_API_URL": emulator.url,
+            "STREAMPIXEL_RATE_LIMIT_INTERVAL": f"{interval:g}"}
+
+
+def distributed(emulator: Emulator, upload_id: str | None = None) -> list[dict[str, Any]]:
+    """distribute-file calls the emulator received (answered or still in progress)."""
+    return [r for r in emulator.requests("distribute-file")
+            if upload_id in (None, r.get("uploadId"))]
+
+
+def answered(emulator: Emulator, count: int) -> list[dict[str, Any]] | None:
+    """The distribute-file calls once at least `count` were received and all answered."""
+    calls = distributed(emulator)
+    return calls if len(calls) >= count and all(c["status"] for c in calls) else None
+
+
+def no_secrets(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+# --- the whole chain -------------------------------------------------------------------------
+
+
+def test_emulator_pipeline_events_reach_the_listener_which_distributes(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    emulator.configure(interval=0.2, processing_seconds=1.0)
+    seed(emulator, uploads_per_project=0)
+    listener = listener_factory(env=distribute_env(emulator, 0.5))
+    emulator.set_webhook(PROJECTS[0], listener.webhook_url)
+
+    upload = requests.post(f"{emulator.url}/projects/upload-file", json={
+        "apiKey": API_KEY, "userId": USER_ID, "projectId": PROJECTS[0],
+        "fileUrl": "https://bucket.example/game.zip", "autoRelease": False}, timeout=10)
+    assert upload.status_code == 200
+    upload_id = upload.json()["uploadId"]
+
+    calls = wait_until(lambda: answered(emulator, 1), what="distribute-file call")
+    assert [c["status"] for c in calls] == [200]
+    # The emulator answers a distribute with build.distributing: acknowledged, not acted on.
+    hooks = wait_until(lambda: [h for h in emulator.webhooks()
+                                if h["event"] == "build.distributing"] and emulator.webhooks(),
+                       what="build.distributing delivery")
+    assert [h["event"] for h in hooks] == [
+        "build.uploaded", "build.downloading", "build.extracting", "build.saving",
+        "build.approved", "build.distributing"]
+    assert {h["statusCode"] for h in hooks} <= {200, 202}
+    assert [h["statusCode"] for h in hooks if h["event"] == "build.approved"] == [202]
+
+    done = listener.wait_log("distribute done", uploadId=upload_id)
+    assert done["result"]["status"] == "triggered"
+    assert listener.metric("deliveries_total", event="build.approved", outcome="queued") == 1
+    assert listener.metric("deliveries_total", event="build.uploaded", outcome="ignored") == 1
+    assert listener.metric("distributions_total", result="triggered") == 1
+    assert len(distributed(emulator, upload_id)) == 1
+    assert listener.stop() == 0
+    no_secrets(listener.output())
+
+
+def test_duplicate_deliveries_are_acted_on_once(emulator: Emulator, listener_factory: Any) -> None:
+    emulator.configure(interval=0.2)
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5))
+    first = envelope("build.approved", PROJECTS[0], UPLOADS[0])
+    replies = [listener.deliver(first) for _ in range(3)]
+    assert [r.status for r in replies] == [202, 200, 200]
+    assert [r.json()["status"] for r in replies] == ["queued", "duplicate", "duplicate"]
+
+    # The same event five times at once, on five server threads.
+    second = envelope("build.approved", PROJECTS[0], UPLOADS[1])
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(listener.deliver(second).status))
+               for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 200, 200, 200, 202]
+
+    for upload_id in UPLOADS[:2]:
+        listener.wait_log("distribute done", uploadId=upload_id)
+    assert [len(distributed(emulator, u)) for u in UPLOADS[:2]] == [1, 1]
+    assert len(listener.rows()) == 2
+    assert listener.metric("deliveries_total", event="build.approved", outcome="duplicate") == 6
+
+
+# --- durability ------------------------------------------------------------------------------
+
+
+def test_kill_9_after_accepting_then_restart_processes_exactly_once(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    emulator.configure(interval=0.2)
+    seed(emulator)
+    env = distribute_env(emulator, 0.5)
+    body = envelope("build.approved", PROJECTS[0], UPLOADS[0])
+    # --paused: the worker never starts, so the kill lands between the 2xx and any action.
+    paused = listener_factory(env=env, args=["--paused"])
+    assert paused.deliver(body).status == 202
+    paused.kill9()
+    assert [r["state"] for r in paused.rows()] == ["pending"]
+    assert distributed(emulator) == []
+
+    restarted = listener_factory(env=env, queue=paused.queue)
+    restarted.wait_log("distribute done", uploadId=UPLOADS[0])
+    assert [c["status"] for c in distributed(emulator)] == [200]
+    # A late second delivery of the same event finds it in the durable queue.
+    assert restarted.deliver(body).json()["status"] == "duplicate"
+    assert [r["state"] for r in restarted.rows()] == ["done"]
+    assert len(distributed(emulator)) == 1
+
+
+def test_kill_9_while_waiting_for_a_slot_requeues_the_item_in_hand(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    emulator.configure(interval=0.2)
+    seed(emulator)
+    env = distribute_env(emulator, 2.0)  # the second build waits ~2 s for its slot
+    first = listener_factory(env=env)
+    for upload_id in UPLOADS[:2]:
+        assert first.deliver(envelope("build.approved", PROJECTS[0], upload_id)).status == 202
+    first.wait_log("distribute done", uploadId=UPLOADS[0])
+    wait_until(lambda: [r["state"] for r in first.rows()] == ["done", "working"],
+               what="second item in hand")
+    first.kill9()
+
+    second = listener_factory(env=env, queue=first.queue)
+    second.wait_log("were in hand when the listener last stopped")
+    second.wait_log("distribute done", uploadId=UPLOADS[1])
+    assert [len(distributed(emulator, u)) for u in UPLOADS[:2]] == [1, 1]
+    assert all(c["status"] == 200 for c in distributed(emulator))
+
+
+def test_sigterm_gives_back_the_item_in_hand_and_exits_cleanly(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    emulator.configure(interval=0.2)
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 60.0))
+    for upload_id in UPLOADS[:2]:
+        assert listener.deliver(envelope("build.approved", PROJECTS[0], upload_id)).status == 202
+    listener.wait_log("distribute done", uploadId=UPLOADS[0])
+    wait_until(lambda: [r["state"] for r in listener.rows()] == ["done", "working"],
+               what="second item waiting for its slot")
+
+    assert listener.stop() == 0
+    assert [r["state"] for r in listener.rows()] == ["done", "pending"]
+    listener.wait_log("goes back to the queue", uploadId=UPLOADS[1])
+    listener.wait_log("stopped", unfinished_workers=[])
+    assert len(distributed(emulator)) == 1
+
+
+# --- the rate limit --------------------------------------------------------------------------
+
+
+def test_burst_of_approvals_for_several_projects_is_spaced_without_429(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    interval = 0.5
+    emulator.configure(interval=interval)
+    seed(emulator, projects=4, uploads_per_project=1)
+    # A little above the server's interval: the server counts a call when it arrives, a moment
+    # after its slot; the margin keeps that delay (and its jitter) from producing a 429.
+    listener = listener_factory(env=distribute_env(emulator, interval + 0.2))
+    bodies = [envelope("build.approved", PROJECTS[i], UPLOADS[i]) for i in range(4)]
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda b=b: statuses.append(listener.deliver(b).status))
+               for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [202] * 4
+
+    calls = wait_until(lambda: answered(emulator, 4), timeout=20, what="four distribute calls")
+    assert [c["status"] for c in calls] == [200] * 4
+    assert {c["uploadId"] for c in calls} == set(UPLOADS[:4])
+    times = sorted(c["time"] for c in calls)
+    assert all(b - a >= interval for a, b in itertools.pairwise(times))
+    assert listener.metric("rate_limited_total") == 0
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+
+def test_wrong_token_gets_the_same_404_as_an_unknown_path_and_queues_nothing(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5))
+    body = envelope("build.approved", PROJECTS[0], UPLOADS[0])
+    unknown = listener.request("POST", "/somewhere", json.dumps(body).encode())
+    wrong = listener.deliver(body, token="whk-wrong-guess-0000000000")
+    prefix = listener.deliver(body, token=WEBHOOK_TOKEN[:-1])
+    empty = listener.request("POST", "/webhook/", json.dumps(body).encode())
+    for reply in (wrong, prefix, empty):
+        assert (reply.status, reply.body) == (unknown.status, unknown.body) == (404, unknown.body)
+        assert reply.headers["content-type"] == unknown.headers["content-type"]
+    assert listener.rows() == []
+    assert listener.metric("queue_depth", state="pending") == 0
+    # The right token with the wrong method is told so; that reveals nothing to its holder.
+    assert listener.request("GET", f"/webhook/{WEBHOOK_TOKEN}").status == 405
+    assert listener.stop() == 0
+    assert distributed(emulator) == []
+    output = listener.output()
+    no_secrets(output)
+    assert "whk-wrong-guess" not in output
+
+
+def test_malformed_invalid_and_oversized_bodies_are_refused_and_nothing_breaks(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5))
+    good = envelope("build.approved", PROJECTS[0], UPLOADS[0])
+    cases: list[tuple[bytes, int]] = [
+        (b"{not json", 400),
+        (b"", 400),
+        (b"\xff\xfe{}", 400),
+        (b"[" * 100_000 + b"]" * 100_000, 413),
+        (b"[" * 30_000 + b"]" * 30_000, 400),  # deeper than the JSON parser goes
+        (json.dumps([good]).encode(), 422),
+        (json.dumps({k: v for k, v in good.items() if k != "projectId"}).encode(), 422),
+        (json.dumps(good | {"projectId": 12345}).encode(), 422),
+        (json.dumps(good | {"uploadId": "../../etc/passwd"}).encode(), 422),
+        (json.dumps(good | {"objection": "x" * 70_000}).encode(), 413),
+        (json.dumps(good | {"event": "Build Approved!"}).encode(), 422),
+    ]
+    for raw, expected in cases:
+        reply = listener.deliver(None, raw=raw)
+        assert reply.status == expected, (raw[:40], reply.body)
+    # A lying Content-Length larger than the cap is refused before the body is read.
+    conn_reply = listener.request("POST", f"/webhook/{WEBHOOK_TOKEN}", b"{}",
+                                  {"Content-Length": "2", "Content-Type": "application/json"})
+    assert conn_reply.status == 422
+    assert listener.healthy()
+    assert listener.rows() == []
+    assert listener.process.poll() is None
+    assert listener.deliver(good).status == 202  # still serving
+    problems = listener.wait_log("delivery invalid")["problems"]
+    assert problems and all("passwd" not in p for p in problems)
+
+
+def test_allow_list_refuses_other_projects(emulator: Emulator, listener_factory: Any) -> None:
+    seed(emulator, projects=2)
+    listener = listener_factory(env=distribute_env(emulator, 0.5),
+                                args=["--allow-projects", PROJECTS[0]])
+    assert listener.deliver(envelope("build.approved", PROJECTS[1], UPLOADS[2])).status == 403
+    assert listener.rows() == []
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+
+
+def test_unconfigured_events_test_event_and_rejections_are_acknowledged_and_logged(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"])
+    test = listener.deliver(envelope("webhook.test", PROJECTS[0], None))
+    assert (test.status, test.json()["status"]) == (200, "acknowledged")
+    distributing = listener.deliver(envelope("build.distributing", PROJECTS[0], UPLOADS[0]))
+    assert (distributing.status, distributing.json()["status"]) == (200, "ignored")
+    objection = "No packaged Windows executable\nfound {\"level\": \"forged\"}"
+    rejected = listener.deliver(envelope("build.rejected", PROJECTS[0], UPLOADS[1],
+                                         objection=objection))
+    assert (rejected.status, rejected.json()["status"]) == (200, "ignored")
+    record = listener.wait_log("Streampixel rejected a build", uploadId=UPLOADS[1])
+    assert record["level"] == "warning"
+    assert record["objection"] == 'No packaged Windows executable found {"level": "forged"}'
+    listener.wait_log("delivery acknowledged", event="webhook.test")
+    assert listener.rows() == []
+    assert all(r.get("level") != "forged" for r in listener.logs())  # no forged log line
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+
+def dispatch_actions(*projects: str, on: list[str] | None = None) -> dict[str, Any]:
+    return {"projects": {p: {"on": on or ["build.approved"], "action": "dispatch",
+                             "repository": "acme/game", "event_type": "streampixel-build"}
+                         for p in projects}}
+
+
+def test_dispatch_sends_the_webhook_body_to_github_with_the_token_never_logged(
+    github_standin: GitHubStandIn, listener_factory: Any
+) -> None:
+    listener = listener_factory(
+        actions=dispatch_actions(PROJECTS[0], on=["build.approved", "build.rejected"]),
+        env={"STREAMPIXEL_GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_API_URL": github_standin.url})
+    approved = envelope("build.approved", PROJECTS[0], UPLOADS[0])
+    rejected = envelope("build.rejected", PROJECTS[0], UPLOADS[1], objection="bad zip")
+    assert listener.deliver(approved).status == 202
+    assert listener.deliver(rejected).status == 202
+    requests_seen = wait_until(lambda: len(github_standin.received()) >= 2 and
+                               github_standin.received(), what="two dispatches")
+    assert [r["path"] for r in requests_seen] == ["/repos/acme/game/dispatches"] * 2
+    assert all(r["auth_ok"] for r in requests_seen)
+    assert [r["body"] for r in requests_seen] == [
+        {"event_type": "streampixel-build", "client_payload": approved},
+        {"event_type": "streampixel-build", "client_payload": rejected}]
+    assert requests_seen[0]["headers"]["Accept"] == "application/vnd.github+json"
+    listener.wait_log("dispatch done", uploadId=UPLOADS[1])
+    assert listener.metric("actions_total", action="dispatch", result="dispatched") == 2
+    assert listener.stop() == 0
+    no_secrets(listener.output())
+
+
+@pytest.mark.parametrize(("status", "hint"), [
+    (401, "STREAMPIXEL_GITHUB_TOKEN"),
+    (403, "Contents: read and write"),
+    (404, "cannot see it"),
+    (422, "event_type"),
+])
+def test_dispatch_refusals_are_explained_without_the_token(
+    github_standin: GitHubStandIn, listener_factory: Any, status: int, hint: str
+) -> None:
+    github_standin.status = status
+    listener = listener_factory(
+        actions=dispatch_actions(PROJECTS[0]),
+        env={"STREAMPIXEL_GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_API_URL": github_standin.url})
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+    record = listener.wait_log("dispatch failed", uploadId=UPLOADS[0])
+    assert record["result"]["http_status"] == status
+    assert hint in record["result"]["hint"]
+    assert [r["state"] for r in listener.rows()] == ["failed"]
+    assert len(github_standin.received()) == 1  # refusals are not retried
+    no_secrets(listener.output())
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def run_listen(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
+         "listen", "--port", "0", "--queue", str(tmp_path / "q.sqlite3"), *args],
+        env=listener_env(env), capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        check=False)
+
+
+@pytest.mark.parametrize(("env", "args", "expected"), [
+    ({"STREAMPIXEL_WEBHOOK_TOKEN": ""}, [], "webhook-token"),
+    ({"STREAMPIXEL_WEBHOOK_TOKEN": "short"}, [], "16 to 256"),
+    ({}, ["--actions", "{\"default\": {\"action\": \"explode\"}}"], "actions.default.action"),
+    ({}, ["--actions", "{oops"], "not valid JSON"),
+    ({}, ["--actions", json.dumps(dispatch_actions(PROJECTS[0]))], "github-token"),
+    ({"STREAMPIXEL_USER_ID": USER_ID}, [], "api-key"),
+])
+def test_bad_configuration_exits_2_with_every_problem(
+    tmp_path: Path, env: dict[str, str], args: list[str], expected: str
+) -> None:
+    result = run_listen(tmp_path, env, *args)
+    assert result.returncode == 2, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert records[-1]["level"] == "error"
+    assert expected in json.dumps(records[-1])
+    no_secrets(result.stderr, result.stdout)
+
+
+# --- test-webhook ----------------------------------------------------------------------------
+
+
+def run_test_webhook(emulator: Emulator, project: str) -> subprocess.CompletedProcess[str]:
+    env = listener_env({"STREAMPIXEL_API_KEY": API_KEY, "STREAMPIXEL_USER_ID": USER_ID,
+                        "STREAMPIXEL_API_URL": emulator.url})
+    return subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
+         "test-webhook", "--project-id", project, "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_test_webhook_reaches_the_listener_through_the_emulator(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    seed(emulator, projects=1)
+    listener: ListenerProcess = listener_factory(env=distribute_env(emulator, 0.5))
+    emulator.set_webhook(PROJECTS[0], listener.webhook_url)
+    result = run_test_webhook(emulator, PROJECTS[0])
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["success"], out["statusCode"], out["error"]) == (True, 200, "")
+    listener.wait_log("delivery acknowledged", event="webhook.test", projectId=PROJECTS[0])
+    no_secrets(result.stdout, result.stderr)
+
+
+def test_test_webhook_reports_a_receiver_that_refuses(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    seed(emulator, projects=1)
+    listener = listener_factory(env=distribute_env(emulator, 0.5))
+    emulator.set_webhook(PROJECTS[0], f"{listener.root}/webhook/not-the-right-token-123")
+    result = run_test_webhook(emulator, PROJECTS[0])
+    assert result.returncode == 8
+    out = json.loads(result.stdout)
+    assert (out["success"], out["statusCode"], out["error"]) == (False, 404, "webhook-failed")
+    assert "token in the URL does not match" in result.stderr
+    no_secrets(result.stdout, result.stderr)
+
+
+def test_test_webhook_without_a_webhook_url_says_where_to_set_it(emulator: Emulator) -> None:
+    seed(emulator, projects=1)
+    result = run_test_webhook(emulator, PROJECTS[0])
+    assert result.returncode == 4
+    assert json.loads(result.stdout)["error"] == "not-found"
+    assert "Project Settings" in result.stderr
+    no_secrets(result.stdout, result.stderr)
