@@ -3,6 +3,7 @@
 pytest_plugins = [
     "support.container",
     "support.emulator",
+    "support.listener",
     "support.runner",
     "support.ledger_contract",
     "support.redis_server",
