@@ -5,6 +5,7 @@ Waiting is polling with a deadline (`wait_until`); nothing asserts how fast anyt
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import subprocess
@@ -228,6 +229,29 @@ def test_burst_of_approvals_for_several_projects_is_spaced_without_429(
     times = sorted(c["time"] for c in calls)
     assert all(b - a >= interval for a, b in itertools.pairwise(times))
     assert listener.metric("rate_limited_total") == 0
+
+
+def test_more_simultaneous_deliveries_than_waitress_default_connection_limit(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    """waitress serves 100 connections by default; the 99th delivery would wait for a hang-up."""
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"])
+    conns = [http.client.HTTPConnection("127.0.0.1", listener.port, timeout=10)
+             for _ in range(150)]  # Streampixel's own timeout
+    for conn in conns:
+        conn.connect()
+    for i, conn in enumerate(conns):
+        body = envelope("build.approved", PROJECTS[0], f"{i:024x}")
+        conn.request("POST", f"/webhook/{WEBHOOK_TOKEN}", json.dumps(body).encode(),
+                     {"Content-Type": "application/json"})
+    statuses = []
+    for conn in conns:  # every connection stays open until all are answered
+        statuses.append(conn.getresponse().status)
+    for conn in conns:
+        conn.close()
+    assert statuses == [202] * 150
+    assert len(listener.rows()) == 150
 
 
 # --- refusals --------------------------------------------------------------------------------

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-body", help="largest accepted body in bytes (STREAMPIXEL_LISTEN_MAX_BODY; "
       "default 65536)")
     a("--threads", help="HTTP worker threads (STREAMPIXEL_LISTEN_THREADS; default 8)")
+    a("--connection-limit", help="open connections served at once; more wait for a free one "
+      "(STREAMPIXEL_LISTEN_CONNECTION_LIMIT; default 1000)")
     a("--max-attempts", help="attempts per delivery on transient failures "
       "(STREAMPIXEL_LISTEN_MAX_ATTEMPTS; default 5)")
     a("--paused", action="store_true", help="queue deliveries but act on none, e.g. during "
@@ -145,9 +147,14 @@ class Listener:
         if recovered:
             self.log.warning(f"{recovered} delivery(ies) were in hand when the listener last "
                              "stopped; they are queued again")
+        limit = _raise_fd_limit(self.config.connection_limit)
         server = waitress.create_server(
             self.app, host=self.config.host, port=self.config.port, threads=self.config.threads,
-            max_request_body_size=self.config.body_limit, channel_timeout=30,
+            max_request_body_size=self.config.body_limit,
+            # waitress's default of 100 connections makes the 99th simultaneous delivery wait
+            # until another client hangs up; poll() because select() stops at 1024 descriptors.
+            connection_limit=limit, asyncore_use_poll=True,
+            channel_timeout=30,  # idle keep-alive connections give their slot back
             ident="streampixel-listener", expose_tracebacks=False,
             clear_untrusted_proxy_headers=True,
         )
@@ -205,6 +212,23 @@ class Listener:
                 self.config.ready_file.unlink(missing_ok=True)
             self.log.info("stopped", unfinished_workers=busy)
         return 0
+
+
+def _raise_fd_limit(wanted: int) -> int:
+    """Raise the soft open-files limit so `wanted` connections fit; the limit that fits."""
+    headroom = 64  # the queue, the ledger, outgoing HTTP, stdio
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = wanted + headroom
+        if soft != resource.RLIM_INFINITY and soft < need:
+            new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+    except (ImportError, ValueError, OSError):
+        return wanted
+    return wanted if soft == resource.RLIM_INFINITY else max(10, min(wanted, soft - headroom))
 
 
 def _write_ready(path: Path, info: dict[str, Any]) -> None:

@@ -84,6 +84,7 @@ class ListenerConfig:
     rules: Rules
     body_limit: int
     threads: int
+    connection_limit: int
     paused: bool
     ready_file: Path | None
     github_token: str = field(repr=False)
@@ -230,6 +231,8 @@ def load_config(args: Any, environ: Mapping[str, str]) -> ListenerConfig:
     body_limit = number("max-body", args.max_body, "STREAMPIXEL_LISTEN_MAX_BODY",
                         DEFAULT_BODY_LIMIT, 1024, 1024 * 1024)
     threads = number("threads", args.threads, "STREAMPIXEL_LISTEN_THREADS", 8, 1, 64)
+    connections = number("connection-limit", args.connection_limit,
+                         "STREAMPIXEL_LISTEN_CONNECTION_LIMIT", 1000, 10, 100_000)
     max_attempts = number("max-attempts", args.max_attempts, "STREAMPIXEL_LISTEN_MAX_ATTEMPTS",
                           5, 1, 100)
     paused_raw = _pick("true" if args.paused else None, environ, "STREAMPIXEL_LISTEN_PAUSED")
@@ -260,6 +263,7 @@ def load_config(args: Any, environ: Mapping[str, str]) -> ListenerConfig:
     ready = _pick(args.ready_file, environ, "STREAMPIXEL_LISTEN_READY_FILE")
     return ListenerConfig(
         host=host, port=port, token=token, queue=queue, rules=rules, body_limit=body_limit,
-        threads=threads, paused=paused, ready_file=Path(ready) if ready else None,
+        threads=threads, connection_limit=connections, paused=paused,
+        ready_file=Path(ready) if ready else None,
         github_token=github_token, github_api_url=github_api, max_attempts=max_attempts,
     )

@@ -1,0 +1,192 @@
+"""How many webhook deliveries the listener accepts per second, and how long each waits for its 2xx.
+
+Starts `streampixel-distribute listen --paused` (deliveries are validated and committed to the
+durable SQLite queue, fsync included, and nothing is acted on, so only the accept path is timed),
+pins it to one CPU core, and over loopback sends
+  1. N deliveries one after another on one keep-alive connection, then
+  2. bursts of 100 deliveries at once, each on its own connection,
+all with distinct uploadIds (each one is a real insert). Prints a Markdown table: accepted per
+second, p50/p99/max time to the 2xx. Streampixel gives up after 10 s; p99 must stay far below.
+
+    python bench/listener.py [--sequential 1000] [--burst 100] [--bursts 3] [--queue-dir DIR]
+
+The queue lives in --queue-dir (default: a temporary directory under the repository, i.e. on a
+real disk; /tmp is often tmpfs, where fsync costs nothing). The table names the filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def start_listener(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    ready = workdir / "ready.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPIXEL_")}
+    env.update({
+        "PYTHONPATH": str(ROOT / "src"),
+        "STREAMPIXEL_WEBHOOK_TOKEN": TOKEN,
+        "STREAMPIXEL_API_KEY": "bench-api-key-0a1b2c3d",
+        "STREAMPIXEL_USER_ID": "65de0000000000000000a001",
+        "STREAMPIXEL_API_URL": "http://127.0.0.1:9/pixelStripeApi",  # never called: --paused
+    })
+    proc = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
+         "listen", "--port", "0", "--paused", "--queue", str(workdir / "queue.sqlite3"),
+         "--ready-file", str(ready), "--threads", "8"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir,
+    )
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit("listener did not start")
+        time.sleep(0.05)
+    return proc, int(json.loads(ready.read_text())["port"])
+
+
+def body(i: int) -> bytes:
+    return json.dumps({
+        "event": "build.approved", "projectId": "65de0000000000000000b001",
+        "uploadId": f"{i:024x}", "fileUrl": "https://bucket.example/build.zip",
+        "status": "Approved", "objection": None, "timestamp": "2026-04-21T11:30:00.000Z",
+    }).encode()
+
+
+HEADERS = {"Content-Type": "application/json"}
+PATH = f"/webhook/{TOKEN}"
+
+
+def post(conn: http.client.HTTPConnection, data: bytes) -> tuple[int, float]:
+    start = time.perf_counter()
+    conn.request("POST", PATH, body=data, headers=HEADERS)
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status, time.perf_counter() - start
+
+
+def sequential(port: int, n: int, first: int) -> tuple[list[float], float, list[int]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    times, statuses = [], []
+    start = time.perf_counter()
+    for i in range(first, first + n):
+        status, elapsed = post(conn, body(i))
+        statuses.append(status)
+        times.append(elapsed)
+    wall = time.perf_counter() - start
+    conn.close()
+    return times, wall, statuses
+
+
+def burst(port: int, n: int, first: int) -> tuple[list[float], float, list[int]]:
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(n)]
+    for conn in conns:
+        conn.connect()  # connection setup is not part of the time to 2xx
+    barrier = threading.Barrier(n + 1)
+    times: list[float] = [0.0] * n
+    statuses: list[int] = [0] * n
+
+    def one(k: int) -> None:
+        data = body(first + k)
+        barrier.wait()
+        statuses[k], times[k] = post(conns[k], data)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    for conn in conns:
+        conn.close()
+    return times, wall, statuses
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def filesystem(path: Path) -> str:
+    best, kind = "", "unknown"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _dev, mount, fstype, *_ = line.split()
+            if str(path.resolve()).startswith(mount) and len(mount) > len(best):
+                best, kind = mount, fstype
+    except OSError:
+        pass
+    return kind
+
+
+def row(name: str, times: list[float], wall: float) -> str:
+    ms = [t * 1000 for t in times]
+    return (f"| {name} | {len(times)} | {len(times) / wall:,.0f} | {statistics.median(ms):.1f} | "
+            f"{pct(ms, 99):.1f} | {max(ms):.1f} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequential", type=int, default=1000)
+    parser.add_argument("--burst", type=int, default=100)
+    parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--queue-dir", type=Path, default=None)
+    args = parser.parse_args()
+    base = args.queue_dir or ROOT
+    base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=".bench-listener-", dir=base))
+    proc, port = start_listener(workdir)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = "not pinned"
+    if len(cores) >= 2 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(proc.pid, {cores[0]})  # the listener: one core
+        os.sched_setaffinity(0, set(cores[1:]))  # this client: the others
+        pinned = f"listener pinned to core {cores[0]}"
+    results: list[str] = []
+    try:
+        # Warm-up: first requests load the JSON Schema validator and fill caches.
+        sequential(port, 20, 10_000_000)
+        times, wall, statuses = sequential(port, args.sequential, 0)
+        assert set(statuses) == {202}, f"unexpected statuses {set(statuses)}"
+        results.append(row("sequential, 1 keep-alive connection", times, wall))
+        all_burst: list[float] = []
+        walls = 0.0
+        for b in range(args.bursts):
+            times, wall, statuses = burst(port, args.burst, 1_000_000 * (b + 1))
+            assert set(statuses) == {202}, f"unexpected statuses {set(statuses)}"
+            all_burst += times
+            walls += wall
+        results.append(row(f"{args.bursts} bursts of {args.burst} concurrent", all_burst, walls))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"streampixel-distribute listen, durable queue (SQLite WAL, synchronous=FULL) on "
+          f"{filesystem(base)}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs, {pinned}")
+    print()
+    print("| scenario | deliveries | accepted/s | p50 ms | p99 ms | max ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for line in results:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
