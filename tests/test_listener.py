@@ -254,6 +254,34 @@ def test_more_simultaneous_deliveries_than_waitress_default_connection_limit(
     assert len(listener.rows()) == 150
 
 
+# --- failures of the action ---------------------------------------------------------------------
+
+
+def test_transient_failure_is_retried_later_and_a_refusal_fails_with_its_fix(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    emulator.configure(interval=0)
+    seed(emulator)
+    emulator.fault(path="distribute-file", status=503, times=1)
+    env = distribute_env(emulator, 0.5) | {"STREAMPIXEL_RETRIES": "0"}
+    listener = listener_factory(env=env)
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+    retry = listener.wait_log("failed for now; retrying in 60 s", uploadId=UPLOADS[0])
+    assert retry["result"]["http_status"] == 503
+    row = listener.rows()[0]
+    assert (row["state"], row["attempts"]) == ("pending", 1)
+    assert row["not_before"] >= row["updated_at"] + 60
+
+    unknown = "66aa0000000000000000cfff"  # not an upload of this project: 404, no retry helps
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], unknown)).status == 202
+    failed = listener.wait_log("distribute failed", uploadId=unknown)
+    assert failed["result"]["error"] == "not-found"
+    assert "upload-id" in failed["result"]["hint"]
+    assert [r["state"] for r in listener.rows()] == ["pending", "failed"]
+    assert listener.metric("distributions_total", result="failed") == 1
+    no_secrets(listener.output())
+
+
 # --- refusals --------------------------------------------------------------------------------
 
 

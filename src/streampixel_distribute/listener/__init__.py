@@ -214,6 +214,16 @@ class Listener:
         return 0
 
 
+def _require_waitress() -> None:
+    try:
+        import waitress  # noqa: F401, PLC0415
+    except ImportError:
+        raise DistributeError(
+            "the `waitress` HTTP server is not installed", title="Missing dependency",
+            hint="Install the listener extra: pip install 'streampixel-distribute[listen]' "
+            "(the container image includes it).") from None
+
+
 def _raise_fd_limit(wanted: int) -> int:
     """Raise the soft open-files limit so `wanted` connections fit; the limit that fits."""
     headroom = 64  # the queue, the ledger, outgoing HTTP, stdio
@@ -251,6 +261,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
                    env.get("STREAMPIXEL_WEBHOOK_TOKEN", ""), env.get("GITHUB_TOKEN", "")]:
         redact.register(secret.strip())
     try:
+        _require_waitress()
         config = load_config(args, env)
         settings = None
         if config.rules.uses("distribute"):
