@@ -428,6 +428,23 @@ def test_dispatch_refusals_are_explained_without_the_token(
     no_secrets(listener.output())
 
 
+def test_the_envelope_schema_is_a_valid_schema_and_accepts_every_documented_event() -> None:
+    import jsonschema
+
+    from streampixel_distribute.listener.config import KNOWN_EVENTS
+    from streampixel_distribute.listener.server import envelope_problems
+
+    schema = json.loads((Path(__file__).parents[1] / "src/streampixel_distribute/schema/"
+                         "webhook.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for event in KNOWN_EVENTS:
+        upload = None if event == "webhook.test" else UPLOADS[0]
+        assert envelope_problems(envelope(event, PROJECTS[0], upload)) == []
+    # Only the two fields the listener cannot work without are required.
+    assert envelope_problems({"event": "build.uploaded", "projectId": PROJECTS[0]}) == []
+    assert envelope_problems({"event": "build.approved"}) == ["missing projectId"]
+
+
 # --- configuration ---------------------------------------------------------------------------
 
 
