@@ -53,7 +53,13 @@ venv() {
 
 # The image is built before pytest so the build has its own line in the timings; the session
 # fixture then finds every layer cached.
-image() { bash scripts/container.sh build; }
+image() {
+  if ! command -v podman >/dev/null && [ "$(id -u)" != 0 ] && [ "${CI:-}" != true ]; then
+    echo "no podman and not root: the container tests will be skipped (CI=true makes this fail)"
+    return 0
+  fi
+  bash scripts/container.sh build
+}
 
 tests() {
   local rc=0

@@ -7,6 +7,8 @@ to both run from the built image, on the host's loopback (`--network host`).
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,41 @@ def test_image_is_precompiled_labelled_and_starts_the_cli(container_image: Conta
                                      "--version")
     assert version.returncode == 0
     assert labels["org.opencontainers.image.version"] in version.stdout
+
+
+def test_https_emulator_trusted_through_requests_ca_bundle(
+    run_action: RunAction, container_image: ContainerImage, tmp_path: Path
+) -> None:
+    """What self-test.yml does on a GitHub runner: one self-signed certificate (made with the
+    same openssl command), served by the image's emulator, trusted by the action container
+    through REQUESTS_CA_BUNDLE pointing into the workspace."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=spd-selftest", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    emulator = start_image_emulator(
+        container_image, "--interval", "0", "--quiet",
+        "--tls-cert", "/tls/cert.pem", "--tls-key", "/tls/key.pem",
+        mounts=[(tls, "/tls")],
+    )  # fmt: skip
+    try:
+        assert emulator.url.startswith("https://127.0.0.1:")
+        workspace = tmp_path / "workspace"
+        workspace.mkdir()
+        shutil.copy(tls / "cert.pem", workspace / "cert.pem")
+        env = {**inputs(emulator), "REQUESTS_CA_BUNDLE": "/github/workspace/cert.pem"}
+        result = run_action(env, workspace=workspace)
+        untrusted = run_action(inputs(emulator))
+    finally:
+        emulator.stop()
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.outputs["status"] == "triggered"
+    # Without the bundle the same server is refused: verification is really on.
+    assert untrusted.exit_code == 6, untrusted.stdout
+    assert untrusted.outputs["error"] == "network-error"

@@ -259,13 +259,19 @@ class ImageEmulator:
         self.image.podman("rm", "-f", "-t", "2", self.name)
 
 
-def start_image_emulator(image: ContainerImage, *extra: str) -> ImageEmulator:
-    """Run `streampixel-distribute emulator` from the image with host networking on 127.0.0.1."""
+def start_image_emulator(
+    image: ContainerImage, *extra: str, mounts: Sequence[tuple[Path, str]] = ()
+) -> ImageEmulator:
+    """Run `streampixel-distribute emulator` from the image with host networking on 127.0.0.1.
+
+    `mounts` are (host dir, container dir) pairs, mounted read-only (e.g. TLS files).
+    """
     ready_dir = Path(tempfile.mkdtemp(prefix="spd-emu-"))
     name = f"spd-emu-{uuid.uuid4().hex[:12]}"
+    volumes = [arg for host, inside in mounts for arg in ("-v", f"{host}:{inside}:ro")]
     proc = image.podman(
         "run", "-d", "--rm", "--name", name, "--network", "host",
-        "-v", f"{ready_dir}:/ready", image.name,
+        "-v", f"{ready_dir}:/ready", *volumes, image.name,
         "emulator", "--host", "127.0.0.1", "--port", "0", "--ready-file", "/ready/ready.json",
         *extra,
     )  # fmt: skip
