@@ -476,6 +476,23 @@ def test_bad_configuration_exits_2_with_every_problem(
     no_secrets(result.stderr, result.stdout)
 
 
+def test_a_busy_port_or_a_queue_in_use_is_a_clear_startup_error(
+    tmp_path: Path, listener_factory: Any
+) -> None:
+    running: ListenerProcess = listener_factory(args=["--paused"],
+                                                env={"STREAMPIXEL_API_KEY": API_KEY,
+                                                     "STREAMPIXEL_USER_ID": USER_ID})
+    env = {"STREAMPIXEL_API_KEY": API_KEY, "STREAMPIXEL_USER_ID": USER_ID}
+    busy = run_listen(tmp_path, env, "--port", str(running.port))
+    assert busy.returncode == 2
+    assert "Pick another --port" in busy.stderr
+    shared = run_listen(tmp_path, env, "--queue", str(running.queue))
+    assert shared.returncode == 2
+    assert "another listener is using the queue" in shared.stderr
+    assert running.healthy()
+    no_secrets(busy.stderr, shared.stderr)
+
+
 # --- test-webhook ----------------------------------------------------------------------------
 
 

@@ -140,15 +140,8 @@ class Listener:
         for worker in self.workers:
             worker.wake.set()
 
-    def serve(self) -> int:
-        import waitress  # noqa: PLC0415 - the main job never needs it
-
-        recovered = self.queue.recover(time.time())
-        if recovered:
-            self.log.warning(f"{recovered} delivery(ies) were in hand when the listener last "
-                             "stopped; they are queued again")
-        limit = _raise_fd_limit(self.config.connection_limit)
-        server = waitress.create_server(
+    def _create_server(self, waitress: Any, limit: int) -> Any:
+        return waitress.create_server(
             self.app, host=self.config.host, port=self.config.port, threads=self.config.threads,
             max_request_body_size=self.config.body_limit,
             # waitress's default of 100 connections makes the 99th simultaneous delivery wait
@@ -158,6 +151,24 @@ class Listener:
             ident="streampixel-listener", expose_tracebacks=False,
             clear_untrusted_proxy_headers=True,
         )
+
+    def serve(self) -> int:
+        import waitress  # noqa: PLC0415 - the main job never needs it
+
+        recovered = self.queue.recover(time.time())
+        if recovered:
+            self.log.warning(f"{recovered} delivery(ies) were in hand when the listener last "
+                             "stopped; they are queued again")
+        limit = _raise_fd_limit(self.config.connection_limit)
+        try:
+            server = self._create_server(waitress, limit)
+        except OSError as exc:
+            _report(self.log, DistributeError(
+                f"cannot listen on {self.config.host}:{self.config.port}: "
+                f"{exc.strerror or exc}", title="Cannot listen",
+                hint="Pick another --port (STREAMPIXEL_LISTEN_PORT), or stop what uses it."))
+            self.queue.close()
+            return 2
         port = int(server.effective_port)
         if not self.config.paused:
             for worker in self.workers:

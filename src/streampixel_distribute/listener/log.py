@@ -26,14 +26,10 @@ class JsonLog:
         self.stream = stream or sys.stderr
         self.fields = dict(fields or {})
         self._lock = _lock or threading.Lock()
-        #: Called with the title of every warning (the worker counts "Rate limited" ones).
-        self.on_warning: list[Any] = []
 
     def bind(self, **fields: Any) -> JsonLog:
         """A logger that adds `fields` to every line (e.g. the queue item being processed)."""
-        child = JsonLog(self.stream, {**self.fields, **fields}, _lock=self._lock)
-        child.on_warning = self.on_warning
-        return child
+        return JsonLog(self.stream, {**self.fields, **fields}, _lock=self._lock)
 
     def emit(self, level: str, msg: str, **fields: Any) -> None:
         record = {
@@ -57,8 +53,6 @@ class JsonLog:
         self.emit("info", message, **fields)
 
     def warning(self, message: str, title: str = "", **fields: Any) -> None:
-        for hook in self.on_warning:
-            hook(title)
         self.emit("warning", message, **({"title": title} if title else {}), **fields)
 
     def notice(self, message: str, title: str = "") -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from .. import __version__
 from .config import KNOWN_EVENTS
@@ -107,5 +107,3 @@ class Metrics:
         sample("response_seconds_max", resp_max)
         return "\n".join(lines) + "\n"
 
-
-Probe = Callable[[], bool]

@@ -14,7 +14,9 @@ the process died and goes back to `pending`. A retryable failure goes back to `p
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DistributeError
+
+if sys.platform != "win32":
+    import fcntl
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000  # well inside Streampixel's 10 s delivery timeout
@@ -71,8 +76,10 @@ class Queue:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._owner: int | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._own(path)
             # One connection shared under a lock: every statement is short, and SQLite
             # serialises writers anyway.
             self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
@@ -92,6 +99,22 @@ class Queue:
                 "in a container, mount a volume there so the queue survives restarts.",
             ) from None
 
+    def _own(self, path: Path) -> None:
+        """One listener per queue: a second one would re-queue the first one's item in hand."""
+        if sys.platform == "win32":
+            return
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise QueueError(
+                f"another listener is using the queue {path}",
+                hint="Run one listener per queue file (stop the other one), or give this one "
+                "its own --queue. The kernel releases the lock when that process ends.",
+            ) from None
+        self._owner = fd  # held (and the lock with it) until close() or process exit
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -106,6 +129,9 @@ class Queue:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._owner is not None:
+            os.close(self._owner)
+            self._owner = None
 
     # -- the server side ------------------------------------------------------------------
 
