@@ -75,6 +75,10 @@ class ScriptedClient:
         self.clock = clock
         self.script = list(script)
         self.calls: list[float] = []
+        self.prepared = False
+
+    def prepare(self) -> None:
+        self.prepared = True
 
     def distribute(self, **_: str) -> Result:
         self.calls.append(self.clock.time())
@@ -127,6 +131,7 @@ def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
     ledger.reserve(key, 120, 0)
     coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
     coordinator.run()
+    assert client.prepared  # HTTP set up before the wait, not after the slot began
     assert client.calls == [clock.now]
     assert coordinator.progress.waited == pytest.approx(240)
     assert coordinator.progress.position == 2
@@ -266,3 +271,14 @@ def test_explicit_ledger_failure_is_exit_7() -> None:
         coordinator.run()
     assert info.value.exit_code == 7
     assert client.calls == []
+
+
+def test_slots_are_spaced_slightly_wider_than_the_limit(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    coordinator, _, _ = run(make_settings(), [OK, OK], ledger=ledger, clock=clock)
+    coordinator.run()
+    other, _, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    other.run()
+    # 120 s + a 1 s guard: calls that arrive with different delays still land 120 s apart.
+    assert clock.sleeps and sum(clock.sleeps) == pytest.approx(121)

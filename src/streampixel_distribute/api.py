@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import time
 import urllib.parse
@@ -116,6 +117,10 @@ class StreampixelClient:
             self._session.headers["User-Agent"] = USER_AGENT
         return self._session
 
+    def prepare(self) -> None:
+        """Set up the HTTP session ahead of time, so the call leaves the moment its slot starts."""
+        _ = self.session
+
     def distribute(self, *, api_key: str, user_id: str, project_id: str, upload_id: str) -> Result:
         payload = {"apiKey": api_key, "userId": user_id, "projectId": project_id,
                    "uploadId": upload_id}
@@ -134,7 +139,7 @@ class StreampixelClient:
                 timeout=self.timeout,
                 allow_redirects=False,  # a redirect must never carry the key to another host
                 stream=True,
-                verify=True,
+                verify=_ca_bundle(),
             )
             try:
                 raw = _read_capped(response)
@@ -162,6 +167,19 @@ class StreampixelClient:
             raise _network(f"request to {_host(url)} failed: {_reason(exc)}", reached=True) \
                 from None
         return response.status_code, dict(response.headers), raw
+
+
+def _ca_bundle() -> str | bool:
+    """Verification is always on; the CA bundle may come from the environment.
+
+    requests reads REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE itself but not SSL_CERT_FILE, which is
+    what OpenSSL-based tools (and many CI images with a corporate CA) set.
+    """
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return True
 
 
 def _read_capped(response: requests.Response) -> bytes:

@@ -23,7 +23,11 @@ from .ledger import Ledger, LedgerContext, account_key, open_ledger
 from .ledger.none import NoLedger
 from .settings import Settings
 
-HEARTBEAT_SECONDS = 30.0  # GitHub shows a step as alive; users see what it waits for
+HEARTBEAT_SECONDS = 30.0
+# Streampixel starts its window when a call *arrives*. Two back-to-back slots whose calls arrive
+# with different delays (network, TLS handshake) could land closer than the interval, so slots
+# are spaced a little wider than the limit: 2 %, at most one second.
+GUARD_FRACTION, GUARD_MAX = 0.02, 1.0  # GitHub shows a step as alive; users see what it waits for
 GROUP_THRESHOLD = 5.0  # shorter waits are not worth a collapsible group
 MAX_BACKOFF = 30.0
 
@@ -87,12 +91,14 @@ class Coordinator:
         self.progress.ledger = ledger.description
         self.key = account_key(settings.api_url, settings.user_id)
         self.jitter = jitter
+        interval = settings.rate_limit_interval
+        self.spacing = interval + min(GUARD_MAX, GUARD_FRACTION * interval)
 
     # -- public -----------------------------------------------------------------------------
 
     def dry_run(self) -> None:
         now = self.clock.time()
-        slot = max(now, self.ledger.peek(self.key, self.settings.rate_limit_interval))
+        slot = max(now, self.ledger.peek(self.key, self.spacing))
         self._note_slot(slot, now)
         self.log.info(
             f"Dry run: inputs are valid; the next slot on ledger {self.ledger.description} is "
@@ -107,6 +113,7 @@ class Coordinator:
         failures = 0
         while True:
             slot = self._reserve(not_before, deadline)
+            self.client.prepare()  # import and set up HTTP now, not after the slot has begun
             self._wait_until(slot)
             self.progress.attempts += 1
             self.log.info(f"Calling distribute-file (attempt {self.progress.attempts}) for "
@@ -161,7 +168,7 @@ class Coordinator:
     # -- steps ------------------------------------------------------------------------------
 
     def _reserve(self, not_before: float, deadline: float) -> float:
-        interval = self.settings.rate_limit_interval
+        interval = self.spacing
         now = self.clock.time()
         # Peek first: a slot past the deadline fails now, and reserves nothing others would skip.
         eta = max(now, not_before, self.ledger.peek(self.key, interval))
