@@ -24,6 +24,11 @@ from pathlib import Path
 
 import pytest
 
+try:  # absent when this file runs as the server process (`python git_server.py`)
+    from support.ledger_contract import LedgerBackend, LedgerTarget, register
+except ImportError:  # pragma: no cover
+    register = None  # type: ignore[assignment]
+
 PASSWORD_ENV = "GIT_TEST_SERVER_PASSWORD"
 REPO_NAME = "ledger.git"
 
@@ -297,6 +302,33 @@ def git_http_server_readonly(
 ) -> GitHTTPServer:
     """Same, but every receive-pack request gets 403 (a token without write permission)."""
     return git_http_server_factory(refuse_push=True)
+
+
+@pytest.fixture(scope="session")
+def git_http_server_shared(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GitHTTPServer]:
+    """One server for many tests (each test uses its own keys, so they stay independent)."""
+    server = start_git_http_server(tmp_path_factory.mktemp("git-http-shared"))
+    yield server
+    server.stop()
+
+
+# -- the ledger contract and race tests also run on the git backends ---------------------------
+
+
+def _git_file_target(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerTarget:
+    return LedgerTarget(spec=f"git+file://{init_bare(tmp_path / REPO_NAME)}")
+
+
+def _git_http_target(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerTarget:
+    server: GitHTTPServer = request.getfixturevalue("git_http_server_shared")
+    return LedgerTarget(spec=server.spec(), secrets=(server.password,))
+
+
+if register is not None and __name__ != "__main__":
+    register(LedgerBackend("git-file", _git_file_target))
+    register(LedgerBackend("git-http", _git_http_target))
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ STATE_FILE = "ledger.json"
 FORMAT_VERSION = 1
 GITHUB_USERNAME = "x-access-token"  # what GitHub expects as the Basic-auth user for a token
 DEFAULT_TIMEOUT = 60.0  # seconds for one git command, so a black-holed host cannot hang a job
-MAX_ATTEMPTS = 50
-BACKOFF_BASE = 0.05
-BACKOFF_CAP = 3.0
+MAX_ATTEMPTS = 30
+BACKOFF_FLOOR = 0.05  # seconds: the smallest backoff unit
+BACKOFF_CAP = 10.0
 COMMITTER = "streampixel-distribute <ledger@streampixel-distribute.invalid>"
 
 # What git may take from our environment: the program path, proxies and CA bundles. Nothing
@@ -304,6 +304,7 @@ class GitLedger(Ledger):
         with self._lock:
             for attempt in range(1, self.max_attempts + 1):
                 self.attempts = attempt
+                started = time.monotonic()
                 old, state = self._read(ref)
                 now = self._context.now()
                 slots = state.setdefault("slots", {})
@@ -320,8 +321,13 @@ class GitLedger(Ledger):
                 try:
                     self._push(ref, old, commit)
                 except _Race:
-                    # Full jitter: spreads the losers out so the next round has fewer contenders.
-                    self.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))  # noqa: S311
+                    # Full-jitter exponential backoff in units of this server's own round trip
+                    # (milliseconds on loopback, most of a second to a far host): the losers
+                    # spread out over about (contenders x round trip), so each later round has
+                    # few contenders, and a loaded server slows its own retries down.
+                    unit = max(BACKOFF_FLOOR, time.monotonic() - started)
+                    ceiling = min(BACKOFF_CAP, unit * 2 ** (attempt + 1))
+                    self.sleep(random.uniform(0, ceiling))  # noqa: S311
                     continue
                 return slot
         raise _ledger_error(

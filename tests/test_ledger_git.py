@@ -1,0 +1,539 @@
+"""The git ledger against real git servers: a bare repository over file:// and `git http-backend`
+behind Basic auth (tests/support/git_server.py). Backend-neutral semantics are in the contract
+suite (test_ledger_contract.py, test_ledger_race.py); this file covers what is git-specific:
+spec parsing, credentials, refusals, the ref's shape and history, and a 50-process storm.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streampixel_distribute import redact
+from streampixel_distribute.errors import LedgerError
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+from streampixel_distribute.ledger.git import (
+    DEFAULT_REF_PREFIX,
+    GITHUB_USERNAME,
+    GitLedger,
+    git_env,
+    parse_spec,
+)
+from support.git_server import GitHTTPServer
+from support.git_server import git_env as server_git_env
+
+INTERVAL = 120.0
+KEY = "sp-0123456789abcdef0123456789abcdef"
+TOKEN = "ghs_TESTtoken_5f1d9c2b7a4e8f30"
+
+
+class Clock:
+    """A settable `now` so every expected slot is exact."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.value = start
+
+    def __call__(self) -> float:
+        return self.value
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    yield
+    redact.clear()
+
+
+@pytest.fixture(params=["file", "http"])
+def served(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """A ledger spec on each kind of real server, and the bare repository behind it."""
+    if request.param == "file":
+        repo: Path = request.getfixturevalue("bare_git_repo")
+        return f"git+file://{repo}", repo
+    server: GitHTTPServer = request.getfixturevalue("git_http_server")
+    return server.spec(), server.repo_path()
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", f"--git-dir={repo}", *args],
+        capture_output=True, text=True, check=True, env=server_git_env(),
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def all_text(error: LedgerError) -> str:
+    return " ".join([str(error), error.detail, error.hint, error.title, repr(error.args)])
+
+
+# -- spec parsing -------------------------------------------------------------------------------
+
+
+def test_github_spec_is_this_repository_with_the_job_token() -> None:
+    context = LedgerContext(
+        environ={"GITHUB_SERVER_URL": "https://github.example.com", "GITHUB_REPOSITORY": "o/r"},
+        github_token=TOKEN,
+    )
+    target = parse_spec("github", context)
+    assert target.url == "https://github.example.com/o/r.git"
+    assert (target.username, target.password) == (GITHUB_USERNAME, TOKEN)
+    assert target.ref is None
+    assert target.ref_prefix == DEFAULT_REF_PREFIX
+    assert TOKEN not in target.display
+
+
+def test_github_url_spec_names_a_shared_repository_on_github_by_default() -> None:
+    target = parse_spec(
+        "github://acme/ledger?ref-prefix=refs/notes/rate", LedgerContext(github_token=TOKEN)
+    )
+    assert target.url == "https://github.com/acme/ledger.git"
+    assert target.ref_prefix == "refs/notes/rate"
+    assert target.display == "github://acme/ledger"
+
+
+def test_generic_url_takes_credentials_from_userinfo_and_strips_them() -> None:
+    target = parse_spec(
+        "git+https://bot:s3cr%40t-value@git.example.org/team/ledger.git?ref=refs/notes/one",
+        LedgerContext(github_token=TOKEN),
+    )
+    assert target.url == "https://git.example.org/team/ledger.git"
+    assert (target.username, target.password) == ("bot", "s3cr@t-value")
+    assert target.ref == "refs/notes/one"
+    assert "s3cr" not in target.display
+
+
+def test_github_token_goes_only_to_the_github_server() -> None:
+    context = LedgerContext(
+        environ={"GITHUB_SERVER_URL": "https://github.com"}, github_token=TOKEN
+    )
+    on_github = parse_spec("git+https://github.com/acme/ledger.git", context)
+    assert on_github.password == TOKEN
+    elsewhere = parse_spec("git+https://gitlab.example.org/acme/ledger.git", context)
+    assert (elsewhere.username, elsewhere.password) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("spec", "environ", "token", "fix"),
+    [
+        ("github", {}, TOKEN, "github://owner/repo"),
+        ("github", {"GITHUB_REPOSITORY": "o/r"}, "", "contents: write"),
+        ("github://only-owner", {}, TOKEN, "github://owner/repo"),
+        ("git+file://relative/path.git", {}, "", "three slashes"),
+        ("git+https:///no-host.git", {}, "", "git+https://host"),
+        ("git+file:///r.git?ref=refs/notes/a..b", {}, "", "full ref name"),
+        ("git+file:///r.git?ref=heads/main", {}, "", "full ref name"),
+        ("git+file:///r.git?timeout=soon", {}, "", "seconds"),
+        ("git+file:///r.git?branch=x", {}, "", "?ref=refs/"),
+    ],
+)
+def test_unusable_specs_are_refused_with_a_fix(
+    spec: str, environ: dict[str, str], token: str, fix: str
+) -> None:
+    with pytest.raises(LedgerError) as caught:
+        GitLedger(spec, LedgerContext(environ=environ, github_token=token))
+    assert fix in caught.value.hint
+
+
+# -- reservations on real servers ---------------------------------------------------------------
+
+
+def test_reserve_and_peek(served: tuple[str, Path], clock: Clock) -> None:
+    spec, _repo = served
+    ledger = open_ledger(spec, LedgerContext(now=clock))
+    try:
+        assert ledger.peek(KEY, INTERVAL) == clock.value  # empty ledger: free now
+        first = ledger.reserve(KEY, INTERVAL)
+        assert first == clock.value
+        assert ledger.peek(KEY, INTERVAL) == first + INTERVAL
+        assert ledger.peek(KEY, INTERVAL) == first + INTERVAL  # peeking takes nothing
+        assert ledger.reserve(KEY, INTERVAL) == first + INTERVAL
+        late = first + 10 * INTERVAL
+        assert ledger.reserve(KEY, INTERVAL, not_before=late) == late
+        clock.value = late + 5 * INTERVAL  # long idle: the next slot is simply now
+        assert ledger.reserve(KEY, INTERVAL) == clock.value
+        assert ledger.peek("sp-other-key", INTERVAL) == clock.value
+    finally:
+        ledger.close()
+
+
+def test_state_is_one_parentless_commit_in_a_notes_ref(
+    served: tuple[str, Path], clock: Clock
+) -> None:
+    spec, repo = served
+    ledger = GitLedger(spec, LedgerContext(now=clock))
+    for _ in range(25):
+        ledger.reserve(KEY, INTERVAL)
+        clock.value += 1
+    ledger.close()
+    ref = f"{DEFAULT_REF_PREFIX}/{KEY}"
+    assert git(repo, "for-each-ref", "--format=%(refname)") == ref  # no branch, no tag
+    assert git(repo, "rev-list", "--count", ref) == "1"  # history never grows
+    state = json.loads(git(repo, "show", f"{ref}:ledger.json"))
+    assert state["version"] == 1
+    assert state["slots"][KEY]["next_free"] == 1_800_000_000.0 + 25 * INTERVAL
+    assert "reserve " + KEY in git(repo, "log", "-1", "--format=%s", ref)
+
+
+def test_one_exact_ref_can_hold_several_keys(bare_git_repo: Path, clock: Clock) -> None:
+    spec = f"git+file://{bare_git_repo}?ref=refs/notes/ci/rate"
+    ledger = GitLedger(spec, LedgerContext(now=clock))
+    assert ledger.reserve("a", INTERVAL) == clock.value
+    assert ledger.reserve("b", 30.0) == clock.value
+    assert ledger.reserve("a", INTERVAL) == clock.value + INTERVAL
+    ledger.close()
+    assert git(bare_git_repo, "for-each-ref", "--format=%(refname)") == "refs/notes/ci/rate"
+    state = json.loads(git(bare_git_repo, "show", "refs/notes/ci/rate:ledger.json"))
+    assert set(state["slots"]) == {"a", "b"}
+
+
+def test_unusual_keys_get_a_hashed_ref_name(bare_git_repo: Path, clock: Clock) -> None:
+    ledger = GitLedger(f"git+file://{bare_git_repo}", LedgerContext(now=clock))
+    assert ledger.reserve("weird key/../x", INTERVAL) == clock.value
+    assert ledger.peek("weird key/../x", INTERVAL) == clock.value + INTERVAL
+    ledger.close()
+    ref = git(bare_git_repo, "for-each-ref", "--format=%(refname)")
+    assert ref.startswith(DEFAULT_REF_PREFIX + "/k-")
+
+
+def test_a_lost_race_is_read_again_and_retried(bare_git_repo: Path, clock: Clock) -> None:
+    """Another job updates the ref between our read and our push: our push must fail the lease,
+    and the retry must build on the other job's reservation instead of overwriting it."""
+    spec = f"git+file://{bare_git_repo}"
+    rival = GitLedger(spec, LedgerContext(now=clock))
+    rival_slots: list[float] = []
+
+    class Interrupted(GitLedger):
+        def _write_commit(self, *args: object, **kwargs: object) -> str:
+            if not rival_slots:
+                rival_slots.append(rival.reserve(KEY, INTERVAL))
+            return super()._write_commit(*args, **kwargs)  # type: ignore[arg-type]
+
+    ledger = Interrupted(spec, LedgerContext(now=clock))
+    slept: list[float] = []
+    ledger.sleep = slept.append
+    slot = ledger.reserve(KEY, INTERVAL)
+    assert rival_slots == [clock.value]
+    assert slot == clock.value + INTERVAL
+    assert ledger.attempts == 2
+    assert len(slept) == 1  # one backoff between the two attempts
+    assert ledger.peek(KEY, INTERVAL) == clock.value + 2 * INTERVAL
+    ledger.close()
+    rival.close()
+
+
+def test_endless_lost_races_end_in_a_ledger_error(bare_git_repo: Path, clock: Clock) -> None:
+    spec = f"git+file://{bare_git_repo}"
+    rival = GitLedger(spec, LedgerContext(now=clock))
+
+    class AlwaysLate(GitLedger):
+        def _write_commit(self, *args: object, **kwargs: object) -> str:
+            rival.reserve(KEY, INTERVAL)
+            return super()._write_commit(*args, **kwargs)  # type: ignore[arg-type]
+
+    ledger = AlwaysLate(spec, LedgerContext(now=clock))
+    ledger.max_attempts = 3
+    slept: list[float] = []
+    ledger.sleep = slept.append
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "3 attempts" in caught.value.detail
+    assert caught.value.hint
+    assert len(slept) == 3 and all(s >= 0 for s in slept)
+    # The rival's three reservations all stand; ours took nothing.
+    assert rival.peek(KEY, INTERVAL) == clock.value + 3 * INTERVAL
+    ledger.close()
+    rival.close()
+
+
+def test_a_foreign_ref_is_never_overwritten(bare_git_repo: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", str(work)], check=True, env=server_git_env())
+    env = dict(server_git_env(), GIT_AUTHOR_NAME="u", GIT_AUTHOR_EMAIL="u@example.org",
+               GIT_COMMITTER_NAME="u", GIT_COMMITTER_EMAIL="u@example.org")
+    subprocess.run(["git", "-C", str(work), "commit", "-q", "--allow-empty", "-m", "mine"],
+                   check=True, env=env)
+    subprocess.run(["git", "-C", str(work), "push", "-q", str(bare_git_repo),
+                    "HEAD:refs/notes/mine"], check=True, env=env)
+    before = git(bare_git_repo, "rev-parse", "refs/notes/mine")
+    ledger = GitLedger(f"git+file://{bare_git_repo}?ref=refs/notes/mine", LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "not a streampixel-distribute ledger" in caught.value.detail
+    assert git(bare_git_repo, "rev-parse", "refs/notes/mine") == before
+    ledger.close()
+
+
+def test_a_newer_format_is_refused(bare_git_repo: Path, clock: Clock) -> None:
+    ledger = GitLedger(f"git+file://{bare_git_repo}", LedgerContext(now=clock))
+    ledger.reserve(KEY, INTERVAL)
+    # Write a version-2 state the way a future release would, through the same CAS.
+    ref = ledger.ref_for(KEY)
+    old, state = ledger._read(ref)
+    state["version"] = 2
+    ledger._push(ref, old, ledger._write_commit(state, KEY, 0.0, 0.0))
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "newer" in caught.value.detail
+    ledger.close()
+
+
+def test_close_removes_the_private_repository(git_file_spec: str) -> None:
+    ledger = GitLedger(git_file_spec, LedgerContext())
+    ledger.peek(KEY, INTERVAL)
+    private = Path(ledger.argv()[1].removeprefix("--git-dir=")).parent
+    assert private.is_dir()
+    ledger.close()
+    assert not private.exists()
+    ledger.close()  # twice is fine
+    assert ledger.peek(KEY, INTERVAL) > 0  # and it can be used again
+
+
+# -- GitHub forms, against a server that answers like GitHub (x-access-token + token) -----------
+
+
+@pytest.fixture
+def github_like(git_http_server_factory: Callable[..., GitHTTPServer]) -> GitHTTPServer:
+    return git_http_server_factory(
+        username=GITHUB_USERNAME, password=TOKEN, repos=("acme/app.git", "acme/shared-ledger.git")
+    )
+
+
+def test_github_spec_uses_this_repository_and_the_job_token(
+    github_like: GitHTTPServer, clock: Clock
+) -> None:
+    environ = {"GITHUB_SERVER_URL": github_like.base_url, "GITHUB_REPOSITORY": "acme/app"}
+    ledger = open_ledger("github", LedgerContext(environ=environ, github_token=TOKEN, now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    assert ledger.description == "github (acme/app) (refs/notes/streampixel-distribute/<key>)"
+    ledger.close()
+    assert git(github_like.repo_path("acme/app.git"), "rev-list", "--count",
+               f"{DEFAULT_REF_PREFIX}/{KEY}") == "1"
+
+
+def test_github_url_spec_uses_the_shared_repository(
+    github_like: GitHTTPServer, clock: Clock
+) -> None:
+    environ = {"GITHUB_SERVER_URL": github_like.base_url, "GITHUB_REPOSITORY": "acme/app"}
+    context = LedgerContext(environ=environ, github_token=TOKEN, now=clock)
+    ledger = open_ledger("github://acme/shared-ledger", context)
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    assert ledger.reserve(KEY, INTERVAL) == clock.value + INTERVAL
+    ledger.close()
+    assert git(github_like.repo_path("acme/shared-ledger.git"), "for-each-ref",
+               "--format=%(refname)") == f"{DEFAULT_REF_PREFIX}/{KEY}"
+    assert git(github_like.repo_path("acme/app.git"), "for-each-ref") == ""
+
+
+def test_github_token_is_used_for_a_git_url_on_the_github_server(
+    github_like: GitHTTPServer, clock: Clock
+) -> None:
+    environ = {"GITHUB_SERVER_URL": github_like.base_url}
+    spec = f"git+{github_like.repo_url('acme/shared-ledger.git')}"
+    ledger = open_ledger(spec, LedgerContext(environ=environ, github_token=TOKEN, now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    ledger.close()
+
+
+# -- failures: each a LedgerError with a fix, never a secret -----------------------------------
+
+
+def test_wrong_password_is_refused_without_showing_it(git_http_server: GitHTTPServer) -> None:
+    wrong = "wrong-pw-9d3e1b77c0"
+    ledger = GitLedger(git_http_server.spec(password=wrong), LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    text = all_text(caught.value) + ledger.description
+    assert "rejected the credentials" in caught.value.detail
+    assert "token" in caught.value.hint
+    assert wrong not in text
+    assert git_http_server.password not in text
+    assert redact.scrub(f"x {wrong} y") == "x *** y"  # registered, so logs are scrubbed too
+    ledger.close()
+
+
+def test_missing_credentials_are_refused(git_http_server: GitHTTPServer) -> None:
+    ledger = GitLedger(f"git+{git_http_server.repo_url()}", LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.peek(KEY, INTERVAL)
+    assert "rejected the credentials" in caught.value.detail
+    ledger.close()
+
+
+def test_a_token_that_cannot_push_gets_the_permissions_fix(
+    git_http_server_readonly: GitHTTPServer, clock: Clock
+) -> None:
+    server = git_http_server_readonly
+    ledger = GitLedger(server.spec(), LedgerContext(now=clock))
+    assert ledger.peek(KEY, INTERVAL) == clock.value  # reading is allowed
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "cannot push" in caught.value.detail
+    assert "permissions: contents: write" in caught.value.hint
+    assert server.password not in all_text(caught.value)
+    ledger.close()
+    assert git(server.repo_path(), "for-each-ref") == ""
+
+
+@pytest.mark.timeout(60)
+def test_unreachable_server_fails_at_once(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago and has no listener
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ledger = GitLedger(f"git+http://u:pw-unreachable-77@127.0.0.1:{port}/ledger.git?timeout=20",
+                       LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "cannot reach" in caught.value.detail
+    assert "reachable" in caught.value.hint
+    assert "pw-unreachable-77" not in all_text(caught.value)
+    ledger.close()
+
+
+def test_missing_repository_gets_the_create_fix(
+    git_http_server: GitHTTPServer, tmp_path: Path
+) -> None:
+    for spec in (git_http_server.spec("absent.git"), f"git+file://{tmp_path}/absent.git"):
+        ledger = GitLedger(spec, LedgerContext())
+        with pytest.raises(LedgerError) as caught:
+            ledger.reserve(KEY, INTERVAL)
+        assert "does not exist" in caught.value.detail, spec
+        assert "Create the repository" in caught.value.hint
+        ledger.close()
+
+
+def test_a_server_refusing_the_ref_update_is_reported(bare_git_repo: Path) -> None:
+    hook = bare_git_repo / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'notes are frozen' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    ledger = GitLedger(f"git+file://{bare_git_repo}", LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "refused the update" in caught.value.detail
+    assert "ref-prefix" in caught.value.hint
+    ledger.close()
+
+
+# -- the token stays out of argv ----------------------------------------------------------------
+
+
+def test_the_token_never_reaches_argv(
+    git_http_server: GitHTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every git process is started through a logging shim on PATH: what it records is exactly
+    the argv `ps` would show. The token must be in none of it, only (encoded) in the env."""
+    shim_dir = tmp_path / "shim"
+    shim_dir.mkdir()
+    log = tmp_path / "argv.log"
+    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    (shim_dir / "git").write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\n'
+        f'env | grep -c "{git_http_server.password}" >> "{log}.env" || true\n'
+        f'exec "{real_git}" "$@"\n'
+    )
+    (shim_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim_dir}:{os.environ['PATH']}")
+    ledger = GitLedger(git_http_server.spec(), LedgerContext())
+    ledger.reserve(KEY, INTERVAL)
+    ledger.peek(KEY, INTERVAL)
+    argv_lines = log.read_text().splitlines()
+    assert any("push" in line for line in argv_lines)
+    assert any("fetch" in line for line in argv_lines)
+    for line in argv_lines:
+        assert git_http_server.password not in line
+        assert git_http_server.username not in line
+    # The plain token is not in the child's environment either: only its Basic-auth encoding.
+    assert set(Path(f"{log}.env").read_text().split()) == {"0"}
+    env = git_env(parse_spec(git_http_server.spec(), LedgerContext()), tmp_path)
+    assert all(git_http_server.password not in value for value in env.values())
+    assert all(git_http_server.password not in arg for arg in ledger.argv("push"))
+    ledger.close()
+
+
+def test_user_git_config_and_helpers_cannot_interfere(tmp_path: Path) -> None:
+    base = {"PATH": "/usr/bin:/bin", "GIT_TRACE": "1", "GIT_ASKPASS": "/bin/evil",
+            "GIT_DIR": "/elsewhere", "HOME": "/root", "https_proxy": "http://proxy:3128"}
+    env = git_env(parse_spec("git+https://u:p@h.example/r.git", LedgerContext()), tmp_path, base)
+    assert "GIT_TRACE" not in env and "GIT_DIR" not in env
+    assert env["GIT_ASKPASS"] == "" and env["GIT_TERMINAL_PROMPT"] == "0"
+    assert env["HOME"] == str(tmp_path) and env["GIT_CONFIG_NOSYSTEM"] == "1"
+    assert env["https_proxy"] == "http://proxy:3128"  # proxies still work
+    config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"]
+              for i in range(int(env["GIT_CONFIG_COUNT"]))}
+    assert config["credential.helper"] == ""
+    assert config["http.https://h.example/r.git.extraHeader"].startswith("Authorization: Basic ")
+
+
+# -- a storm: 50 jobs at the same instant, each its own process ---------------------------------
+
+STORM = 50
+WORKER = r"""
+import json, os, sys
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+ledger = open_ledger(os.environ["SPD_LEDGER_SPEC"], LedgerContext())
+ledger.peek("warm-up", 1.0)
+print("ready", flush=True)
+sys.stdin.readline()
+slot = ledger.reserve(os.environ["SPD_KEY"], float(os.environ["SPD_INTERVAL"]))
+print(json.dumps({"slot": slot, "attempts": ledger.attempts}), flush=True)
+ledger.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_fifty_concurrent_reservers_over_http_all_get_distinct_spaced_slots(
+    git_http_server: GitHTTPServer,
+) -> None:
+    # The spec (with its password) goes through the environment, never argv.
+    env = dict(os.environ, SPD_LEDGER_SPEC=git_http_server.spec(), SPD_KEY=KEY,
+               SPD_INTERVAL=str(INTERVAL))
+    workers = [
+        subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(STORM)
+    ]  # fmt: skip
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+        for worker in workers:  # all ready: release them together
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        results = []
+        for worker in workers:
+            out, err = worker.communicate(timeout=150)
+            assert worker.returncode == 0, err
+            assert git_http_server.password not in out + err
+            results.append(json.loads(out))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    slots = sorted(r["slot"] for r in results)
+    assert len(set(slots)) == STORM  # all distinct
+    # Exactly one interval apart: none closer (no lost update), no gap (no lost reservation).
+    assert [b - a for a, b in itertools.pairwise(slots)] == pytest.approx(
+        [INTERVAL] * (STORM - 1), abs=1e-6
+    )
+    assert any(r["attempts"] > 1 for r in results)  # there really was contention
+    ledger = GitLedger(git_http_server.spec(), LedgerContext())
+    assert ledger.peek(KEY, INTERVAL) == pytest.approx(slots[-1] + INTERVAL, abs=1e-6)
+    ledger.close()
+    assert git(git_http_server.repo_path(), "rev-list", "--count",
+               f"{DEFAULT_REF_PREFIX}/{KEY}") == "1"
