@@ -6,5 +6,6 @@ pytest_plugins = [
     "support.listener",
     "support.runner",
     "support.ledger_contract",
+    "support.git_server",
     "support.redis_server",
 ]
