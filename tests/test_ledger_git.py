@@ -426,6 +426,23 @@ def test_a_server_refusing_the_ref_update_is_reported(bare_git_repo: Path) -> No
     ledger.close()
 
 
+def test_a_no_force_push_policy_is_reported_not_retried(bare_git_repo: Path) -> None:
+    """receive.denyNonFastForwards guards branches: a ledger under refs/heads fails at once with a
+    fix, while the default notes namespace works on the very same server."""
+    git(bare_git_repo, "config", "receive.denyNonFastForwards", "true")
+    branchy = GitLedger(f"git+file://{bare_git_repo}?ref-prefix=refs/heads/ledger", LedgerContext())
+    branchy.reserve(KEY, INTERVAL)  # creating the ref is allowed
+    with pytest.raises(LedgerError) as caught:
+        branchy.reserve(KEY, INTERVAL)
+    assert "non-fast-forward" in caught.value.detail
+    assert branchy.attempts == 1
+    branchy.close()
+    notes = GitLedger(f"git+file://{bare_git_repo}", LedgerContext())
+    first = notes.reserve(KEY, INTERVAL)
+    assert notes.reserve(KEY, INTERVAL) == first + INTERVAL
+    notes.close()
+
+
 # -- the token stays out of argv ----------------------------------------------------------------
 
 

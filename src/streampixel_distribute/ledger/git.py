@@ -57,11 +57,11 @@ _PASSTHROUGH = (
     "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
 )  # fmt: skip
 
-# Rejections that mean "someone else updated the ref first": read again and retry.
+# Rejections that mean "someone else updated the ref first": read again and retry. (With a lease
+# the client never refuses a non-fast-forward itself, so "non-fast-forward" can only be a server
+# policy such as receive.denyNonFastForwards on refs/heads: not a race, and not retried.)
 _LOST_RACE = (
     "stale info",
-    "fetch first",
-    "non-fast-forward",
     "failed to update ref",
     "failed to lock",
     "cannot lock ref",
