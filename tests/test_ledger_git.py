@@ -480,6 +480,21 @@ def test_the_token_never_reaches_argv(
     ledger.close()
 
 
+def test_too_old_a_git_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git < 2.32 would silently ignore GIT_CONFIG_COUNT (the token) and GIT_CONFIG_GLOBAL."""
+    old = tmp_path / "bin" / "git"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 'git version 2.25.1'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{old.parent}:{os.environ['PATH']}")
+    ledger = GitLedger(f"git+file://{tmp_path}/r.git", LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.peek(KEY, INTERVAL)
+    assert "git >= 2.32" in caught.value.detail
+    assert "2.25.1" in caught.value.detail
+    ledger.close()
+
+
 def test_user_git_config_and_helpers_cannot_interfere(tmp_path: Path) -> None:
     base = {"PATH": "/usr/bin:/bin", "GIT_TRACE": "1", "GIT_ASKPASS": "/bin/evil",
             "GIT_DIR": "/elsewhere", "HOME": "/root", "https_proxy": "http://proxy:3128"}

@@ -46,6 +46,9 @@ DEFAULT_TIMEOUT = 60.0  # seconds for one git command, so a black-holed host can
 MAX_ATTEMPTS = 30
 BACKOFF_FLOOR = 0.05  # seconds: the smallest backoff unit
 BACKOFF_CAP = 10.0
+#: GIT_CONFIG_COUNT (2.31) and GIT_CONFIG_GLOBAL (2.32) carry the token and shut out user config:
+#: an older git would silently ignore both.
+MIN_GIT = (2, 32)
 COMMITTER = "streampixel-distribute <ledger@streampixel-distribute.invalid>"
 
 # What git may take from our environment: the program path, proxies and CA bundles. Nothing
@@ -381,8 +384,20 @@ class GitLedger(Ledger):
             self._finalizer = weakref.finalize(self, shutil.rmtree, path, True)
             self._dir = path
             self._env = git_env(self._target, path)
+            self._check_version()
             self._run(["git", "init", "--quiet", "--bare", str(path / "repo.git")], "prepare")
         return self._dir / "repo.git"
+
+    def _check_version(self) -> None:
+        out = self._run(["git", "--version"], "prepare").stdout.decode(errors="replace")
+        found = re.search(r"(\d+)\.(\d+)", out)
+        version = (int(found[1]), int(found[2])) if found else (0, 0)
+        if version < MIN_GIT:
+            raise _ledger_error(
+                f"the git ledger needs git >= {MIN_GIT[0]}.{MIN_GIT[1]}, found "
+                f"{out.strip() or 'an unknown version'}",
+                "Install a newer git, or use a `file://` or `redis://` ledger.",
+            )
 
     def _run(
         self, argv: list[str], action: str, stdin: bytes | None = None
