@@ -159,6 +159,16 @@ def emu(emulator: Emulator) -> Emulator:
     return emulator
 
 
+# This machine (like many CI images) may export CA variables globally; each TLS case sets exactly
+# the one it is about and blanks the rest (empty counts as unset for requests and for us).
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+NO_CA_ENV = dict.fromkeys(CA_VARIABLES, "")
+
+
+def ca_env(**values: str) -> dict[str, str]:
+    return {**NO_CA_ENV, **values}
+
+
 @pytest.fixture(scope="module")
 def loopback_ca(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCA:
     return make_test_ca(tmp_path_factory.mktemp("ca"))
@@ -381,7 +391,7 @@ def test_redirect_is_never_followed_and_the_key_never_leaves(
         # https API -> http://127.0.0.1:<port>: a downgrade to plain text.
         emu: Emulator = request.getfixturevalue("tls_emu")
         sink: RecordingServer = request.getfixturevalue("same_host")
-        env = {"REQUESTS_CA_BUNDLE": str(loopback_ca.ca_cert)}
+        env = ca_env(REQUESTS_CA_BUNDLE=str(loopback_ca.ca_cert))
     else:
         emu = request.getfixturevalue("emu")
         sink = other_host
@@ -398,10 +408,6 @@ def test_redirect_is_never_followed_and_the_key_never_leaves(
     assert_bounded(run, elapsed)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "api.py sets session.max_redirects = 0; with allow_redirects=False requests still raises "
-    "TooManyRedirects ('Exceeded 0 redirects.'), so a 3xx becomes a retried network-error "
-    "instead of interpret()'s non-retryable 'Unexpected redirect'"))
 @pytest.mark.parametrize("code", [302, 307])
 def test_redirect_is_reported_as_a_redirect_and_not_retried(
     emu: Emulator, other_host: RecordingServer, tmp_path: Path, code: int
@@ -420,7 +426,7 @@ def test_redirect_is_reported_as_a_redirect_and_not_retried(
 
 
 def test_tls_self_signed_is_refused_with_a_fix(tls_emu: Emulator, tmp_path: Path) -> None:
-    run, elapsed = timed(lambda: run_action(tmp_path, inputs_for(tls_emu)))
+    run, elapsed = timed(lambda: run_action(tmp_path, inputs_for(tls_emu), env=ca_env()))
     assert_failed(run, code=6, kind="network-error", detail="certificate verify failed",
                   fix="REQUESTS_CA_BUNDLE")
     assert run.outputs["attempts"] == "1"  # never retried: retrying cannot fix trust
@@ -432,21 +438,18 @@ def test_tls_self_signed_is_refused_with_a_fix(tls_emu: Emulator, tmp_path: Path
 def test_tls_accepted_with_requests_ca_bundle(tls_emu: Emulator, tmp_path: Path,
                                               loopback_ca: LoopbackCA) -> None:
     run = run_action(tmp_path, inputs_for(tls_emu),
-                     env={"REQUESTS_CA_BUNDLE": str(loopback_ca.ca_cert)})
+                     env=ca_env(REQUESTS_CA_BUNDLE=str(loopback_ca.ca_cert)))
     assert run.exit_code == 0, run.stdout
     assert run.outputs["status"] == "triggered"
     assert [c["status"] for c in distribute_calls(tls_emu)] == [200]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the TLS hint says 'REQUESTS_CA_BUNDLE (or SSL_CERT_FILE)', but requests ignores "
-    "SSL_CERT_FILE (verify=True uses certifi's bundle); api.py should honour SSL_CERT_FILE or "
-    "the hint should not mention it"))
 def test_tls_accepted_with_ssl_cert_file(tls_emu: Emulator, tmp_path: Path,
                                          loopback_ca: LoopbackCA) -> None:
     run = run_action(tmp_path, inputs_for(tls_emu),
-                     env={"SSL_CERT_FILE": str(loopback_ca.ca_cert)})
+                     env=ca_env(SSL_CERT_FILE=str(loopback_ca.ca_cert)))
     assert run.exit_code == 0, run.stdout
+    assert [c["status"] for c in distribute_calls(tls_emu)] == [200]
 
 
 # --- DNS -------------------------------------------------------------------------------------

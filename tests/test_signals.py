@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from streampixel_distribute.coordinator import GUARD_FRACTION, GUARD_MAX
 from streampixel_distribute.ledger import account_key, open_ledger
 from support.emulator import Emulator
 from support.hostile import LiveAction, finish_action, spawn_action
@@ -36,6 +37,11 @@ def inputs_for(emu: Emulator, ledger: str, interval: float, **overrides: str) ->
     }
     values.update(overrides)
     return values
+
+
+def spacing(interval: float) -> float:
+    """What one reservation occupies: the interval plus the coordinator's small guard."""
+    return interval + min(GUARD_MAX, GUARD_FRACTION * interval)
 
 
 def next_free(path: Path) -> float:
@@ -83,7 +89,7 @@ def test_signal_during_slot_wait(emulator: Emulator, tmp_path: Path, signum: int
     assert run.outputs["slot-at"] and run.outputs["position"] == "1"
     assert emulator.requests("distribute-file") == []
     # The cancelled job cost the queue exactly its one slot, nothing more.
-    assert next_free(path) <= held + interval + 1e-6
+    assert next_free(path) <= held + spacing(interval) + 1e-6
 
 
 @pytest.mark.parametrize(("signum", "code"), SIGNALS)
@@ -105,4 +111,4 @@ def test_signal_during_request(emulator: Emulator, tmp_path: Path, signum: int,
     assert run.outputs["attempts"] == "1"
     assert run.outputs["http-status"] == ""
     # Only the slot this job used is reserved: the next job may call one interval later.
-    assert started <= next_free(path) - interval <= time.time()
+    assert started <= next_free(path) - spacing(interval) <= time.time()
