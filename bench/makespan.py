@@ -1,0 +1,252 @@
+"""Makespan of N parallel jobs sharing one account's rate limit, per ledger backend.
+
+For each ledger (`none`, `file`, `redis`, `git+file`, `git+http`) and N in (2, 5, 10), start N
+CLI processes (`entrypoint.py`) together against one emulator whose write window is `--interval`
+seconds (the CLI is given the same interval), and read the emulator's request log:
+
+- makespan: from the first to the last successful distribute call, as the emulator saw them;
+- ratio: makespan / ((N - 1) x interval), the physical minimum (1.00 is perfect);
+- 429s: rate-limited answers the jobs received.
+
+Side by side, in this same process, the reservation latency of each backend: `--reserves`
+sequential `ledger.reserve` calls on distinct keys, median and p95.
+
+Targets: ratio <= 1.05 and zero 429s for every coordinating backend. `none` is shown for
+comparison; it gets a `max-wait` long enough to succeed by retrying after 429s.
+
+Needs `redis-server` and `git` (missing ones are skipped with a note). It reuses the servers of
+tests/support (no pytest run). Takes about 2-3 minutes with the defaults:
+
+    python bench/makespan.py [--interval 1] [--jobs 2,5,10] [--backends none,file,redis,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+from streampixel_distribute.ledger import open_ledger  # noqa: E402
+from support.emulator import Emulator, start_emulator  # noqa: E402
+from support.git_server import GitHTTPServer, init_bare, start_git_http_server  # noqa: E402
+from support.redis_server import RedisServer, start_redis  # noqa: E402
+
+ENTRYPOINT = ROOT / "entrypoint.py"
+BACKENDS = ("none", "file", "redis", "git+file", "git+http")
+JOB_TIMEOUT = 600.0
+
+
+@dataclass
+class Row:
+    backend: str
+    jobs: int
+    makespan: float | None = None
+    ratio: float | None = None
+    rate_limited: int = 0
+    failed: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    note: str = ""
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def reserve_latency(spec: str, count: int, interval: float) -> tuple[float, float]:
+    """Median and p95 milliseconds of `count` sequential reserves on distinct keys."""
+    ledger = open_ledger(spec)
+    try:
+        ledger.reserve(f"bench-warm-{uuid.uuid4().hex}", interval)  # connect, create repos
+        samples = []
+        for index in range(count):
+            key = f"bench-{uuid.uuid4().hex[:12]}-{index}"
+            start = time.perf_counter()
+            ledger.reserve(key, interval)
+            samples.append((time.perf_counter() - start) * 1000)
+    finally:
+        ledger.close()
+    return statistics.median(samples), percentile(samples, 0.95)
+
+
+def run_jobs(emulator: Emulator, ledger: str, jobs: int, interval: float,
+             max_wait: float) -> tuple[int, list[int]]:
+    """Start `jobs` CLI processes together; return (failed jobs, attempts per job)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
+    env.update(PYTHONPATH=str(ROOT / "src"), STREAMPIXEL_API_KEY=emulator.demo.api_key,
+               STREAMPIXEL_LEDGER=ledger)
+    argv = [
+        sys.executable, str(ENTRYPOINT), "--api-url", emulator.url,
+        "--user-id", emulator.demo.user_id, "--project-id", emulator.demo.project_id,
+        "--upload-id", emulator.demo.upload_id, "--rate-limit-interval", f"{interval:g}",
+        "--max-wait", f"{max_wait:g}", "--json",
+    ]  # fmt: skip
+    processes = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) for _ in range(jobs)]
+    failed, attempts = 0, []
+    for process in processes:
+        out, _ = process.communicate(timeout=JOB_TIMEOUT)
+        try:
+            outputs = json.loads(out)
+        except ValueError:
+            outputs = {}
+        if process.returncode != 0 or outputs.get("status") != "triggered":
+            failed += 1
+        attempts.append(int(outputs.get("attempts") or 0))
+    return failed, attempts
+
+
+def measure(emulator: Emulator, backend: str, spec: str, jobs: int, interval: float) -> Row:
+    emulator.reset()  # forgets the request log and the rate-limit window
+    # `none` needs room to retry after 429s; coordinated jobs only wait their turn.
+    max_wait = (jobs * interval * 4 + 60) if backend == "none" else (jobs * interval + 60)
+    failed, _attempts = run_jobs(emulator, spec, jobs, interval, max_wait)
+    calls = emulator.requests("distribute-file")
+    accepted = sorted(float(c["time"]) for c in calls if c["status"] == 200)
+    row = Row(backend, jobs, failed=failed,
+              rate_limited=sum(1 for c in calls if c["status"] == 429))
+    if len(accepted) >= 2:
+        row.makespan = accepted[-1] - accepted[0]
+        row.ratio = row.makespan / ((jobs - 1) * interval)
+    return row
+
+
+class Backends:
+    """Creates a fresh ledger spec per run; starts and stops the servers it needs."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.redis: RedisServer | None = None
+        self.git_http: GitHTTPServer | None = None
+        self.count = 0
+
+    def missing(self, backend: str) -> str | None:
+        binary = {"redis": "redis-server", "git+file": "git", "git+http": "git"}.get(backend)
+        if binary and shutil.which(binary) is None:
+            return f"`{binary}` not installed: skipped"
+        return None
+
+    def fresh(self, backend: str) -> str:
+        """A ledger spec with no reservations in it yet."""
+        self.count += 1
+        name = f"run-{self.count}"
+        if backend == "none":
+            return "none"
+        if backend == "file":
+            return (self.workdir / f"{name}.json").as_uri()
+        if backend == "redis":
+            if self.redis is None:
+                self.redis = start_redis(self.workdir / "redis")
+            with contextlib.closing(self.redis.client()) as client:
+                client.flushdb()
+            return self.redis.url()
+        if backend == "git+file":
+            return f"git+file://{init_bare(self.workdir / f'{name}.git')}"
+        if backend == "git+http":
+            if self.git_http is None:
+                self.git_http = start_git_http_server(self.workdir / "git-http")
+            init_bare(self.git_http.repo_path(f"{name}.git"))
+            return self.git_http.spec(f"{name}.git")
+        raise ValueError(f"unknown backend {backend!r}")
+
+    def close(self) -> None:
+        for server in (self.redis, self.git_http):
+            if server is not None:
+                server.stop()
+
+
+@contextlib.contextmanager
+def running(factory: Callable[[], Backends]) -> Iterator[Backends]:
+    backends = factory()
+    try:
+        yield backends
+    finally:
+        backends.close()
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def table(rows: list[Row], interval: float) -> str:
+    lines = [
+        f"| ledger | N | makespan (s) | ratio to (N-1) x {interval:g} s | 429s | failed jobs "
+        "| reserve p50 (ms) | reserve p95 (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if row.note:
+            lines.append(f"| {row.backend} | - | - | - | - | - | - | {row.note} |")
+            continue
+        lines.append(
+            f"| {row.backend} | {row.jobs} | {fmt(row.makespan, '.2f')} | "
+            f"{fmt(row.ratio, '.3f')} | {row.rate_limited} | {row.failed} | "
+            f"{fmt(row.p50_ms, '.1f')} | {fmt(row.p95_ms, '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="seconds of the emulator's write window (compressed from 120)")
+    parser.add_argument("--jobs", default="2,5,10", help="comma-separated N values")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--reserves", type=int, default=50,
+                        help="sequential reserves timed per backend")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.jobs.split(",")]
+    chosen = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(chosen) - set(BACKENDS)
+    if unknown or any(n < 2 for n in counts):
+        parser.error(f"backends are {', '.join(BACKENDS)}; every N must be at least 2")
+
+    started = time.monotonic()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="spd-makespan-") as tmp:
+        workdir = Path(tmp)
+        emulator = start_emulator(workdir / "emulator", interval=args.interval, quiet=True)
+        try:
+            with running(lambda: Backends(workdir)) as backends:
+                for backend in chosen:
+                    note = backends.missing(backend)
+                    if note:
+                        rows.append(Row(backend, 0, note=note))
+                        continue
+                    p50, p95 = reserve_latency(backends.fresh(backend), args.reserves,
+                                               args.interval)
+                    for jobs in counts:
+                        row = measure(emulator, backend, backends.fresh(backend), jobs,
+                                      args.interval)
+                        row.p50_ms, row.p95_ms = p50, p95
+                        rows.append(row)
+                        print(f"{backend:9} N={jobs:<3} ratio {fmt(row.ratio, '.3f')}  "
+                              f"429s {row.rate_limited}  failed {row.failed}",
+                              file=sys.stderr, flush=True)
+        finally:
+            emulator.stop()
+    print(table(rows, args.interval))
+    elapsed = time.monotonic() - started
+    print(f"\n{len(rows)} rows in {elapsed:.0f} s; python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
