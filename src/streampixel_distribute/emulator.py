@@ -15,7 +15,6 @@ import argparse
 import copy
 import hmac
 import http.client
-import ipaddress
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from . import __version__, redact
+from .settings import is_loopback_host
 
 API_BASE: Final = "/pixelStripeApi"
 DEFAULT_INTERVAL: Final = 120.0
@@ -411,12 +411,7 @@ def is_loopback_url(url: str) -> bool:
         return False
     if parts.scheme not in ("http", "https") or not host:
         return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 # Pipeline events: (event, status at trigger) per reference §6.2.

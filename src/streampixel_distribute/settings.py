@@ -457,7 +457,7 @@ class _Checker:
             self.add(name, f"has a query or fragment: {self.echo(value)}.",
                      f"Use the base URL only: {self.echo(clean.rstrip('/'))}.")
             return value
-        if scheme == "http" and not _is_loopback(parts.hostname):
+        if scheme == "http" and not is_loopback_host(parts.hostname):
             self.add(name, f"uses plain http for a non-loopback host: {self.echo(value)}; the "
                            "key would travel unencrypted.",
                      "Use https:// (plain http is allowed only for localhost, 127.0.0.0/8 "
@@ -517,7 +517,8 @@ class _Checker:
             self.add("ledger", problem.message, problem.fix)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: the only hosts plain http (and the emulator) may reach."""
     if host == "localhost":
         return True
     try:

@@ -142,7 +142,6 @@ class DispatchAction:
             import requests  # noqa: PLC0415
 
             self._session = requests.Session()
-            self._session.max_redirects = 0
         return self._session
 
     def run(self, item: Item, log: JsonLog) -> Outcome:
