@@ -293,40 +293,39 @@ def cli_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", [spec.name for spec in INPUTS])
-def test_every_input_accepts_or_names_itself(name: str, cli_tmp: Path) -> None:
+@CLI
+@given(data=st.data(), via_env=st.booleans())
+def test_every_input_accepts_or_names_itself(name: str, cli_tmp: Path, data: st.DataObject,
+                                             via_env: bool) -> None:
     ledger_dir = cli_tmp / "ledgers"
     ledger_dir.mkdir(exist_ok=True)
+    value = data.draw(_value_strategy(name, ledger_dir), label=name)
+    values = baseline()
+    values[name] = value
+    code, out, err, written = run_cli(values, via_env=via_env, tmp=cli_tmp)
+    everything = out + err + written
+    assert code != 1 and "Traceback" not in everything, everything
+    outputs = dict(line.split("=", 1) for line in written.splitlines() if "=" in line)
+    if code == 0:
+        assert outputs["status"] == "dry-run"
+    elif name == "dry-run" and code == 6:
+        # Accepted as `false`: a real run against a closed loopback port, refused, not
+        # retried (retries 0).
+        assert outputs["error"] == "network-error" and "refused" in err, everything
+    elif code == 2:
+        assert outputs["error"] == "invalid-input", everything
+        assert f"`{name}`" in err, err
+    else:
+        # A well-formed ledger URL that cannot be opened is a ledger error, not input.
+        assert name == "ledger" and code == 7 and outputs["error"] == "ledger-error", \
+            everything
+    for secret in (LEAK_KEY, LEAK_TOKEN):
+        for form in encoded_forms(secret):
+            assert form not in everything
+    if name in ("api-key", "github-token"):
+        for part in _secret_parts(value):
+            assert part not in everything, (part, everything)
 
-    @CLI
-    @given(value=_value_strategy(name, ledger_dir), via_env=st.booleans())
-    def check(value: str, via_env: bool) -> None:
-        values = baseline()
-        values[name] = value
-        code, out, err, written = run_cli(values, via_env=via_env, tmp=cli_tmp)
-        everything = out + err + written
-        assert code != 1 and "Traceback" not in everything, everything
-        outputs = dict(line.split("=", 1) for line in written.splitlines() if "=" in line)
-        if code == 0:
-            assert outputs["status"] == "dry-run"
-        elif name == "dry-run" and code == 6:
-            # Accepted as `false`: a real run against a closed loopback port, refused, not
-            # retried (retries 0).
-            assert outputs["error"] == "network-error" and "refused" in err, everything
-        elif code == 2:
-            assert outputs["error"] == "invalid-input", everything
-            assert f"`{name}`" in err, err
-        else:
-            # A well-formed ledger URL that cannot be opened is a ledger error, not input.
-            assert name == "ledger" and code == 7 and outputs["error"] == "ledger-error", \
-                everything
-        for secret in (LEAK_KEY, LEAK_TOKEN):
-            for form in encoded_forms(secret):
-                assert form not in everything
-        if name in ("api-key", "github-token"):
-            for part in _secret_parts(value):
-                assert part not in everything, (part, everything)
-
-    check()
 
 
 # --- webhook payloads on the event path ---------------------------------------------------------
