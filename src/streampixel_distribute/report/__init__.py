@@ -169,10 +169,13 @@ class Reporter:
                 problems.append(f"could not write {what}: {scrub(str(exc))}")
 
         if self.on_github:
-            if self.environ.get("GITHUB_OUTPUT"):
-                attempt("$GITHUB_OUTPUT", lambda: github.write_outputs(outputs))
-            if self.environ.get("GITHUB_STEP_SUMMARY"):
-                attempt("$GITHUB_STEP_SUMMARY", lambda: github.append_summary(summary))
+            output_path = self.environ.get("GITHUB_OUTPUT")
+            if output_path:
+                attempt("$GITHUB_OUTPUT", lambda: github.write_outputs(output_path, outputs))
+            summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
+            if summary_path:
+                attempt("$GITHUB_STEP_SUMMARY",
+                        lambda: github.append_summary(summary_path, summary))
         if self.output_file:
             path = self.output_file
             attempt(str(path), lambda: path.write_text(plain.name_value(outputs), encoding="utf-8"))

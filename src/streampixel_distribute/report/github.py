@@ -6,7 +6,9 @@ of stdout, and the `name<<delimiter` format of `$GITHUB_OUTPUT`. Callers pass sc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import github_action_utils as gha
 
@@ -31,11 +33,27 @@ def end_group() -> None:
     gha.end_group()
 
 
-def write_outputs(outputs: Mapping[str, str]) -> None:
+@contextmanager
+def _pointing(variable: str, path: str) -> Iterator[None]:
+    """The library reads the file's path from os.environ; the caller may hold another mapping."""
+    saved = os.environ.get(variable)
+    os.environ[variable] = path
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[variable]
+        else:
+            os.environ[variable] = saved
+
+
+def write_outputs(path: str, outputs: Mapping[str, str]) -> None:
     """Append to `$GITHUB_OUTPUT` (the library picks a delimiter absent from the value)."""
-    for name, value in outputs.items():
-        gha.set_output(name, value)
+    with _pointing("GITHUB_OUTPUT", path):
+        for name, value in outputs.items():
+            gha.set_output(name, value)
 
 
-def append_summary(markdown: str) -> None:
-    gha.append_job_summary(markdown)
+def append_summary(path: str, markdown: str) -> None:
+    with _pointing("GITHUB_STEP_SUMMARY", path):
+        gha.append_job_summary(markdown)
