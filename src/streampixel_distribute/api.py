@@ -53,6 +53,10 @@ class Result:
 class TooManyRequests(RateLimited):
     """A 429. `retry_after` is seconds from the response, or None when it gave no usable hint."""
 
+    default_title = "Rate limited by Streampixel (HTTP 429)"
+    default_hint = ("Another job of this account called within the last interval. Use a shared "
+                    "`ledger` so jobs take turns, or raise `max-wait`.")
+
     def __init__(self, detail: str, *, retry_after: float | None, source: str, **kw: Any) -> None:
         super().__init__(detail, **kw)
         self.retry_after = retry_after
