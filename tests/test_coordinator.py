@@ -282,3 +282,46 @@ def test_slots_are_spaced_slightly_wider_than_the_limit(tmp_path: Path) -> None:
     other.run()
     # 120 s + a 1 s guard: calls that arrive with different delays still land 120 s apart.
     assert clock.sleeps and sum(clock.sleeps) == pytest.approx(121)
+
+
+class SlowLedger(Ledger):
+    """A real file ledger behind a slow link: every operation advances the fake clock."""
+
+    def __init__(self, inner: Ledger, clock: FakeClock, peek_s: float, reserve_s: float) -> None:
+        self.inner, self.clock = inner, clock
+        self.peek_s, self.reserve_s = peek_s, reserve_s
+        self.description = "slow"
+
+    def peek(self, key: str, interval: float) -> float:
+        self.clock.now += self.peek_s
+        return self.inner.peek(key, interval)
+
+    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
+        slot = self.inner.reserve(key, interval, not_before)  # decided at the start...
+        self.clock.now += self.reserve_s  # ...stored only after the round trips
+        return slot
+
+
+def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
+    clock = FakeClock()
+    inner = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = SlowLedger(inner, clock, peek_s=0.4, reserve_s=0.8)
+    coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
+                                   clock=clock)
+    coordinator.run()
+    slot = coordinator.progress.slot_at
+    assert slot is not None
+    # The call leaves at the slot, not 0.8 s after it: the next job's slot (slot + spacing)
+    # is then at least one interval after our call.
+    assert client.calls == [pytest.approx(slot)]
+    assert not [m for k, m in log.lines if k == "warning"]
+
+
+def test_very_slow_ledger_warns(tmp_path: Path) -> None:
+    clock = FakeClock()
+    inner = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = SlowLedger(inner, clock, peek_s=0.01, reserve_s=5.0)
+    coordinator, _, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
+                              clock=clock)
+    coordinator.run()
+    assert any("Slow ledger" in m or "took" in m for k, m in log.lines if k == "warning")

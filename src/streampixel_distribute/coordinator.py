@@ -169,15 +169,30 @@ class Coordinator:
 
     def _reserve(self, not_before: float, deadline: float) -> float:
         interval = self.spacing
-        now = self.clock.time()
+        started = self.clock.time()
         # Peek first: a slot past the deadline fails now, and reserves nothing others would skip.
-        eta = max(now, not_before, self.ledger.peek(self.key, interval))
+        peeked = self.ledger.peek(self.key, interval)
+        now = self.clock.time()
+        # A slot handed out "now" is already past by the time a slow ledger (a git push to
+        # GitHub: up to a second) has stored it, and our call would land closer than one
+        # interval to the next job's. A reservation costs about two peeks (read, then write),
+        # so ask for a slot that starts after it has been stored.
+        earliest = max(not_before, now + 2.0 * (now - started))
+        eta = max(now, earliest, peeked)
         if eta > deadline:
             raise self._too_late(eta, deadline, None)
-        slot = max(self.ledger.reserve(self.key, interval, not_before), now)
-        self._note_slot(slot, max(now, not_before))
+        slot = max(self.ledger.reserve(self.key, interval, earliest), now)
+        stored = self.clock.time()
+        self._note_slot(slot, max(now, earliest))
         if slot > deadline:  # lost a race between peek and reserve
             raise self._too_late(slot, deadline, None)
+        if stored - slot > interval - self.settings.rate_limit_interval:
+            self.log.warning(
+                f"The ledger took {stored - started:.1f} s to answer, longer than the "
+                "guard between slots; this call may land close to the previous one (a 429 "
+                "would still be handled).",
+                title="Slow ledger",
+            )
         if slot - now >= 1:
             self.log.info(
                 f"Reserved slot {iso(slot)} on ledger {self.ledger.description} "
