@@ -23,12 +23,14 @@ from .ledger import Ledger, LedgerContext, account_key, open_ledger
 from .ledger.none import NoLedger
 from .settings import Settings
 
-HEARTBEAT_SECONDS = 30.0
+HEARTBEAT_SECONDS = 30.0  # GitHub shows a step as alive; users see what it waits for
+GROUP_THRESHOLD = 5.0  # shorter waits are not worth a collapsible group
 # Streampixel starts its window when a call *arrives*. Two back-to-back slots whose calls arrive
 # with different delays (network, TLS handshake) could land closer than the interval, so slots
-# are spaced a little wider than the limit: 2 %, at most one second.
-GUARD_FRACTION, GUARD_MAX = 0.02, 1.0  # GitHub shows a step as alive; users see what it waits for
-GROUP_THRESHOLD = 5.0  # shorter waits are not worth a collapsible group
+# are spaced a little wider than the limit: 2 %, at least 50 ms (scheduling jitter of a busy
+# runner), at most one second.
+GUARD_FRACTION, GUARD_MIN, GUARD_MAX = 0.02, 0.05, 1.0
+MAX_LATE_SLOTS = 3  # reservations that came back already past, before calling anyway
 MAX_BACKOFF = 30.0
 
 
@@ -92,7 +94,7 @@ class Coordinator:
         self.key = account_key(settings.api_url, settings.user_id)
         self.jitter = jitter
         interval = settings.rate_limit_interval
-        self.spacing = interval + min(GUARD_MAX, GUARD_FRACTION * interval)
+        self.spacing = interval + min(GUARD_MAX, max(GUARD_MIN, GUARD_FRACTION * interval))
 
     # -- public -----------------------------------------------------------------------------
 
@@ -111,9 +113,9 @@ class Coordinator:
         deadline = start + s.max_wait
         not_before = 0.0
         failures = 0
+        self.client.prepare()  # import and set up HTTP now, not after a slot has begun
         while True:
             slot = self._reserve(not_before, deadline)
-            self.client.prepare()  # import and set up HTTP now, not after the slot has begun
             self._wait_until(slot)
             self.progress.attempts += 1
             self.log.info(f"Calling distribute-file (attempt {self.progress.attempts}) for "
@@ -169,30 +171,38 @@ class Coordinator:
 
     def _reserve(self, not_before: float, deadline: float) -> float:
         interval = self.spacing
+        guard = interval - self.settings.rate_limit_interval
         started = self.clock.time()
         # Peek first: a slot past the deadline fails now, and reserves nothing others would skip.
         peeked = self.ledger.peek(self.key, interval)
         now = self.clock.time()
         # A slot handed out "now" is already past by the time a slow ledger (a git push to
-        # GitHub: up to a second) has stored it, and our call would land closer than one
-        # interval to the next job's. A reservation costs about two peeks (read, then write),
-        # so ask for a slot that starts after it has been stored.
-        earliest = max(not_before, now + 2.0 * (now - started))
-        eta = max(now, earliest, peeked)
-        if eta > deadline:
-            raise self._too_late(eta, deadline, None)
-        slot = max(self.ledger.reserve(self.key, interval, earliest), now)
-        stored = self.clock.time()
-        self._note_slot(slot, max(now, earliest))
-        if slot > deadline:  # lost a race between peek and reserve
-            raise self._too_late(slot, deadline, None)
-        if stored - slot > interval - self.settings.rate_limit_interval:
+        # GitHub, retries after lost races) has stored it, and our call would land closer than
+        # one interval to the next job's. A reservation costs about two peeks (read, then
+        # write), so ask for a slot that starts after it has been stored.
+        lead = 2.0 * (now - started)
+        for attempt in range(1, MAX_LATE_SLOTS + 1):
+            earliest = max(not_before, now + lead)
+            eta = max(now, earliest, peeked)
+            if eta > deadline:
+                raise self._too_late(eta, deadline, None)
+            asked = self.clock.time()
+            slot = max(self.ledger.reserve(self.key, interval, earliest), now)
+            stored = self.clock.time()
+            self._note_slot(slot, max(now, earliest))
+            if slot > deadline:  # lost a race between peek and reserve
+                raise self._too_late(slot, deadline, None)
+            if stored - slot <= guard or attempt == MAX_LATE_SLOTS:
+                break
+            # Calling now would crowd the job after us: give this slot up (it only leaves a
+            # gap) and take one that starts after the ledger's measured answer time.
             self.log.warning(
-                f"The ledger took {stored - started:.1f} s to answer, longer than the "
-                "guard between slots; this call may land close to the previous one (a 429 "
-                "would still be handled).",
+                f"The ledger took {stored - asked:.1f} s to store slot {iso(slot)}, longer than "
+                "the guard between slots; reserving a later one so calls stay one interval "
+                "apart.",
                 title="Slow ledger",
             )
+            lead, now, peeked = 1.5 * (stored - asked), stored, 0.0
         if slot - now >= 1:
             self.log.info(
                 f"Reserved slot {iso(slot)} on ledger {self.ledger.description} "
