@@ -27,9 +27,9 @@ HEARTBEAT_SECONDS = 30.0  # GitHub shows a step as alive; users see what it wait
 GROUP_THRESHOLD = 5.0  # shorter waits are not worth a collapsible group
 # Streampixel starts its window when a call *arrives*. Two back-to-back slots whose calls arrive
 # with different delays (network, TLS handshake) could land closer than the interval, so slots
-# are spaced a little wider than the limit: 2 %, at least 50 ms (scheduling jitter of a busy
+# are spaced a little wider than the limit: 2 %, at least 100 ms (the jitter of a busy
 # runner), at most one second.
-GUARD_FRACTION, GUARD_MIN, GUARD_MAX = 0.02, 0.05, 1.0
+GUARD_FRACTION, GUARD_MIN, GUARD_MAX = 0.02, 0.1, 1.0
 MAX_LATE_SLOTS = 3  # reservations that came back already past, before calling anyway
 MAX_BACKOFF = 30.0
 
@@ -118,8 +118,10 @@ class Coordinator:
             slot = self._reserve(not_before, deadline)
             self._wait_until(slot)
             self.progress.attempts += 1
-            self.log.info(f"Calling distribute-file (attempt {self.progress.attempts}) for "
-                          f"project {s.project_id}, upload {s.upload_id}.")
+            late = self.clock.time() - slot
+            self.log.info(f"Calling distribute-file (attempt {self.progress.attempts}, "
+                          f"{late:.2f} s after its slot) for project {s.project_id}, "
+                          f"upload {s.upload_id}.")
             try:
                 result = self.client.distribute(
                     api_key=s.api_key, user_id=s.user_id,

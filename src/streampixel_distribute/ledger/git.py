@@ -5,7 +5,7 @@ parentless commit whose tree holds `ledger.json`. A reservation reads that commi
 orphan commit with the new `next_free`, and pushes it with `--force-with-lease=<ref>:<old id>`:
 receive-pack updates the ref only if it still holds the id we read, which is the compare-and-swap.
 A lost race is re-read and retried with full-jitter backoff. Orphan commits keep the ref's history
-at exactly one commit however many reservations are made. docs/ledger-git.md explains the ref
+at exactly one commit however many reservations are made. docs/ledgers.md explains the ref
 namespace and why this drives the `git` program rather than dulwich.
 
 Secrets: the token reaches git only through environment variables (`GIT_CONFIG_*` carrying an
