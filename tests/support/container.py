@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 import pytest
 
+from support.runner import parse_output_file
+
 REPO = Path(__file__).resolve().parents[2]
 CONTAINER_SH = REPO / "scripts" / "container.sh"
 EMULATOR_START_TIMEOUT = 30.0
@@ -95,33 +97,7 @@ class RunAction(Protocol):
     ) -> Result: ...
 
 
-def parse_github_output(text: str) -> dict[str, str]:
-    """Parse the $GITHUB_OUTPUT file format: `name=value` lines and `name<<DELIM` heredocs."""
-    outputs: dict[str, str] = {}
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i].rstrip("\r")
-        i += 1
-        if not line:
-            continue
-        eq = line.find("=")
-        heredoc = line.find("<<")
-        if heredoc > 0 and (eq < 0 or heredoc < eq):
-            name, delimiter = line[:heredoc], line[heredoc + 2 :]
-            body: list[str] = []
-            while i < len(lines) and lines[i].rstrip("\r") != delimiter:
-                body.append(lines[i].rstrip("\r"))
-                i += 1
-            if i >= len(lines):
-                raise ValueError(f"output {name!r}: delimiter {delimiter!r} never closes")
-            i += 1  # the delimiter line
-            outputs[name] = "\n".join(body)
-        elif eq > 0:
-            outputs[line[:eq]] = line[eq + 1 :]
-        else:
-            raise ValueError(f"not a GITHUB_OUTPUT line: {line!r}")
-    return outputs
+parse_github_output = parse_output_file  # the same file format inside the container
 
 
 class ContainerImage:

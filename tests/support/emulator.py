@@ -20,13 +20,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streampixel_distribute.emulator import DEMO, DemoAccount
+from support.httpserver import serving
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 15.0
@@ -242,12 +243,6 @@ def _receiver_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]
 @pytest.fixture
 def webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _receiver_handler(receiver))
-    server.daemon_threads = True
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/secret-token"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield receiver
-    server.shutdown()
-    server.server_close()
+    with serving(_receiver_handler(receiver)) as base:
+        receiver.url = f"{base}/hooks/secret-token"
+        yield receiver

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from support.runner import ENTRYPOINT, ActionRun, base_env, parse_output_file
+from support.runner import ENTRYPOINT, ActionRun, action_env, parse_output_file
 
 
 @dataclass
@@ -218,17 +218,7 @@ def spawn_action(
     prefix: Sequence[str] = (),
 ) -> LiveAction:
     """Start entrypoint.py like `run_action` does, without waiting for it."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    full = base_env(tmp)
-    output, summary = tmp / "github_output", tmp / "step_summary"
-    output.write_text("")
-    summary.write_text("")
-    if github:
-        full.update({"GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_OUTPUT": str(output),
-                     "GITHUB_STEP_SUMMARY": str(summary), "RUNNER_ENVIRONMENT": "self-hosted"})
-    for name, value in inputs.items():
-        full[f"INPUT_{name.upper()}"] = value
-    full.update(env or {})
+    full, _, _ = action_env(tmp, inputs, env=env, github=github)
     process = subprocess.Popen(
         [*prefix, sys.executable, str(ENTRYPOINT), *args], env=full, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

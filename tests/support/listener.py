@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from support.httpserver import serving
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 15.0
@@ -281,12 +283,6 @@ def _github_handler(standin: GitHubStandIn) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def github_standin() -> Iterator[GitHubStandIn]:
     standin = GitHubStandIn()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _github_handler(standin))
-    server.daemon_threads = True
-    standin.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    yield standin
-    server.shutdown()
-    server.server_close()
+    with serving(_github_handler(standin)) as base:
+        standin.url = base
+        yield standin

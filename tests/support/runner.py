@@ -27,8 +27,8 @@ LEAK_TOKEN = "ghs_LEAKTOKEN0123456789abcdefABCDEF"
 
 
 def parse_output_file(text: str) -> dict[str, str]:
-    """Parse the runner's file-command format: `name=value` and `name<<DELIM` … `DELIM`."""
-    values: dict[str, str] = {}
+    """Parse the runner's file-command format: `name=value` lines and `name<<DELIM` heredocs."""
+    outputs: dict[str, str] = {}
     lines = text.split("\n")
     i = 0
     while i < len(lines):
@@ -36,18 +36,23 @@ def parse_output_file(text: str) -> dict[str, str]:
         i += 1
         if not line:
             continue
-        if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
-            name, delim = line.split("<<", 1)
+        eq = line.find("=")
+        heredoc = line.find("<<")
+        if heredoc > 0 and (eq < 0 or heredoc < eq):
+            name, delimiter = line[:heredoc], line[heredoc + 2 :]
             body: list[str] = []
-            while i < len(lines) and lines[i].rstrip("\r") != delim:
+            while i < len(lines) and lines[i].rstrip("\r") != delimiter:
                 body.append(lines[i].rstrip("\r"))
                 i += 1
-            i += 1
-            values[name] = "\n".join(body)
+            if i >= len(lines):
+                raise ValueError(f"output {name!r}: delimiter {delimiter!r} never closes")
+            i += 1  # the delimiter line
+            outputs[name] = "\n".join(body)
+        elif eq > 0:
+            outputs[line[:eq]] = line[eq + 1 :]
         else:
-            name, value = line.split("=", 1)
-            values[name] = value
-    return values
+            raise ValueError(f"not a GITHUB_OUTPUT line: {line!r}")
+    return outputs
 
 
 @dataclass
@@ -79,16 +84,15 @@ def base_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def run_action(
+def action_env(
     tmp: Path,
     inputs: Mapping[str, str],
     *,
     env: Mapping[str, str] | None = None,
     event: dict[str, Any] | None = None,
-    args: list[str] | None = None,
     github: bool = True,
-    timeout: float = 120,
-) -> ActionRun:
+) -> tuple[dict[str, str], Path, Path]:
+    """The environment the runner gives a step, with empty output and summary files in `tmp`."""
     tmp.mkdir(parents=True, exist_ok=True)
     full = base_env(tmp)
     output, summary = tmp / "github_output", tmp / "step_summary"
@@ -105,6 +109,20 @@ def run_action(
     for name, value in inputs.items():
         full[f"INPUT_{name.upper()}"] = value
     full.update(env or {})
+    return full, output, summary
+
+
+def run_action(
+    tmp: Path,
+    inputs: Mapping[str, str],
+    *,
+    env: Mapping[str, str] | None = None,
+    event: dict[str, Any] | None = None,
+    args: list[str] | None = None,
+    github: bool = True,
+    timeout: float = 120,
+) -> ActionRun:
+    full, output, summary = action_env(tmp, inputs, env=env, event=event, github=github)
     proc = subprocess.run(
         [sys.executable, str(ENTRYPOINT), *(args or [])],
         env=full, capture_output=True, text=True, timeout=timeout, check=False,
