@@ -29,7 +29,7 @@ report() {
 # Debian packages: Python for the venv, redis-server and git (real servers the tests start),
 # podman + runc + debootstrap (the container tests: scripts/container.sh), shellcheck (lint).
 APT_PACKAGES=(python3 python3-venv python3-pip git redis-server podman runc debootstrap
-  ca-certificates shellcheck)
+  ca-certificates shellcheck openssl util-linux)
 apt_install() {
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do
