@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -299,3 +301,53 @@ def test_https_emulator_trusted_through_requests_ca_bundle(
     # Without the bundle the same server is refused: verification is really on.
     assert untrusted.exit_code == 6, untrusted.stdout
     assert untrusted.outputs["error"] == "network-error"
+
+
+def test_image_runs_the_webhook_listener(
+    container_image: ContainerImage, image_emulator: ImageEmulator, tmp_path: Path
+) -> None:
+    """`<image> listen`: accepts a delivery, distributes through the emulator, stops on SIGTERM."""
+    data = tmp_path / "data"
+    data.mkdir()
+    token = "listener-token-0123456789abcdef"
+    name = f"spd-listen-{tmp_path.name[-12:]}"
+    env = {"STREAMPIXEL_WEBHOOK_TOKEN": token, "STREAMPIXEL_API_KEY": DEMO.api_key}
+    started = container_image.podman(
+        "run", "-d", "--name", name, "--network", "host", "-v", f"{data}:/data",
+        "-e", "STREAMPIXEL_WEBHOOK_TOKEN", "-e", "STREAMPIXEL_API_KEY",
+        "-e", f"STREAMPIXEL_USER_ID={DEMO.user_id}",
+        "-e", f"STREAMPIXEL_API_URL={image_emulator.url}",
+        "-e", "STREAMPIXEL_QUEUE=/data/queue.sqlite3", "-e", "STREAMPIXEL_LISTEN_PORT=0",
+        "-e", "STREAMPIXEL_LISTEN_READY_FILE=/data/ready.json",
+        container_image.name, "listen", env=env,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        ready = data / "ready.json"
+        deadline = time.monotonic() + 30
+        while not (ready.exists() and ready.read_text().strip().endswith("}")):
+            assert time.monotonic() < deadline, container_image.podman("logs", name).stderr
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{json.loads(ready.read_text())['port']}"
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as resp:
+            assert resp.status == 200
+        delivery = {"event": "build.approved", "projectId": DEMO.project_id,
+                    "uploadId": DEMO.upload_id, "fileUrl": None, "status": "Approved",
+                    "objection": None, "timestamp": "2026-11-27T10:00:00.000Z"}
+        req = urllib.request.Request(f"{base}/webhook/{token}", method="POST",
+                                     data=json.dumps(delivery).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 202
+        deadline = time.monotonic() + 30
+        while not image_emulator.requests():
+            assert time.monotonic() < deadline, container_image.podman("logs", name).stderr
+            time.sleep(0.1)
+        assert [r["status"] for r in image_emulator.requests()] == [200]
+        stopped = container_image.podman("stop", "-t", "20", name)
+        assert stopped.returncode == 0, stopped.stderr
+        exit_code = container_image.podman("inspect", "--format", "{{.State.ExitCode}}", name)
+        assert exit_code.stdout.strip() == "0"
+        assert token not in container_image.podman("logs", name).stderr
+    finally:
+        container_image.podman("rm", "-f", name)
