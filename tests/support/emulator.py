@@ -28,6 +28,7 @@ import pytest
 
 from streampixel_distribute.emulator import DEMO, DemoAccount
 from support.httpserver import serving
+from support.processes import stop_process
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 15.0
@@ -108,14 +109,7 @@ class Emulator:
 
     # - process
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, sig)
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from support.httpserver import serving
+from support.processes import stop_process
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 15.0
@@ -157,14 +158,7 @@ class ListenerProcess:
     # -- process -------------------------------------------------------------------------
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, sig, timeout)
 
     def kill9(self) -> None:
         self.process.kill()  # SIGKILL: no handler runs, nothing is flushed or cleaned up

@@ -29,6 +29,7 @@ import pytest
 import redis
 
 from support.ledger_contract import LedgerBackend, LedgerTarget, register
+from support.processes import stop_process
 
 #: Distinctive, so a test can assert it never shows up in any text.
 REDIS_PASSWORD = "rds-Pw-7c1f0e9a-SECRET"
@@ -79,13 +80,7 @@ class RedisServer:
                            ssl_ca_certs=str(self.ca_file) if self.ca_file else None)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def make_certificate(directory: Path) -> tuple[Path, Path]:
