@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from streampixel_distribute.emulator import DEMO, DemoAccount
-from support.httpserver import serving
+from support.httpserver import QuietHandler, serving
 from support.processes import stop_process
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -210,9 +210,9 @@ class WebhookReceiver:
 
 
 def _receiver_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            raw = self.read_body()
             try:
                 body: Any = json.loads(raw)
             except ValueError:
@@ -223,13 +223,7 @@ def _receiver_handler(receiver: WebhookReceiver) -> type[BaseHTTPRequestHandler]
                 )
             if receiver.delay:
                 time.sleep(receiver.delay)
-            self.send_response(receiver.status)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.reply(receiver.status, b"ok")
 
     return Handler
 

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
+from support.httpserver import QuietHandler
 from support.runner import ENTRYPOINT, ActionRun, action_env, parse_output_file
 
 
@@ -51,28 +52,20 @@ class RecordingServer:
 
 
 def _recording_handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def setup(self) -> None:
             with server._lock:
                 server.connections += 1
             super().setup()
 
         def _record(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self.read_body()
             with server._lock:
                 server.received.append(Received(self.command, self.path, dict(self.headers), body))
-            payload = json.dumps({"message": "Distribution triggered"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self.reply(200, json.dumps({"message": "Distribution triggered"}).encode(),
+                       "application/json")
 
         do_GET = do_POST = do_PUT = _record
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
     return Handler
 
@@ -99,7 +92,7 @@ def _endless_handler(server: EndlessBodyServer) -> type[BaseHTTPRequestHandler]:
     framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
     ceiling = 64 * 1024 * 1024  # a safety stop so a broken client cannot keep the test alive
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
@@ -119,9 +112,6 @@ def _endless_handler(server: EndlessBodyServer) -> type[BaseHTTPRequestHandler]:
                 with server._lock:
                     server.sent.append(written)
             self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
     return Handler
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from support.httpserver import serving
+from support.httpserver import QuietHandler, serving
 from support.processes import stop_process
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -238,9 +238,9 @@ class GitHubStandIn:
 
 
 def _github_handler(standin: GitHubStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            raw = self.read_body()
             try:
                 body: Any = json.loads(raw)
             except ValueError:
@@ -262,14 +262,7 @@ def _github_handler(standin: GitHubStandIn) -> type[BaseHTTPRequestHandler]:
                 self._answer(204, None)
 
         def _answer(self, status: int, payload: Any) -> None:
-            data = b"" if payload is None else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.reply(status, b"" if payload is None else json.dumps(payload).encode())
 
     return Handler
 
