@@ -396,6 +396,9 @@ def test_dispatch_sends_the_webhook_body_to_github_with_the_token_never_logged(
                                github_standin.received(), what="two dispatches")
     assert [r["path"] for r in requests_seen] == ["/repos/acme/game/dispatches"] * 2
     assert all(r["auth_ok"] for r in requests_seen)
+    # The session sends the tool's own User-Agent (GitHub rejects requests without one).
+    assert all(r["headers"].get("User-Agent", "").startswith("streampixel-distribute/")
+               for r in requests_seen)
     assert [r["body"] for r in requests_seen] == [
         {"event_type": "streampixel-build", "client_payload": approved},
         {"event_type": "streampixel-build", "client_payload": rejected}]

@@ -106,6 +106,16 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def http_session() -> requests.Session:
+    """A session for this tool's outgoing calls; `requests` is imported on first use, keeping
+    `--dry-run` and the listener's accept path fast."""
+    import requests  # noqa: PLC0415
+
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
 class StreampixelClient:
     def __init__(self, api_url: str, *, timeout: float, session: requests.Session | None = None):
         self.api_url = api_url.rstrip("/")
@@ -115,10 +125,7 @@ class StreampixelClient:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            import requests  # noqa: PLC0415 - imported on first use: keeps --dry-run fast
-
-            self._session = requests.Session()
-            self._session.headers["User-Agent"] = USER_AGENT
+            self._session = http_session()
         return self._session
 
     def prepare(self) -> None:

@@ -20,8 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from ..api import Result, StreampixelClient, TooManyRequests, excerpt
+from ..api import Result, StreampixelClient, TooManyRequests, excerpt, http_session
 from ..coordinator import Coordinator, Progress
 from ..errors import Cancelled, DistributeError, LedgerError, RateLimited
 from ..ledger import Ledger
@@ -139,9 +138,7 @@ class DispatchAction:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            import requests  # noqa: PLC0415
-
-            self._session = requests.Session()
+            self._session = http_session()
         return self._session
 
     def run(self, item: Item, log: JsonLog) -> Outcome:
@@ -160,7 +157,6 @@ class DispatchAction:
                     "Accept": "application/vnd.github+json",
                     "X-GitHub-Api-Version": "2022-11-28",
                     "Content-Type": "application/json",
-                    "User-Agent": f"streampixel-distribute/{__version__}",
                 },
             )
             status, text, headers = response.status_code, response.text[:4096], response.headers
