@@ -37,7 +37,6 @@ OUTPUT_NAMES = {"status", "message", "http-status", "attempts", "waited-seconds"
 
 def printed(stdout: str) -> str:
     """What the log shows: `::add-mask::` lines are consumed by the runner, never displayed."""
-    # github-action-utils writes `::add-mask ::VALUE`; the runner reads both spellings.
     return "\n".join(ln for ln in stdout.splitlines() if not ln.startswith("::add-mask"))
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from support.commands import assert_documented_commands
 from support.runner import parse_output_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,6 +195,7 @@ class ContainerImage:
                 cmd += ["-v", f"{path}:/github/{dname}{mount_ro}"]
             cmd += [self.name, *args]
             proc = self.podman(*cmd, env=full_env, timeout=timeout)
+            assert_documented_commands(proc.stdout, proc.stderr)
             fc = dirs["file_commands"]
             return Result(
                 exit_code=proc.returncode,
