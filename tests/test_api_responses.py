@@ -62,7 +62,7 @@ def test_success_without_message_gets_a_default() -> None:
         (400, "File has no URL yet", NotReady, "not-ready", 4, "build.approved"),
         (400, "Missing required field: uploadId", InvalidInput, "invalid-input", 2, "secret"),
         (415, "Unsupported Media Type", ServerError, "server-error", 6, "proxy"),
-        (500, "Internal server error", ServerError, "server-error", 6, "retried"),
+        (500, "Internal server error", ServerError, "server-error", 6, "transient"),
     ],
 )
 def test_error_mapping(status: int, message: str, cls: type[DistributeError], kind: str,

@@ -329,3 +329,54 @@ def test_slot_stored_too_late_is_given_up_for_a_later_one(tmp_path: Path) -> Non
     slot = coordinator.progress.slot_at
     assert slot is not None
     assert client.calls == [pytest.approx(slot)]  # the call leaves on its slot, not late
+
+
+# --- position: every job of a burst, at the real interval ----------------------------------------
+
+
+@pytest.mark.parametrize("late_start", [0.0, 3.0, 0.4])
+def test_position_counts_the_reservations_ahead_at_every_place(tmp_path: Path,
+                                                               late_start: float) -> None:
+    """Five jobs start together (one of them `late_start` s after the first) at 120 s: each
+    reports how many jobs are ahead of it, whatever the guard between slots."""
+    start = 1_700_000_000.0
+    path = tmp_path / "ledger.json"
+    positions, slots = [], []
+    for number in range(5):
+        clock = FakeClock(start + (late_start if number == 2 else 0.0))
+        ledger = open_ledger(f"file://{path}", LedgerContext(now=clock.time))
+        coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+        # Every job reserves before any of them calls: run them one after another, each on its
+        # own clock that starts at the common start (the fake clocks never sleep into another).
+        coordinator.run()
+        positions.append(coordinator.progress.position)
+        slots.append(client.calls[0])
+    assert positions == [0, 1, 2, 3, 4]
+    spacing = coordinator.spacing
+    assert slots == pytest.approx([start + k * spacing for k in range(5)])
+
+
+def test_position_ignores_small_clock_differences_between_jobs(tmp_path: Path) -> None:
+    """A job whose clock is a little behind the first job's still counts one job ahead."""
+    path = tmp_path / "ledger.json"
+    first = FakeClock(1_700_000_000.5)
+    coordinator, _, _ = run(make_settings(), [OK], clock=first,
+                            ledger=open_ledger(f"file://{path}", LedgerContext(now=first.time)))
+    coordinator.run()
+    second = FakeClock(1_700_000_000.0)
+    coordinator, _, _ = run(make_settings(), [OK], clock=second,
+                            ledger=open_ledger(f"file://{path}", LedgerContext(now=second.time)))
+    coordinator.run()
+    assert coordinator.progress.position == 1
+
+
+@pytest.mark.parametrize(("retries", "said"), [(0, "It was not retried (`retries: 0`)."),
+                                               (2, "It was retried 2 times.")])
+def test_the_fix_says_how_often_a_transient_failure_was_retried(retries: int, said: str) -> None:
+    coordinator, client, _ = run(make_settings(retries=retries, max_wait=10_000),
+                                 [transient(False)] * 5)
+    with pytest.raises(NetworkError) as info:
+        coordinator.run()
+    assert len(client.calls) == retries + 1
+    assert info.value.hint.startswith(said), info.value.hint
+    assert "retried" not in info.value.hint.removeprefix(said)
