@@ -130,9 +130,11 @@ def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
     ledger.reserve(key, 120, 0)  # two other jobs are ahead
     ledger.reserve(key, 120, 0)
     coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
     coordinator.run()
     assert client.prepared  # HTTP set up before the wait, not after the slot began
-    assert client.calls == [clock.now]
+    assert client.calls == [start + 240]  # the two reservations ahead, 120 s each
+    assert sum(clock.sleeps) == pytest.approx(240)
     assert coordinator.progress.waited == pytest.approx(240)
     assert coordinator.progress.position == 2
     assert max(clock.sleeps) <= HEARTBEAT_SECONDS
@@ -178,7 +180,7 @@ def test_429_beyond_max_wait_exits_5_with_eta() -> None:
         coordinator.run()
     assert len(client.calls) == 1
     assert info.value.http_status == 429
-    assert info.value.eta is not None
+    assert info.value.eta == pytest.approx(client.calls[0] + 120)  # when the server said
 
 
 def test_transient_before_send_backs_off_briefly() -> None:
@@ -380,3 +382,17 @@ def test_the_fix_says_how_often_a_transient_failure_was_retried(retries: int, sa
     assert len(client.calls) == retries + 1
     assert info.value.hint.startswith(said), info.value.hint
     assert "retried" not in info.value.hint.removeprefix(said)
+
+
+@pytest.mark.parametrize(("reached", "max_wait"), [(True, 100.0), (False, 1.0)])
+def test_a_retry_that_does_not_fit_in_max_wait_is_not_attempted(reached: bool,
+                                                               max_wait: float) -> None:
+    """The pause before a retry (a full interval, or a 1-2 s backoff) would end past the
+    deadline: fail at once with the cause, never call past max-wait."""
+    coordinator, client, _ = run(make_settings(max_wait=max_wait), [transient(reached), OK])
+    error_type = ServerError if reached else NetworkError
+    with pytest.raises(error_type) as info:
+        coordinator.run()
+    assert len(client.calls) == 1
+    assert "no retry fits in max-wait" in info.value.detail
+    assert coordinator.clock.time() - client.calls[0] == 0  # nothing was slept
