@@ -3,10 +3,12 @@ limit, faults, recording, webhooks, and the process lifecycle."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -594,3 +596,91 @@ def test_tls(tmp_path: Path, emulator_factory: Callable[..., Emulator]) -> None:
         post(emu, "distribute-file", distribute_body())
     resp = post(emu, "distribute-file", distribute_body(), verify=str(cert))
     assert resp.status_code == 200
+
+
+# --- independence: the stand-in shares no code with the client it tests ------------------------
+
+PACKAGE = "streampixel_distribute.emulator"
+
+
+def _imported_names(path: Path, package: str) -> set[str]:
+    """Absolute names of every module a file of `package` imports (relative imports resolved)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _foreign(name: str) -> bool:
+    """A module of the package other than the emulator (the package itself is only a parent)."""
+    ours = name == PACKAGE or name.startswith(PACKAGE + ".")
+    return name.startswith("streampixel_distribute.") and not ours
+
+
+def test_emulator_source_imports_nothing_else_from_the_package() -> None:
+    source = Path(str(emu_mod.__file__))
+    package = str(emu_mod.__package__)  # what its relative imports are relative to
+    files = sorted(source.parent.glob("*.py")) if source.name == "__init__.py" else [source]
+    imported = {f.name: _imported_names(f, package) for f in files}
+    offenders = {name: sorted(filter(_foreign, names)) for name, names in imported.items()}
+    assert {name: found for name, found in offenders.items() if found} == {}
+    assert any(f"{PACKAGE}.seed" in names for names in imported.values())  # resolution works
+
+
+def test_emulator_loads_no_other_module_of_the_package() -> None:
+    code = (
+        "import pkgutil, sys, importlib\n"
+        f"import {PACKAGE} as pkg\n"
+        "for info in pkgutil.iter_modules(pkg.__path__):\n"
+        "    importlib.import_module(f'{pkg.__name__}.{info.name}')\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('streampixel'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert f"{PACKAGE}.cli" in out and f"{PACKAGE}.webhooks" in out  # the imports did happen
+    assert [name for name in out if _foreign(name)] == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.255.255.254", True),
+        ("::1", True),
+        ("0:0:0:0:0:0:0:1", True),
+        ("localhost.evil.test", False),
+        ("evil-localhost", False),
+        ("127.0.0.1.nip.io", False),
+        ("128.0.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 - a host to judge, not to bind
+        ("::", False),
+        ("::ffff:127.0.0.1", False),
+        ("", False),
+    ],
+)
+def test_loopback_means_exactly_localhost_127_8_and_ipv6_one(host: str, loopback: bool) -> None:
+    from streampixel_distribute.emulator.safety import is_loopback_host
+
+    assert is_loopback_host(host) is loopback
+
+
+def test_a_name_that_only_starts_like_localhost_gets_no_delivery(emulator: Emulator) -> None:
+    answer = emulator.control(
+        "PUT", f"projects/{DEMO.project_id}/webhook", {"url": "http://localhost.evil.test:1/h"}
+    )
+    assert answer["deliverable"] is False
+    resp = post(emulator, "test-webhook", _test_webhook_body())
+    assert (resp.json()["success"], resp.json()["statusCode"]) == (False, 0)
+    (delivery,) = emulator.webhooks()
+    assert "loopback" in delivery["error"]

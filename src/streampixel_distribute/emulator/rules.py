@@ -1,0 +1,166 @@
+"""The API's rules: what each endpoint checks, in the real server's order, and what it changes.
+
+Every check raises `Reply` with the documented error, and the first failure answers. Writes
+happen under the emulator's lock, so two calls of one user cannot both get the window.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import urllib.parse
+from typing import Any
+
+from . import messages as m
+from .faults import Reply, Response, json_response
+from .state import Emulator, Project, Upload
+from .webhooks import EV_APPROVED, EV_DISTRIBUTING, EV_TEST, envelope, pipeline_events, spread
+
+
+def handle_api(
+    emu: Emulator, endpoint: str | None, method: str, content_type: str, body: bytes,
+    rec: dict[str, Any],
+) -> Response:  # fmt: skip
+    """Answer one API call; fills `rec` (the request log entry) with what it learned."""
+    try:
+        data = _parse_body(endpoint, method, content_type, body)
+        for key in ("userId", "projectId", "uploadId"):
+            if isinstance(data.get(key), str):
+                rec[key] = data[key][:100]
+        if endpoint == "distribute-file":
+            return _distribute(emu, data, rec)
+        if endpoint == "upload-file":
+            return _upload(emu, data, rec)
+        return _test_webhook(emu, data, rec)
+    except Reply as reply:
+        return reply.response
+
+
+def _parse_body(
+    endpoint: str | None, method: str, content_type: str, body: bytes
+) -> dict[str, Any]:
+    if endpoint is None or method != "POST":
+        raise Reply(404, m.MSG_NOT_FOUND)
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime != "application/json" and not mime.endswith("+json"):
+        raise Reply(415, m.MSG_UNSUPPORTED)
+    try:
+        data = json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise Reply(400, m.MSG_BAD_JSON) from None
+    if not isinstance(data, dict):
+        raise Reply(400, m.MSG_BAD_JSON)
+    return data
+
+
+def _require(data: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        value = data.get(name)
+        if not isinstance(value, str) or not value:
+            raise Reply(400, m.MSG_MISSING.format(name))
+
+
+def _authenticate(emu: Emulator, data: dict[str, Any], rec: dict[str, Any], bad_key: str) -> None:
+    """Unknown user first, then the key (401 either way). Caller holds the lock."""
+    expected = emu.accounts.get(data["userId"])
+    if expected is None:
+        raise Reply(401, m.MSG_INVALID_USER)
+    key = data.get("apiKey")
+    ok = isinstance(key, str) and hmac.compare_digest(expected.encode(), key.encode())
+    rec["api_key_ok"] = ok
+    if not ok:
+        raise Reply(401, bad_key)
+
+
+def _project_for(emu: Emulator, data: dict[str, Any]) -> Project:
+    project = emu.projects.get(data["projectId"])
+    if project is None:
+        raise Reply(404, m.MSG_PROJECT_NOT_FOUND)
+    if project.user_id != data["userId"] or not project.enabled:
+        raise Reply(403, m.MSG_ACCESS_DENIED)
+    return project
+
+
+def _distribute(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Response:
+    _require(data, ("apiKey", "userId", "projectId", "uploadId"))
+    with emu.cond:
+        _authenticate(emu, data, rec, m.MSG_INVALID_KEY)
+        emu.take_slot_locked(data["userId"])
+        project = _project_for(emu, data)
+        upload = project.uploads.get(data["uploadId"])
+        if upload is None:
+            raise Reply(404, m.MSG_FILE_NOT_FOUND)
+        if upload.state(emu.now()) != "ready":
+            raise Reply(400, m.MSG_NO_URL)
+        upload.distributions += 1
+        project.live_upload_id = upload.upload_id
+        emu.hooks.schedule_locked(upload, spread([EV_DISTRIBUTING], emu.now(), 0.0))
+        return json_response(
+            200,
+            {
+                "message": m.MSG_TRIGGERED,
+                "success": True,
+                "uploadId": upload.upload_id,
+                "region": project.region,
+            },
+        )
+
+
+def _check_file_url(data: dict[str, Any]) -> None:
+    url = urllib.parse.urlsplit(data["fileUrl"])
+    # Query strings pass: the docs forbid them but also recommend presigned S3 URLs.
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise Reply(400, m.MSG_BAD_FILE_URL)
+    if not url.path.lower().endswith(".zip"):
+        raise Reply(400, m.MSG_BAD_FILE_URL)
+
+
+def _upload(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Response:
+    _require(data, ("apiKey", "userId", "projectId", "fileUrl"))
+    auto_release = data.get("autoRelease", True)
+    if not isinstance(auto_release, bool):
+        raise Reply(400, m.MSG_BAD_AUTO_RELEASE)
+    _check_file_url(data)
+    with emu.cond:
+        _authenticate(emu, data, rec, m.MSG_INVALID_KEY)
+        emu.take_slot_locked(data["userId"])
+        project = _project_for(emu, data)
+        # ObjectId-like: 4 bytes of time, 8 random bytes
+        upload_id = f"{int(emu.epoch()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+        seconds, now = emu.config.processing_seconds, emu.now()
+        upload = Upload(
+            upload_id=upload_id,
+            project_id=project.project_id,
+            file_url=data["fileUrl"],
+            done_at=now + seconds,
+            objection=project.reject_objection,
+            auto_release=auto_release,
+        )
+        project.uploads[upload_id] = upload
+        rec["uploadId"] = upload_id
+        events = pipeline_events(rejected=bool(upload.objection), auto_release=auto_release)
+        go_live = EV_APPROVED[0] if auto_release else ""
+        emu.hooks.schedule_locked(upload, spread(events, now, seconds, go_live_on=go_live))
+        return json_response(200, {"message": m.MSG_QUEUED, "uploadId": upload_id})
+
+
+def _test_webhook(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Response:
+    _require(data, ("userId", "projectId"))  # a missing apiKey is a 401 here
+    with emu.cond:
+        _authenticate(emu, data, rec, m.MSG_UNAUTHORIZED)
+        url = _project_for(emu, data).webhook_url
+        payload = envelope(EV_TEST, data["projectId"], None, emu.epoch())
+        generation = emu.generation
+    if not url:
+        raise Reply(404, m.MSG_NO_WEBHOOK)
+    code = emu.hooks.deliver(url, payload, generation)  # outside the lock: may take 10 s
+    ok = 200 <= code < 300
+    return json_response(
+        200,
+        {
+            "success": ok,
+            "message": m.MSG_WEBHOOK_OK if ok else m.MSG_WEBHOOK_FAIL,
+            "statusCode": code,
+        },
+    )
