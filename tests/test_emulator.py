@@ -7,6 +7,7 @@ import ast
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -242,6 +243,7 @@ def test_upload_then_distribute_after_processing(emulator: Emulator) -> None:
         ({"fileUrl": "https://drive.google.com/file/d/abc123/view"}, emu_mod.MSG_BAD_FILE_URL),
         ({"fileUrl": "ftp://host/build.zip"}, emu_mod.MSG_BAD_FILE_URL),
         ({"autoRelease": "false"}, emu_mod.MSG_BAD_AUTO_RELEASE),
+        ({"fileUrl": "http://[::1/Game.zip"}, emu_mod.MSG_BAD_FILE_URL),  # urlsplit cannot parse
     ],
 )
 def test_upload_validation(emulator: Emulator, overrides: dict[str, Any], text: str) -> None:
@@ -356,6 +358,36 @@ def test_requests_are_recorded_without_the_key(emulator: Emulator) -> None:
         emulator.output(),
     ):
         assert SECRET_KEY not in text
+
+
+def _raw_exchange(emu: Emulator, request: bytes) -> bytes:
+    """Send bytes no HTTP client library would send; returns what came back until close."""
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_broken_request_line_is_answered_and_a_seeded_key_masked(emulator: Emulator) -> None:
+    emulator.add_account(USER, SECRET_KEY, [{"projectId": PROJECT}])
+    line = f"GET /x?apikey={SECRET_KEY} two-spaces HTTP/1.1"  # four words: not a request line
+    answer = _raw_exchange(emulator, f"{line}\r\n\r\n".encode())
+    assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:100]
+    log = emulator.output()
+    assert "Bad request syntax ('GET /x?apikey=*** two-spaces" in log  # logged, key masked
+    assert SECRET_KEY not in log
+
+
+def test_an_unparseable_request_target_is_a_404(emulator: Emulator) -> None:
+    target = "http://[x/projects/nope"  # absolute form with a broken host: urlsplit refuses it
+    request = f"POST {target} HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    answer = _raw_exchange(emulator, request.encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ") and json.loads(body) == {"message": "Not found"}
+    (rec,) = emulator.requests()
+    assert (rec["path"], rec["status"]) == (target, 404)
 
 
 def test_reset_forgets_everything(emulator: Emulator) -> None:
@@ -566,6 +598,29 @@ def test_bad_seed_exits_2_with_a_reason(
     seed.write_text(content)
     assert emu_mod.main(["--seed", str(seed), "--port", "0"]) == 2
     assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--port", "70000"], "--port must be 0-65535"),
+        (["--port", "0", "--interval", "nan"], "--interval must be a number of seconds >= 0"),
+        (["--port", "0", "--processing-seconds", "-1"], "--processing-seconds must be"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    assert emu_mod.main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1])
+def test_config_refuses_a_bad_interval(emulator: Emulator, value: float) -> None:
+    with pytest.raises(Exception, match=r"config\.interval must be a number of seconds >= 0"):
+        emulator.configure(interval=value)
+    assert emulator.configure()["interval"] == 120
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

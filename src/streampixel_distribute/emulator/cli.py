@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import socket
@@ -90,8 +91,13 @@ class StartError(Exception):
 
 
 def emulator_from_args(args: argparse.Namespace) -> Emulator:
-    if args.interval < 0 or args.processing_seconds < 0:
-        raise StartError("--interval and --processing-seconds must be >= 0")
+    for name in ("interval", "processing_seconds"):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < 0:
+            flag = "--" + name.replace("_", "-")
+            raise StartError(f"{flag} must be a number of seconds >= 0, got {value:g}")
+    if not 0 <= args.port <= 65535:
+        raise StartError(f"--port must be 0-65535 (0 picks a free one), got {args.port}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise StartError("--tls-cert and --tls-key go together")
     seed: list[dict[str, Any]] = []

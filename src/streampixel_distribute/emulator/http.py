@@ -25,6 +25,17 @@ SERVER_NAME: Final = "streampixel-emulator"
 Query = dict[str, list[str]]
 
 
+def split_target(target: str) -> tuple[str, str]:
+    """(path, query) of a request target. A target urlsplit cannot parse (`//[x`) is still a
+    path: the client gets a 404, not a dropped connection."""
+    try:
+        parts = urllib.parse.urlsplit(target)
+    except ValueError:
+        path, _, query = target.partition("?")
+        return path, query
+    return parts.path, parts.query
+
+
 # --- control endpoints -----------------------------------------------------------------------
 
 
@@ -151,19 +162,18 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.emulator
 
     def _dispatch(self) -> None:
-        parts = urllib.parse.urlsplit(self.path)
-        if parts.path == "/_emulator" or parts.path.startswith("/_emulator/"):
+        path, query = split_target(self.path)
+        if path == "/_emulator" or path.startswith("/_emulator/"):
             try:
                 body = self._read_body()
-                query = urllib.parse.parse_qs(parts.query)
-                resp = control(self.emu, self.command, parts.path, query, body)
+                resp = control(self.emu, self.command, path, urllib.parse.parse_qs(query), body)
             except Reply as exc:
                 resp = exc.response
             except SeedError as exc:
                 resp = message(400, str(exc))
             self._send(resp)
             return
-        self._api(parts.path)
+        self._api(path)
 
     def _read_body(self) -> bytes:
         raw = self.headers.get("Content-Length")
@@ -270,8 +280,11 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def log_request(self, code: int | str = "-", _size: int | str = "-") -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        self.log_message("%s %s %s", self.command, path, str(code))
+        # No query string (it could carry `apikey`). A request line too broken to parse has no
+        # path at all; its error line was already logged.
+        raw = getattr(self, "path", None)
+        path = split_target(raw)[0] if isinstance(raw, str) else "-"
+        self.log_message("%s %s %s", self.command or "-", path, str(code))
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:

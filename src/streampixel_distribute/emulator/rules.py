@@ -108,7 +108,10 @@ def _distribute(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Res
 
 
 def _check_file_url(data: dict[str, Any]) -> None:
-    url = urllib.parse.urlsplit(data["fileUrl"])
+    try:
+        url = urllib.parse.urlsplit(data["fileUrl"])
+    except ValueError:  # e.g. an unclosed `[` in the host: a bad URL, not a dropped connection
+        raise Reply(400, m.MSG_BAD_FILE_URL) from None
     # Query strings pass: the docs forbid them but also recommend presigned S3 URLs.
     if url.scheme not in ("http", "https") or not url.netloc:
         raise Reply(400, m.MSG_BAD_FILE_URL)

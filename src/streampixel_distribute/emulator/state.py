@@ -66,7 +66,7 @@ class Config:
         no_unknown(obj, set(self.as_dict()), "config")
         for key in ("interval", "processing_seconds"):
             value = opt(obj, key, (int, float), "config")
-            if isinstance(value, bool) or (value is not None and value < 0):
+            if isinstance(value, bool) or (value is not None and not 0 <= value < math.inf):
                 raise SeedError(f"config.{key} must be a number of seconds >= 0")
         opt(obj, "retry_after_header", bool, "config")
         for key, value in obj.items():
