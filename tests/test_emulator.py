@@ -24,6 +24,19 @@ from support.emulator import Emulator, WebhookReceiver
 from support.tools import missing, require_binary
 
 HEX24 = re.compile(r"^[0-9a-f]{24}$")
+
+
+class _Hex24:
+    """Equal to any 24-hex id, so a whole response can be compared at once."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and bool(HEX24.match(other))
+
+    def __hash__(self) -> int:
+        return 0
+
+
+ANY_HEX24 = _Hex24()
 SECRET_KEY = "sk-emulator-test-9f8e7d6c5b4a"  # distinctive, so a leak is easy to find
 USER = "70000000000000000000a001"
 PROJECT = "70000000000000000000b001"
@@ -185,6 +198,113 @@ def test_rate_limit_is_per_user_and_shared_by_writes(emulator: Emulator) -> None
         uploadId=DEMO.foreign_upload_id,
     )
     assert post(emulator, "distribute-file", other).status_code == 200
+
+
+LIMITED = {"message": "Rate limit exceeded. Try again in 2 minutes."}  # the documented body
+
+
+def _write(emu: Emulator, endpoint: str) -> requests.Response:
+    body = upload_body() if endpoint == "upload-file" else distribute_body()
+    return post(emu, endpoint, body)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("distribute-file", "upload-file"),
+        ("upload-file", "distribute-file"),
+        ("upload-file", "upload-file"),
+        ("distribute-file", "distribute-file"),
+    ],
+)
+def test_shared_window_refuses_any_second_write_too_early(
+    emulator: Emulator, first: str, second: str
+) -> None:
+    assert _write(emulator, first).status_code == 200
+    early = _write(emulator, second)
+    assert (early.status_code, early.json()) == (429, LIMITED)
+    emulator.advance(121)
+    assert _write(emulator, second).status_code == 200
+    calls = [r for r in emulator.requests() if r["endpoint"] in (first, second)]
+    assert [(r["endpoint"], r["status"]) for r in calls] == [
+        (first, 200), (second, 429), (second, 200),
+    ]  # fmt: skip
+    assert all(isinstance(r["time"], float) for r in calls)
+
+
+def test_separate_windows_limit_each_endpoint_on_its_own(emulator: Emulator) -> None:
+    assert emulator.configure(separate_windows=True)["separate_windows"] is True
+    assert _write(emulator, "upload-file").status_code == 200
+    assert _write(emulator, "distribute-file").status_code == 200  # its own window is free
+    for endpoint in ("upload-file", "distribute-file"):
+        early = _write(emulator, endpoint)
+        assert (early.status_code, early.json()) == (429, LIMITED)
+    (demo,) = [a for a in emulator.state()["accounts"] if a["userId"] == DEMO.user_id]
+    assert set(demo["rateLimitWaits"]) == {"upload-file", "distribute-file"}
+    assert all(110 < wait <= 120 for wait in demo["rateLimitWaits"].values())
+    emulator.advance(121)
+    assert _write(emulator, "distribute-file").status_code == 200
+    assert _write(emulator, "upload-file").status_code == 200
+    uploads = emulator.requests("upload-file")
+    assert [r["status"] for r in uploads] == [200, 429, 200]
+    assert uploads[0]["time"] <= uploads[1]["time"] <= uploads[2]["time"]
+
+
+def test_switching_back_to_a_shared_window_counts_both_endpoints(emulator: Emulator) -> None:
+    emulator.configure(separate_windows=True)
+    assert _write(emulator, "upload-file").status_code == 200
+    emulator.configure(separate_windows=False)
+    assert _write(emulator, "distribute-file").status_code == 429
+
+
+def test_upload_status_201_and_bad_config_values(emulator: Emulator) -> None:
+    assert emulator.configure(upload_status=201)["upload_status"] == 201
+    resp = post(emulator, "upload-file", upload_body())
+    assert resp.status_code == 201
+    assert resp.json() == {"message": "Build queued for processing", "uploadId": ANY_HEX24}
+    assert emulator.requests("upload-file")[0]["status"] == 201
+    for key, value, text in [
+        ("upload_status", 202, "config.upload_status must be 200 or 201"),
+        ("upload_status", True, "config.upload_status must be 200 or 201"),
+        ("separate_windows", "yes", "config.separate_windows must be true or false"),
+    ]:
+        with pytest.raises(Exception, match=re.escape(text)):
+            emulator.configure(**{key: value})
+    emulator.reset()
+    assert emulator.configure()["upload_status"] == 200  # reset restores the start value
+
+
+def test_window_mode_and_upload_status_from_the_command_line(
+    emulator_factory: Callable[..., Emulator],
+) -> None:
+    emu = emulator_factory(separate_windows=True, upload_status=201)
+    config = emu.configure()
+    assert (config["separate_windows"], config["upload_status"]) == (True, 201)
+    assert _write(emu, "upload-file").status_code == 201
+    assert _write(emu, "distribute-file").status_code == 200
+    assert _write(emu, "upload-file").status_code == 429
+    assert "per endpoint" in emu.output()
+
+
+def test_upload_file_is_recorded_without_its_url(emulator: Emulator) -> None:
+    emulator.configure(interval=0)
+    presigned = "https://bucket.example/builds/Game.zip?X-Amz-Signature=c2VjcmV0"
+    plain = "https://bucket.example/builds/Plain.zip"
+    assert post(emulator, "upload-file", upload_body(fileUrl=presigned)).status_code == 200
+    assert post(emulator, "upload-file", upload_body(fileUrl=plain)).status_code == 200
+    bad = upload_body(fileUrl="https://drive.example/view?id=c2VjcmV0")
+    assert post(emulator, "upload-file", bad).status_code == 400
+    records = emulator.requests("upload-file")
+    assert [(r["status"], r["file_url_query"]) for r in records] == [
+        (200, True), (200, False), (400, True),
+    ]  # fmt: skip
+    assert all(HEX24.match(r["uploadId"]) for r in records[:2])
+    dumped = json.dumps(emulator.requests()) + json.dumps(emulator.state())
+    for text in ("c2VjcmV0", "bucket.example", "drive.example", DEMO.api_key):
+        assert text not in dumped
+    assert emulator.requests("distribute-file") == []
+    post(emulator, "distribute-file", distribute_body())
+    assert emulator.requests("distribute-file")[0]["file_url_query"] is None
 
 
 def test_rate_limit_counts_authenticated_calls_only(emulator: Emulator) -> None:

@@ -17,7 +17,13 @@ from typing import Any
 from .http import EmulatorServer
 from .messages import API_BASE
 from .seed import DEMO, SeedError, load_seed
-from .state import DEFAULT_INTERVAL, DEFAULT_PROCESSING_SECONDS, Config, Emulator
+from .state import (
+    DEFAULT_INTERVAL,
+    DEFAULT_PROCESSING_SECONDS,
+    UPLOAD_STATUSES,
+    Config,
+    Emulator,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--retry-after-header", action="store_true", help="send Retry-After with every 429"
     )
+    p.add_argument(
+        "--separate-windows",
+        action="store_true",
+        help="one rate-limit window per write endpoint instead of one shared by upload-file and "
+        "distribute-file",
+    )
+    p.add_argument(
+        "--upload-status",
+        type=int,
+        choices=UPLOAD_STATUSES,
+        default=200,
+        help="status of a successful upload-file: 200 or 201 (default 200)",
+    )
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -55,9 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def banner(url: str, control: str, config: Config, demo: bool) -> str:
+    windows = "per endpoint" if config.separate_windows else "upload-file and distribute-file"
     lines = [
         f"Streampixel emulator listening on {url}",
-        f"  rate limit: 1 write call per {config.interval:g} s per userId; "
+        f"  rate limit: 1 write call per {config.interval:g} s per userId ({windows}); "
         f"new builds process for {config.processing_seconds:g} s",
         f"  control endpoints: {control}/_emulator/requests, /_emulator/faults, ... "
         "(see docs/emulator.md)",
@@ -108,7 +128,13 @@ def emulator_from_args(args: argparse.Namespace) -> Emulator:
         except SeedError as exc:
             raise StartError(str(exc)) from None
         include_demo = include_demo and seed_demo
-    config = Config(args.interval, args.processing_seconds, args.retry_after_header)
+    config = Config(
+        interval=args.interval,
+        processing_seconds=args.processing_seconds,
+        retry_after_header=args.retry_after_header,
+        separate_windows=args.separate_windows,
+        upload_status=args.upload_status,
+    )
     log = None if args.quiet else sys.stderr
     return Emulator(config, seed, include_demo=include_demo, log=log)
 

@@ -203,6 +203,7 @@ class Handler(BaseHTTPRequestHandler):
             "projectId": None,
             "uploadId": None,
             "api_key_ok": None,
+            "file_url_query": None,  # upload-file: whether fileUrl had a query (never the URL)
             "content_type": self.headers.get("Content-Type"),
             "user_agent": self.headers.get("User-Agent"),
         }

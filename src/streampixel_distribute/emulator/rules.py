@@ -86,7 +86,7 @@ def _distribute(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Res
     _require(data, ("apiKey", "userId", "projectId", "uploadId"))
     with emu.cond:
         _authenticate(emu, data, rec, m.MSG_INVALID_KEY)
-        emu.take_slot_locked(data["userId"])
+        emu.take_slot_locked(data["userId"], "distribute-file")
         project = _project_for(emu, data)
         upload = project.uploads.get(data["uploadId"])
         if upload is None:
@@ -107,13 +107,21 @@ def _distribute(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Res
         )
 
 
-def _check_file_url(data: dict[str, Any]) -> None:
+def _file_url(data: dict[str, Any], rec: dict[str, Any]) -> urllib.parse.SplitResult | None:
+    """The parsed fileUrl, or None if it does not parse; records only whether it had a query
+    string, because the query of a presigned URL is a credential."""
+    file_url: str = data["fileUrl"]  # a non-empty string: `_require` checked it
     try:
-        url = urllib.parse.urlsplit(data["fileUrl"])
-    except ValueError:  # e.g. an unclosed `[` in the host: a bad URL, not a dropped connection
-        raise Reply(400, m.MSG_BAD_FILE_URL) from None
+        url = urllib.parse.urlsplit(file_url)
+    except ValueError:  # e.g. an unclosed `[` in the host
+        return None
+    rec["file_url_query"] = bool(url.query)
+    return url
+
+
+def _check_file_url(url: urllib.parse.SplitResult | None) -> None:
     # Query strings pass: the docs forbid them but also recommend presigned S3 URLs.
-    if url.scheme not in ("http", "https") or not url.netloc:
+    if url is None or url.scheme not in ("http", "https") or not url.netloc:
         raise Reply(400, m.MSG_BAD_FILE_URL)
     if not url.path.lower().endswith(".zip"):
         raise Reply(400, m.MSG_BAD_FILE_URL)
@@ -121,13 +129,14 @@ def _check_file_url(data: dict[str, Any]) -> None:
 
 def _upload(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Response:
     _require(data, ("apiKey", "userId", "projectId", "fileUrl"))
+    url = _file_url(data, rec)
     auto_release = data.get("autoRelease", True)
     if not isinstance(auto_release, bool):
         raise Reply(400, m.MSG_BAD_AUTO_RELEASE)
-    _check_file_url(data)
+    _check_file_url(url)
     with emu.cond:
         _authenticate(emu, data, rec, m.MSG_INVALID_KEY)
-        emu.take_slot_locked(data["userId"])
+        emu.take_slot_locked(data["userId"], "upload-file")
         project = _project_for(emu, data)
         # ObjectId-like: 4 bytes of time, 8 random bytes
         upload_id = f"{int(emu.epoch()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
@@ -145,7 +154,8 @@ def _upload(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Respons
         events = pipeline_events(rejected=bool(upload.objection), auto_release=auto_release)
         go_live = EV_APPROVED[0] if auto_release else ""
         emu.hooks.schedule_locked(upload, spread(events, now, seconds, go_live_on=go_live))
-        return json_response(200, {"message": m.MSG_QUEUED, "uploadId": upload_id})
+        status = emu.config.upload_status
+        return json_response(status, {"message": m.MSG_QUEUED, "uploadId": upload_id})
 
 
 def _test_webhook(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Response:

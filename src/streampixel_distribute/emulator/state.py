@@ -7,6 +7,7 @@ each endpoint checks and changes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import threading
 import time
@@ -14,14 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TextIO
 
 from .faults import Fault, Reply
-from .messages import rate_limit_message
+from .messages import WRITE_ENDPOINTS, rate_limit_message
 from .safety import Scrubber
-from .seed import PUBLIC_KEYS, SeedError, as_obj, demo_seed, no_unknown, opt, parse_accounts
+from .seed import PUBLIC_KEYS, SeedError, as_obj, demo_seed, no_unknown, parse_accounts
 from .webhooks import Step, Webhooks
 
 DEFAULT_INTERVAL: Final = 120.0
 DEFAULT_PROCESSING_SECONDS: Final = 5.0
 DEFAULT_REGION: Final = "asia-pacific"  # Streampixel's documented default
+UPLOAD_STATUSES: Final = (200, 201)
 
 
 @dataclass
@@ -59,26 +61,36 @@ class Config:
     interval: float = DEFAULT_INTERVAL
     processing_seconds: float = DEFAULT_PROCESSING_SECONDS
     retry_after_header: bool = False
+    # The docs limit both write endpoints but do not say whether they share one window.
+    separate_windows: bool = False
+    # The upload page shows 200; the docs' status table has a 201 for a new build.
+    upload_status: int = 200
 
     def apply(self, raw: Any) -> None:
         """Change the keys given; raises `SeedError` (nothing changed) on a bad value."""
         obj = as_obj(raw, "config")
         no_unknown(obj, set(self.as_dict()), "config")
-        for key in ("interval", "processing_seconds"):
-            value = opt(obj, key, (int, float), "config")
-            if isinstance(value, bool) or (value is not None and not 0 <= value < math.inf):
-                raise SeedError(f"config.{key} must be a number of seconds >= 0")
-        opt(obj, "retry_after_header", bool, "config")
-        for key, value in obj.items():
-            if value is not None:
-                setattr(self, key, value if isinstance(value, bool) else float(value))
+        changes = {k: _config_value(k, v) for k, v in obj.items() if v is not None}
+        for key, value in changes.items():
+            setattr(self, key, value)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "interval": self.interval,
-            "processing_seconds": self.processing_seconds,
-            "retry_after_header": self.retry_after_header,
-        }
+        return dataclasses.asdict(self)
+
+
+def _config_value(key: str, value: Any) -> Any:
+    if key in ("interval", "processing_seconds"):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not 0 <= value < math.inf:
+            raise SeedError(f"config.{key} must be a number of seconds >= 0")
+        return float(value)
+    if key == "upload_status":
+        if isinstance(value, bool) or not isinstance(value, int) or value not in UPLOAD_STATUSES:
+            raise SeedError("config.upload_status must be 200 or 201")
+        return value
+    if not isinstance(value, bool):
+        raise SeedError(f"config.{key} must be true or false")
+    return value
 
 
 def _upload_from(spec: dict[str, Any], project_id: str, now: float) -> Upload:
@@ -147,7 +159,8 @@ class Emulator:
             self.config = copy.copy(self._initial_config)
             self.accounts: dict[str, str] = {}  # userId -> apiKey
             self.projects: dict[str, Project] = {}
-            self.next_free: dict[str, float] = {}  # userId -> when its next write call may come
+            # (userId, endpoint) -> when the window that call opened ends
+            self.next_free: dict[tuple[str, str], float] = {}
             self.requests: list[dict[str, Any]] = []
             self.faults: list[Fault] = []
             self.hooks.reset_locked()
@@ -245,8 +258,13 @@ class Emulator:
                     for p in self.projects.values()
                     if p.user_id == user_id
                 ]
-                wait = max(0.0, self.next_free.get(user_id, now) - now)
-                out.append({"userId": user_id, "rateLimitWait": wait, "projects": projects})
+                waits = {e: self._wait_locked(user_id, e, now) for e in WRITE_ENDPOINTS}
+                out.append({
+                    "userId": user_id,
+                    "rateLimitWait": max(waits.values()),
+                    "rateLimitWaits": waits,
+                    "projects": projects,
+                })  # fmt: skip
             return {"time": self.epoch(), "config": self.config.as_dict(), "accounts": out}
 
     @staticmethod
@@ -272,19 +290,24 @@ class Emulator:
         }
 
     # - the rate limit
-    def take_slot_locked(self, user_id: str) -> None:
-        """Per-user write window, shared by upload-file and distribute-file. A 429 does not extend
-        it. Caller holds the lock."""
+    def take_slot_locked(self, user_id: str, endpoint: str) -> None:
+        """One write call per `interval` per user, in one window shared by upload-file and
+        distribute-file, or one per endpoint (`separate_windows`). A call inside the window gets
+        429, which does not move the window. Caller holds the lock."""
         now = self.now()
-        next_free = self.next_free.get(user_id)
-        if next_free is not None and now < next_free:
-            remaining = next_free - now
+        remaining = self._wait_locked(user_id, endpoint, now)
+        if remaining > 0:
             headers = {}
             if self.config.retry_after_header:
                 headers["Retry-After"] = str(math.ceil(remaining))
             raise Reply(429, rate_limit_message(remaining), headers)
         if self.config.interval > 0:
-            self.next_free[user_id] = now + self.config.interval
+            self.next_free[(user_id, endpoint)] = now + self.config.interval
+
+    def _wait_locked(self, user_id: str, endpoint: str, now: float) -> float:
+        """Seconds until `endpoint` may be called again by this user under the current mode."""
+        windows = (endpoint,) if self.config.separate_windows else WRITE_ENDPOINTS
+        return max(0.0, *(self.next_free.get((user_id, e), now) - now for e in windows))
 
     # - pipeline hooks (webhooks.Host)
     def fire_locked(self, upload: Upload, step: Step) -> str | None:
