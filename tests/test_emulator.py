@@ -277,9 +277,10 @@ def test_upload_status_201_and_bad_config_values(emulator: Emulator) -> None:
 def test_window_mode_and_upload_status_from_the_command_line(
     emulator_factory: Callable[..., Emulator],
 ) -> None:
-    emu = emulator_factory(separate_windows=True, upload_status=201)
+    emu = emulator_factory(separate_windows=True, upload_status=201, approve_after_distribute=True)
     config = emu.configure()
     assert (config["separate_windows"], config["upload_status"]) == (True, 201)
+    assert config["approve_after_distribute"] is True
     assert _write(emu, "upload-file").status_code == 201
     assert _write(emu, "distribute-file").status_code == 200
     assert _write(emu, "upload-file").status_code == 429
@@ -650,6 +651,82 @@ def test_pipeline_auto_release_and_rejection(
     assert state[PROJECT]["liveUploadId"] == good
     refused = post(emulator, "distribute-file", {**body, "uploadId": bad})
     assert refused.json() == {"message": "File has no URL yet"}
+
+
+PROCESSING_EVENTS = ["build.uploaded", "build.downloading", "build.extracting", "build.saving"]
+
+
+def _upload_state(emu: Emulator, upload_id: str) -> tuple[str, str | None, int]:
+    """(the upload's state, its project's live build, the upload's distributions)."""
+    (demo,) = [a for a in emu.state()["accounts"] if a["userId"] == DEMO.user_id]
+    (project,) = [p for p in demo["projects"] if p["projectId"] == DEMO.project_id]
+    (upload,) = [u for u in project["uploads"] if u["uploadId"] == upload_id]
+    return upload["state"], project["liveUploadId"], upload["distributions"]
+
+
+def _events_of(receiver: WebhookReceiver, upload_id: str) -> list[str]:
+    return [b["event"] for b in receiver.bodies() if b["uploadId"] == upload_id]
+
+
+def test_auto_release_false_holds_the_build_at_approval_until_distribute_file(
+    emulator: Emulator, webhook_receiver: WebhookReceiver
+) -> None:
+    emulator.configure(interval=0, processing_seconds=300)
+    emulator.set_webhook(DEMO.project_id, webhook_receiver.url)
+    assert post(emulator, "distribute-file", distribute_body()).status_code == 200
+    webhook_receiver.wait_for(1)  # the demo build is live now
+    upload_id = post(emulator, "upload-file", upload_body(autoRelease=False)).json()["uploadId"]
+    assert _upload_state(emulator, upload_id) == ("processing", DEMO.upload_id, 0)
+    emulator.advance(301)
+    webhook_receiver.wait_for(1 + 5)
+    assert _events_of(webhook_receiver, upload_id) == [*PROCESSING_EVENTS, "build.approved"]
+    # Held: distributable, but not live, and nothing more is sent on its own.
+    assert _upload_state(emulator, upload_id) == ("awaiting distribution", DEMO.upload_id, 0)
+    assert post(emulator, "distribute-file", distribute_body(uploadId=upload_id)).status_code == 200
+    assert _upload_state(emulator, upload_id) == ("ready", upload_id, 1)
+    webhook_receiver.wait_for(1 + 6)
+    assert _events_of(webhook_receiver, upload_id) == [
+        *PROCESSING_EVENTS, "build.approved", "build.distributing",
+    ]  # fmt: skip
+    assert [w["event"] for w in emulator.wait_webhooks(7)] == webhook_receiver.events()
+
+
+def test_approval_after_distribute_holds_the_build_after_saving(
+    emulator: Emulator, webhook_receiver: WebhookReceiver
+) -> None:
+    emulator.configure(interval=0, processing_seconds=300, approve_after_distribute=True)
+    emulator.set_webhook(DEMO.project_id, webhook_receiver.url)
+    upload_id = post(emulator, "upload-file", upload_body(autoRelease=False)).json()["uploadId"]
+    emulator.advance(301)
+    # Distribute at once: its events queue behind the pipeline's, so the order still holds.
+    assert post(emulator, "distribute-file", distribute_body(uploadId=upload_id)).status_code == 200
+    assert _upload_state(emulator, upload_id) == ("ready", upload_id, 1)
+    webhook_receiver.wait_for(6)
+    assert _events_of(webhook_receiver, upload_id) == [
+        *PROCESSING_EVENTS, "build.distributing", "build.approved",
+    ]  # fmt: skip
+    bodies = webhook_receiver.bodies()
+    assert [b["status"] for b in bodies[-2:]] == ["Distribute", "Approved"]
+
+
+def test_approval_after_distribute_sends_nothing_while_held(
+    emulator: Emulator, webhook_receiver: WebhookReceiver
+) -> None:
+    emulator.configure(interval=0, processing_seconds=300, approve_after_distribute=True)
+    emulator.set_webhook(DEMO.project_id, webhook_receiver.url)
+    held = post(emulator, "upload-file", upload_body(autoRelease=False)).json()["uploadId"]
+    emulator.advance(301)
+    webhook_receiver.wait_for(4)
+    assert _upload_state(emulator, held) == ("awaiting distribution", None, 0)
+    # A build released automatically still runs the whole pipeline in this mode.
+    other = post(emulator, "upload-file", upload_body()).json()["uploadId"]
+    emulator.advance(301)
+    webhook_receiver.wait_for(4 + 6)
+    assert _events_of(webhook_receiver, held) == PROCESSING_EVENTS
+    assert _events_of(webhook_receiver, other) == [
+        *PROCESSING_EVENTS, "build.distributing", "build.approved",
+    ]  # fmt: skip
+    assert _upload_state(emulator, other) == ("ready", other, 0)  # auto-released: live
 
 
 # --- process: seed file, banner, TLS, signals --------------------------------------------------

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=200,
         help="status of a successful upload-file: 200 or 201 (default 200)",
     )
+    p.add_argument(
+        "--approve-after-distribute",
+        action="store_true",
+        help="hold an autoRelease:false build after build.saving and send build.approved after "
+        "its distribute-file (default: build.approved first, then distribute-file)",
+    )
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -134,6 +140,7 @@ def emulator_from_args(args: argparse.Namespace) -> Emulator:
         retry_after_header=args.retry_after_header,
         separate_windows=args.separate_windows,
         upload_status=args.upload_status,
+        approve_after_distribute=args.approve_after_distribute,
     )
     log = None if args.quiet else sys.stderr
     return Emulator(config, seed, include_demo=include_demo, log=log)

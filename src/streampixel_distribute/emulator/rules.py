@@ -14,8 +14,15 @@ from typing import Any
 
 from . import messages as m
 from .faults import Reply, Response, json_response
-from .state import Emulator, Project, Upload
-from .webhooks import EV_APPROVED, EV_DISTRIBUTING, EV_TEST, envelope, pipeline_events, spread
+from .state import DISTRIBUTABLE, Emulator, Project, Upload
+from .webhooks import (
+    EV_APPROVED,
+    EV_TEST,
+    distribute_events,
+    envelope,
+    pipeline_events,
+    spread,
+)
 
 
 def handle_api(
@@ -91,11 +98,13 @@ def _distribute(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Res
         upload = project.uploads.get(data["uploadId"])
         if upload is None:
             raise Reply(404, m.MSG_FILE_NOT_FOUND)
-        if upload.state(emu.now()) != "ready":
+        if upload.state(emu.now()) not in DISTRIBUTABLE:
             raise Reply(400, m.MSG_NO_URL)
+        # The emulator distributes at once: the build is live before the events go out.
         upload.distributions += 1
         project.live_upload_id = upload.upload_id
-        emu.hooks.schedule_locked(upload, spread([EV_DISTRIBUTING], emu.now(), 0.0))
+        events = distribute_events(approve_after_distribute=emu.config.approve_after_distribute)
+        emu.hooks.schedule_locked(upload, spread(events, emu.now(), 0.0))
         return json_response(
             200,
             {
@@ -151,8 +160,12 @@ def _upload(emu: Emulator, data: dict[str, Any], rec: dict[str, Any]) -> Respons
         )
         project.uploads[upload_id] = upload
         rec["uploadId"] = upload_id
-        events = pipeline_events(rejected=bool(upload.objection), auto_release=auto_release)
-        go_live = EV_APPROVED[0] if auto_release else ""
+        events = pipeline_events(
+            rejected=bool(upload.objection),
+            auto_release=auto_release,
+            approve_after_distribute=emu.config.approve_after_distribute,
+        )
+        go_live = EV_APPROVED[0] if auto_release else ""  # a held build waits for distribute-file
         emu.hooks.schedule_locked(upload, spread(events, now, seconds, go_live_on=go_live))
         status = emu.config.upload_status
         return json_response(status, {"message": m.MSG_QUEUED, "uploadId": upload_id})

@@ -25,6 +25,13 @@ DEFAULT_PROCESSING_SECONDS: Final = 5.0
 DEFAULT_REGION: Final = "asia-pacific"  # Streampixel's documented default
 UPLOAD_STATUSES: Final = (200, 201)
 
+# An upload's state in /_emulator/state. distribute-file accepts AWAITING and READY builds.
+PROCESSING: Final = "processing"
+AWAITING: Final = "awaiting distribution"
+READY: Final = "ready"
+REJECTED: Final = "rejected"
+DISTRIBUTABLE: Final = (AWAITING, READY)
+
 
 @dataclass
 class Upload:
@@ -38,8 +45,12 @@ class Upload:
 
     def state(self, now: float) -> str:
         if self.done_at is None or now < self.done_at:
-            return "processing"
-        return "rejected" if self.objection else "ready"
+            return PROCESSING
+        if self.objection:
+            return REJECTED
+        if not self.auto_release and not self.distributions:
+            return AWAITING  # held at approval: only distribute-file makes it live
+        return READY
 
 
 @dataclass
@@ -65,6 +76,9 @@ class Config:
     separate_windows: bool = False
     # The upload page shows 200; the docs' status table has a 201 for a new build.
     upload_status: int = 200
+    # The docs disagree on when a held build (autoRelease false) gets build.approved: before
+    # distribute-file (the distribute page and CI recipe) or after it (the lifecycle page).
+    approve_after_distribute: bool = False
 
     def apply(self, raw: Any) -> None:
         """Change the keys given; raises `SeedError` (nothing changed) on a bad value."""

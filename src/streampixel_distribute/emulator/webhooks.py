@@ -37,13 +37,25 @@ EV_TEST: Final = ("webhook.test", "test")
 Event = tuple[str, str]
 
 
-def pipeline_events(*, rejected: bool, auto_release: bool) -> list[Event]:
-    """The events of an upload-file, from `build.uploaded` to the end of processing."""
+def pipeline_events(
+    *, rejected: bool, auto_release: bool, approve_after_distribute: bool
+) -> list[Event]:
+    """The events of an upload-file, from `build.uploaded` to the end of processing. A held
+    build (autoRelease false) stops there until distribute-file: after `build.approved`, or
+    after `build.saving` when approval comes with the distribution."""
+    processing = [EV_UPLOADED, EV_DOWNLOADING, EV_EXTRACTING]
     if rejected:
-        return [EV_UPLOADED, EV_DOWNLOADING, EV_EXTRACTING, EV_REJECTED]
+        return [*processing, EV_REJECTED]
     if auto_release:
-        return [EV_UPLOADED, EV_DOWNLOADING, EV_EXTRACTING, EV_SAVING, EV_DISTRIBUTING, EV_APPROVED]
-    return [EV_UPLOADED, EV_DOWNLOADING, EV_EXTRACTING, EV_SAVING, EV_APPROVED]
+        return [*processing, EV_SAVING, EV_DISTRIBUTING, EV_APPROVED]
+    if approve_after_distribute:
+        return [*processing, EV_SAVING]
+    return [*processing, EV_SAVING, EV_APPROVED]
+
+
+def distribute_events(*, approve_after_distribute: bool) -> list[Event]:
+    """The events of a successful distribute-file."""
+    return [EV_DISTRIBUTING, EV_APPROVED] if approve_after_distribute else [EV_DISTRIBUTING]
 
 
 @dataclass(frozen=True)
