@@ -88,7 +88,8 @@ class Emulator:
         return self.control("GET", "webhooks")  # type: ignore[no-any-return]
 
     def configure(self, **config: Any) -> dict[str, Any]:
-        """interval, processing_seconds, retry_after_header; `reset()` restores the start values."""
+        """interval, processing_seconds, retry_after_header, separate_windows, upload_status,
+        approve_after_distribute; `reset()` restores the start values."""
         return self.control("POST", "config", config)  # type: ignore[no-any-return]
 
     def advance(self, seconds: float) -> None:
