@@ -570,6 +570,16 @@ def test_test_webhook_delivers_the_envelope(
     assert (delivery["event"], delivery["statusCode"]) == ("webhook.test", 200)
 
 
+def test_the_log_names_a_receiver_without_its_secret_path(
+    emulator: Emulator, webhook_receiver: WebhookReceiver
+) -> None:
+    emulator.set_webhook(DEMO.project_id, webhook_receiver.url)  # .../hooks/secret-token
+    assert post(emulator, "test-webhook", _test_webhook_body()).json()["statusCode"] == 200
+    origin = webhook_receiver.url.split("/hooks/")[0]
+    assert f"webhook webhook.test -> {origin}/…: 200" in emulator.output()
+    assert "secret-token" not in emulator.output()
+
+
 def test_test_webhook_reports_receiver_failure(
     emulator: Emulator, webhook_receiver: WebhookReceiver
 ) -> None:

@@ -72,12 +72,12 @@ class Config:
     interval: float = DEFAULT_INTERVAL
     processing_seconds: float = DEFAULT_PROCESSING_SECONDS
     retry_after_header: bool = False
-    # The docs limit both write endpoints but do not say whether they share one window.
+    # Streampixel limits both write endpoints but does not say whether they share one window.
     separate_windows: bool = False
-    # The upload page shows 200; the docs' status table has a 201 for a new build.
+    # Streampixel documents both 200 and 201 as the answer to a new build.
     upload_status: int = 200
-    # The docs disagree on when a held build (autoRelease false) gets build.approved: before
-    # distribute-file (the distribute page and CI recipe) or after it (the lifecycle page).
+    # Streampixel documents both orders for a held build (autoRelease false): build.approved,
+    # then distribute-file; or distribute-file, then build.approved ("live").
     approve_after_distribute: bool = False
 
     def apply(self, raw: Any) -> None:
