@@ -69,10 +69,11 @@ def readme_gitlab_example() -> str:
 
 @dataclass(frozen=True)
 class GitlabCiLocal:
+    """gitlab-ci-local's command (Node.js 22 + its bundle) and the environment to run it in."""
+
     node: str
     cli: str
     env: dict[str, str]
-
     image: ContainerImage
 
     def run(self, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,9 +84,10 @@ class GitlabCiLocal:
                 text=True, stdin=subprocess.DEVNULL, timeout=240, check=False,
             )  # fmt: skip
         finally:
-            # gitlab-ci-local's cleanup is one `podman rm -vf` of every container of a job, the
-            # first of which it already removed; podman 4.3 then exits 0 having removed none of
-            # the others, so the volumes stay in use too. `volume rm -f` removes both.
+            # gitlab-ci-local cleans up with one `podman rm -vf` of every container it made for a
+            # job, the first of which (the chown helper) it had already removed; podman 4.3.1 then
+            # exits 0 without removing the others, so their volumes stay in use as well.
+            # `volume rm -f` removes the volumes this run made and the containers using them.
             if leftovers := self.job_volumes() - before:
                 self.image.podman("volume", "rm", "-f", *sorted(leftovers))
 
