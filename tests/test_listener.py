@@ -39,6 +39,7 @@ from support.listener import (
     private_mount,
     wait_until,
 )
+from support.tools import missing
 
 USER_ID = "66aa0000000000000000a0a1"
 PROJECTS = [f"66aa0000000000000000b0{i:02x}" for i in range(1, 5)]
@@ -272,7 +273,7 @@ def _enough_descriptors(need: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         if hard != resource.RLIM_INFINITY and hard < need:
-            pytest.skip(f"needs {need} open files; the hard limit is {hard}")
+            missing(f"needs {need} open files; the hard limit is {hard} (raise `ulimit -Hn`)")
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
@@ -817,14 +818,15 @@ def test_an_outcome_that_cannot_be_recorded_is_retried_and_the_build_distributed
     assert "Traceback" not in listener.output()
 
 
-needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and unshare for a private "
-                                 "mount namespace (a tiny or read-only tmpfs)")
+def _need_mount() -> None:
+    if not can_mount():
+        missing("a private mount namespace (a tiny or read-only tmpfs) needs root and `unshare`")
 
 
-@needs_mount
 def test_disk_full_gives_503_and_an_unhealthy_healthz_and_both_recover(
     emulator: Emulator, listener_factory: Any, tmp_path: Path
 ) -> None:
+    _need_mount()
     seed(emulator, projects=1, uploads_per_project=3)
     data = tmp_path / "data"
     data.mkdir()
@@ -848,11 +850,11 @@ def test_disk_full_gives_503_and_an_unhealthy_healthz_and_both_recover(
     assert listener.stop() == 0
 
 
-@needs_mount
 @pytest.mark.parametrize("existing", [False, True], ids=["empty", "existing-queue"])
 def test_a_read_only_queue_directory_is_a_clear_startup_error(
     tmp_path: Path, existing: bool
 ) -> None:
+    _need_mount()
     data = tmp_path / "data"
     data.mkdir()
     setup = ""
