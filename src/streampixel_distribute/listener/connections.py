@@ -93,7 +93,8 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]
         if not self.accepting:
             return False
         full = len(self.active_channels) >= self.adj.connection_limit
-        overflow = full and self._oldest_evictable() is None
+        # Runs every loop turn: any() stops at the first candidate, min() only on accept.
+        overflow = full and not any(c.evictable() for c in self.active_channels.values())
         if overflow != self.in_connection_overflow:
             self.in_connection_overflow = overflow
             if overflow:
