@@ -27,9 +27,10 @@ report() {
 }
 
 # Debian packages: Python for the venv, redis-server and git (real servers the tests start),
-# podman + runc + debootstrap (the container tests: scripts/container.sh), shellcheck (lint).
+# podman + runc + debootstrap (the container tests: scripts/container.sh), shellcheck (lint),
+# nginx-light (the listener's documented reverse proxy, tested under a slowloris).
 APT_PACKAGES=(python3 python3-venv python3-pip git redis-server podman runc debootstrap
-  ca-certificates shellcheck openssl util-linux)
+  ca-certificates shellcheck openssl util-linux nginx-light)
 apt_install() {
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do

@@ -8,6 +8,8 @@ Fixtures:
 - `private_mount(dir, options)`: a command prefix that runs a process in its own mount namespace
   with a tmpfs on `dir` (a tiny or read-only filesystem, for disk-full and read-only tests);
   `in_namespace(process, path)` is that path as the process sees it.
+- `nginx_recipe(port, upstream)` / `start_nginx(...)`: the nginx block of docs/listener.md, as
+  written there, served by a real nginx on loopback (plain HTTP: the TLS lines are left out).
 - `github_standin`: an HTTP server in this process answering
   `POST /repos/{owner}/{repo}/dispatches` with 204 when the Bearer token matches `GITHUB_TOKEN`
   (401 otherwise), recording every request; `status` forces another answer.
@@ -232,6 +234,67 @@ def listener_factory(tmp_path: Path) -> Iterator[Callable[..., ListenerProcess]]
 # --- hostile clients and filesystems -------------------------------------------------------------
 
 
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "listener.md"
+
+
+def nginx_recipe(port: int, upstream: int) -> str:
+    """The documented nginx block, for loopback: listen on `port`, no TLS, upstream `upstream`."""
+    text = DOCS.read_text(encoding="utf-8")
+    block = text.split("```nginx\n", 1)[1].split("```", 1)[0]
+    assert "listen 443 ssl;" in block and "127.0.0.1:8788" in block, "the recipe changed shape"
+    lines = [line for line in block.splitlines() if "ssl_certificate" not in line]
+    return "\n".join(lines).replace("listen 443 ssl;", f"listen 127.0.0.1:{port};").replace(
+        "127.0.0.1:8788", f"127.0.0.1:{upstream}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_nginx(workdir: Path, server_config: str, *, worker_connections: int = 4096,
+                nginx: str = "nginx") -> subprocess.Popen[bytes]:
+    """A real nginx (master and one worker) with `server_config` in its http block; every file
+    it writes stays in `workdir`. Returns once it answers on the port named in the config."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    temp = {name: workdir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(f"""
+user root;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections {worker_connections}; }}
+http {{
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+{server_config}
+}}
+""", encoding="utf-8")
+    port = int(server_config.split("listen 127.0.0.1:", 1)[1].split(";", 1)[0])
+    process = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                _, err = process.communicate()
+                raise RuntimeError(f"nginx did not start: {err.decode(errors='replace')}") \
+                    from None
+            time.sleep(0.05)
+        else:
+            return process
+
+
 class SlowClients:
     """`count` connections that each send the start of a request, then one more header byte a
     second, and never finish it (slowloris). A connection the server closes is opened again, so
@@ -239,8 +302,9 @@ class SlowClients:
     after `limit` seconds; `close()` ends it earlier."""
 
     def __init__(self, port: int, count: int, *, path: str = "/webhook/x",
-                 limit: float = 120.0) -> None:
+                 limit: float = 120.0, source: str | None = None) -> None:
         self.port = port
+        self.source = (source, 0) if source else None
         self.count = count
         self.head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Content-Type: application/json\r\nX-Slow: ").encode()
@@ -252,7 +316,8 @@ class SlowClients:
 
     def _open(self) -> socket.socket | None:
         try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5,
+                                            source_address=self.source)
             sock.sendall(self.head)
         except OSError:
             return None
