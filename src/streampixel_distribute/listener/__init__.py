@@ -6,8 +6,9 @@ validates the envelope, commits it to a SQLite queue before answering 2xx, and a
 afterwards in worker threads: `distribute` (through the same coordinator and ledger as the
 action) or `dispatch` (a GitHub repository_dispatch). See docs/listener.md.
 
-Modules: config (flags, env, action rules), server (the WSGI app), queue (SQLite), worker and
-actions (what happens after the 2xx), metrics (Prometheus text), log (JSON lines).
+Modules: config (flags, env, action rules), server (the WSGI app), connections (waitress with
+request deadlines and eviction against slow clients), queue (SQLite), worker and actions (what
+happens after the 2xx), metrics (Prometheus text), log (JSON lines).
 """
 
 from __future__ import annotations
