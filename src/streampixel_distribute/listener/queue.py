@@ -232,6 +232,9 @@ class Queue:
                        "'probe')", (_PROBE_EVENT,))
             db.execute("DELETE FROM deliveries WHERE event = ? AND state = 'probe'",
                        (_PROBE_EVENT,))
+            # Give the probe's id back, so the ids that deliveries are answered with stay
+            # consecutive however often /healthz is polled (the probe's id was never shown).
+            db.execute("UPDATE sqlite_sequence SET seq = seq - 1 WHERE name = 'deliveries'")
 
     def writable(self) -> str | None:
         """None when a delivery could be committed now, else why not (at most one probe/s)."""
