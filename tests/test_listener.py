@@ -306,7 +306,7 @@ def test_a_thousand_slow_clients_do_not_keep_a_real_delivery_out(
         still_open = attack.open_count()
         shed = sum(listener.metric("connections_dropped_total", reason=reason)
                    for reason in ("evicted", "deadline"))
-    assert still_open == 1000  # the attack went on throughout (closed connections reopened)
+    assert still_open > 900  # the attack went on throughout (dropped connections reopened)
     assert shed >= 1  # slow clients gave their slots up (normally: one evicted for the delivery)
     assert [r["upload_id"] for r in listener.rows()] == [UPLOADS[0]]
 
@@ -340,7 +340,7 @@ def test_the_documented_nginx_recipe_keeps_deliveries_flowing_through_a_slowlori
         proxy.terminate()
         proxy.wait(20)
     assert (status, answer["status"]) == (202, "queued")
-    assert still_open == 1000
+    assert still_open > 900  # the attack went on throughout
     assert [r["upload_id"] for r in listener.rows()] == [UPLOADS[0]]
 
 

@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-body", help="largest accepted body in bytes (STREAMPIXEL_LISTEN_MAX_BODY; "
       "default 65536)")
     a("--threads", help="HTTP worker threads (STREAMPIXEL_LISTEN_THREADS; default 8)")
-    a("--connection-limit", help="open connections served at once; more wait for a free one "
-      "(STREAMPIXEL_LISTEN_CONNECTION_LIMIT; default 1000)")
+    a("--connection-limit", help="open connections at once; beyond it the oldest one not being "
+      "served is closed for the new one (STREAMPIXEL_LISTEN_CONNECTION_LIMIT; default 1000)")
     a("--request-timeout", help="seconds a request may take to arrive whole, headers and body; "
       "slower clients are dropped (STREAMPIXEL_LISTEN_REQUEST_TIMEOUT; default 5)")
     a("--max-attempts", help="attempts per delivery on transient failures "
