@@ -27,10 +27,11 @@ report() {
 }
 
 # Debian packages: Python for the venv, redis-server and git (real servers the tests start),
-# podman + runc + debootstrap (the container tests: scripts/container.sh), rsync (gitlab-ci-local
-# copies job files with it), shellcheck (lint).
+# podman + runc + debootstrap (the container tests: scripts/container.sh), shellcheck (lint),
+# nginx-light (the listener's documented reverse proxy, tested under a slowloris), rsync
+# (gitlab-ci-local copies job files with it).
 APT_PACKAGES=(python3 python3-venv python3-pip git redis-server podman runc debootstrap
-  ca-certificates shellcheck openssl util-linux rsync)
+  ca-certificates shellcheck openssl util-linux nginx-light rsync)
 apt_install() {
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do
