@@ -18,6 +18,7 @@ foreign git host, a git ledger that stores state with a token, and cancellation.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -322,9 +323,7 @@ def _unencoded(ctx: Ctx, sweep: LeakSweep) -> None:
 
 @scenario("github-token offered to a git host named in the ledger")
 def _foreign_git_host(ctx: Ctx, sweep: LeakSweep) -> None:
-    capture = recording_server()
-    server = next(capture)
-    try:
+    with contextlib.contextmanager(recording_server)() as server:
         for ledger in (f"git+http://ci-bot@127.0.0.1:{server.port}/ledger.git",
                        f"git+http://127.0.0.1:{server.port}/ledger.git"):
             run = run_action(ctx.tmp / f"foreign{ctx.runs}", ctx.inputs(ledger=ledger),
@@ -333,8 +332,6 @@ def _foreign_git_host(ctx: Ctx, sweep: LeakSweep) -> None:
             assert "Traceback" not in run.stdout + run.stderr
             sweep.add_run(run)
         received = server.snapshot()[1]
-    finally:
-        capture.close()
     assert received, "git never reached the capture server"
     for request in received:
         for name, value in request.headers.items():
