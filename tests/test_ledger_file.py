@@ -312,10 +312,17 @@ def usual_umask() -> Iterator[None]:
     os.umask(old)
 
 
-@pytest.mark.usefixtures("usual_umask")
-def test_new_ledger_and_lock_files_are_private(tmp_path: Path) -> None:
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o277], ids=["022", "002", "277"])
+def test_new_ledger_and_lock_files_are_private(tmp_path: Path, umask: int) -> None:
+    """0600 under the usual umask (which used to give 0644) and under an odd one (0400 would
+    lock the next job out of its own ledger)."""
     path = tmp_path / "ledger.json"
-    ledger_at(path).reserve("a", 120)
+    old = os.umask(umask)
+    try:
+        ledger_at(path).reserve("a", 120)
+        ledger_at(path).reserve("a", 120)  # a second job can open and rewrite both
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "ledger.json.lock").stat().st_mode) == 0o600
 

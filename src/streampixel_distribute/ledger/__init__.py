@@ -172,7 +172,7 @@ def _spec_problem(spec: str) -> tuple[str, str] | None:
         # Host, port and path, shown in the fix; not the query, which may hold options.
         after = printable(re.split(r"[?#]", spec[info.end + 1 :], maxsplit=1)[0], 80)
         if scheme not in _CREDENTIAL_SCHEMES:
-            fix = "Remove the `…@` part."
+            fix = "Remove the `…@` part (an `@` that belongs to the path is written `%40`)."
             if scheme == "github":
                 fix += " The github ledger authenticates with `github-token`."
             return (f"a `{printable(scheme, 20)}` ledger URL takes no user name or password, "

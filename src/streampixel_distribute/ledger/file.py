@@ -249,11 +249,14 @@ class FileLedger(Ledger):
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise self._not_regular(self.lock_path, mode)
-        if created:
+        if created:  # set the mode outright: a umask must not lock out the next job
+            wanted = NEW_FILE_MODE
             with contextlib.suppress(OSError):
                 ledger = os.lstat(self.path).st_mode
                 if stat.S_ISREG(ledger):
-                    os.fchmod(fd, stat.S_IMODE(ledger) & 0o666)
+                    wanted = stat.S_IMODE(ledger) & 0o666
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, wanted)
 
     @contextlib.contextmanager
     def _locked(self, *, exclusive: bool) -> Iterator[None]:
