@@ -377,7 +377,7 @@ def test_a_ledger_linked_to_a_regular_file_is_refused_and_the_file_left_alone(
     path.symlink_to(real)
     error = refusal(lambda: ledger_at(path).reserve("a", 120))
     assert "ledger.json is a symbolic link" in error.detail
-    assert "real file" in error.hint
+    assert "file itself" in error.hint
     assert path.is_symlink()
     assert real.read_text() == '{"version": 1, "accounts": {}}'
 

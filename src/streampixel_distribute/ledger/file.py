@@ -207,12 +207,16 @@ class FileLedger(Ledger):
 
     def _not_regular(self, target: Path, mode: int) -> LedgerError:
         kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        if stat.S_ISLNK(mode):
+            hint = ("Point the ledger URL at the file itself, not at a link: a link is never "
+                    f"followed (every write replaces the file), or remove {target}.")
+        else:
+            hint = (f"Remove {target} (the ledger creates it as a plain file) or point the "
+                    "ledger at a file of its own.")
         return LedgerError(
             f"{target} is {kind}; the file ledger and its lock must be regular files",
             title="Rate-limit ledger refused",
-            hint=f"Remove {target} (the ledger creates it as a plain file) or point the ledger "
-            "at a file of its own. A link is never followed: point the ledger URL at the real "
-            "file instead, since every write replaces the file.",
+            hint=hint,
         )
 
     def _open_lock(self) -> int:
