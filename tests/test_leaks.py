@@ -11,13 +11,16 @@ come before any other line the process prints.
 
 Scenarios: success, each HTTP error (with a hostile server echoing the key back), network errors,
 invalid inputs that carry the secrets in odd shapes, dry run, ledger errors with a token or
-password, a git ledger that stores state with a token, and cancellation.
+password, ledger passwords with an unencoded `/` (and git's argv), the github-token offered to a
+foreign git host, a git ledger that stores state with a token, and cancellation.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -36,12 +39,15 @@ from streampixel_distribute.api import StreampixelClient
 from streampixel_distribute.errors import DistributeError
 from streampixel_distribute.ledger import account_key, open_ledger
 from support.emulator import Emulator
-from support.hostile import closed_port, finish_action, spawn_action
+from support.hostile import closed_port, finish_action, recording_server, spawn_action
 from support.redis_server import REDIS_PASSWORD, RedisServer
 from support.runner import ENTRYPOINT, LEAK_KEY, LEAK_TOKEN, ActionRun, base_env, run_action
 
 GIT_PASSWORD = "gitpw-LEAKCHECK-5e8a1f0c3b"
-SECRETS = (LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD, GIT_PASSWORD)
+# Passwords with a `/`: a strict URL parser splits them, so each half is searched for as well.
+SLASH_REDIS = ("RedisPassw0rd/Slash+Plus", "RedisPassw0rd", "Slash+Plus")
+SLASH_GIT = ("Tok3nAbc/Secr3tValue99", "Tok3nAbc", "Secr3tValue99")
+SECRETS = (LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD, GIT_PASSWORD, *SLASH_REDIS, *SLASH_GIT)
 USER, PROJECT, UPLOAD = "65de00000000000000000e01", "65de00000000000000000e02", \
     "65de00000000000000000e03"
 PROCESSING = "65de00000000000000000e04"
@@ -296,6 +302,54 @@ def _ledger_errors(ctx: Ctx, sweep: LeakSweep) -> None:
     ctx.run(sweep, 0, ledger="auto", env=env)  # degraded to none, with a warning
 
 
+@scenario("ledger passwords with an unencoded `/`, and git's argv")
+def _unencoded(ctx: Ctx, sweep: LeakSweep) -> None:
+    from support.git_server import start_git_http_server
+
+    server = start_git_http_server(ctx.tmp / "git", username="ci-bot", password=SLASH_GIT[0])
+    shim, argv_log = ctx.tmp / "shim", ctx.tmp / "argv.log"
+    shim.mkdir()
+    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    (shim / "git").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{argv_log}"\n'
+                              f'exec "{real_git}" "$@"\n')
+    (shim / "git").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    try:
+        for spec in (f"redis://:{SLASH_REDIS[0]}@127.0.0.1:{closed_port()}/0",
+                     f"git+http://ci-bot:{SLASH_GIT[0]}@127.0.0.1:{server.port}/ledger.git"):
+            for github in (True, False):
+                run = ctx.run(sweep, 2, ledger=spec, github=github, env=env)
+                assert "not percent-encoded" in run.stdout + run.stderr
+        run = ctx.run(sweep, 0, ledger=server.spec(), env=env)  # percent-encoded: it works
+        assert run.outputs["ledger"].startswith("git+http://127.0.0.1:"), run.outputs
+    finally:
+        server.stop()
+    assert "push" in argv_log.read_text()
+    sweep.add("git argv", argv_log.read_text())
+    sweep.add_git_repo(server.repo_path())
+
+
+@scenario("github-token offered to a git host named in the ledger")
+def _foreign_git_host(ctx: Ctx, sweep: LeakSweep) -> None:
+    with contextlib.contextmanager(recording_server)() as server:
+        for ledger in (f"git+http://ci-bot@127.0.0.1:{server.port}/ledger.git",
+                       f"git+http://127.0.0.1:{server.port}/ledger.git"):
+            run = run_action(ctx.tmp / f"foreign{ctx.runs}", ctx.inputs(ledger=ledger),
+                             env={"GITHUB_SERVER_URL": f"https://127.0.0.1:{server.port}"})
+            ctx.runs += 1
+            assert "Traceback" not in run.stdout + run.stderr
+            sweep.add_run(run)
+        received = server.snapshot()[1]
+    assert received, "git never reached the capture server"
+    for request in received:
+        for name, value in request.headers.items():
+            decoded = value
+            if value.lower().startswith("basic "):
+                decoded = base64.b64decode(value.split()[1]).decode(errors="replace")
+            sweep.add(f"capture server {name}", f"{value} {decoded}\n")
+
+
 @scenario("redis ledger with a password stores no secret")
 def _redis_state(ctx: Ctx, sweep: LeakSweep) -> None:
     server: RedisServer = ctx.request.getfixturevalue("redis_server_auth")
@@ -431,3 +485,25 @@ def test_masks_come_first_even_with_stderr_merged(emulator: Emulator, tmp_path: 
     sweep.add("merged output", "\n".join(ln for ln in done.stdout.splitlines()
                                          if not MASK_LINE.match(ln)))
     sweep.check()
+
+
+def test_listener_log_never_shows_an_unencoded_ledger_password(tmp_path: Path) -> None:
+    """The listener validates the ledger like the action: refused (exit 2) with nothing of the
+    password in its JSON log. (It used to fail later, in redis-py, quoting both halves.)"""
+    from support.listener import SRC, listener_env
+
+    env = listener_env({"STREAMPIXEL_API_KEY": LEAK_KEY, "STREAMPIXEL_USER_ID": USER,
+                        "STREAMPIXEL_LEDGER": f"redis://:{SLASH_REDIS[0]}@127.0.0.1:"
+                                              f"{closed_port()}/0"})
+    env["PYTHONPATH"] = str(SRC)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from streampixel_distribute.cli import main; "
+         "sys.exit(main())", "listen", "--port", "0", "--queue", str(tmp_path / "q.sqlite3")],
+        env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+    sweep = LeakSweep()
+    sweep.add("listener log", done.stdout + done.stderr)
+    sweep.check()
+    assert done.returncode == 2, done.stdout + done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines() + done.stderr.splitlines()
+               if line.startswith("{")]
+    assert any("percent-encoded" in json.dumps(r) for r in records), records

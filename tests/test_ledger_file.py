@@ -22,6 +22,8 @@ from streampixel_distribute.ledger.file import (
     FileLedger,
     is_github_hosted,
 )
+from support.hostile import finish_action, spawn_action
+from support.runner import ActionRun, run_action
 
 T0 = 1_700_000_000.0
 
@@ -297,3 +299,148 @@ def test_github_hosted_runner_warning(tmp_path: Path) -> None:
     assert "redis://" in hosted.warning
     assert ledger_at(tmp_path / "b.json", RUNNER_ENVIRONMENT="self-hosted").warning is None
     assert ledger_at(tmp_path / "c.json").warning is None
+
+
+# -- modes, links, special files (hostile review items 6 and 7) ---------------------------------
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most runners have (022), under which a plain create is world-readable."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o277], ids=["022", "002", "277"])
+def test_new_ledger_and_lock_files_are_private(tmp_path: Path, umask: int) -> None:
+    """0600 under the usual umask (which used to give 0644) and under an odd one (0400 would
+    lock the next job out of its own ledger)."""
+    path = tmp_path / "ledger.json"
+    old = os.umask(umask)
+    try:
+        ledger_at(path).reserve("a", 120)
+        ledger_at(path).reserve("a", 120)  # a second job can open and rewrite both
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "ledger.json.lock").stat().st_mode) == 0o600
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_lock_created_next_to_a_shared_ledger_is_shared_alike(tmp_path: Path) -> None:
+    """An admin who made the ledger group-writable for several runner users gets a lock file
+    those users can open too, and the ledger keeps its mode."""
+    path = tmp_path / "ledger.json"
+    path.write_text('{"version": 1, "accounts": {}}')
+    path.chmod(0o660)
+    ledger_at(path).reserve("a", 120)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o660
+    assert stat.S_IMODE((tmp_path / "ledger.json.lock").stat().st_mode) == 0o660
+
+
+def refusal(call: Callable[[], object]) -> LedgerError:
+    with pytest.raises(LedgerError) as caught:
+        call()
+    assert caught.value.exit_code == 7
+    assert caught.value.hint
+    return caught.value
+
+
+def test_a_dangling_lock_symlink_is_refused_and_its_target_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    target = tmp_path / "elsewhere" / "planted"
+    target.parent.mkdir()
+    (tmp_path / "ledger.json.lock").symlink_to(target)
+    error = refusal(lambda: ledger_at(path).reserve("a", 120))
+    assert "ledger.json.lock is a symbolic link" in error.detail
+    assert not target.exists()
+    assert not path.exists()
+
+
+def test_a_lock_link_planted_after_the_check_is_not_followed(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)  # checked: nothing there yet
+    target = tmp_path / "planted"
+    (tmp_path / "ledger.json.lock").symlink_to(target)
+    error = refusal(lambda: ledger.reserve("a", 120))
+    assert "symbolic link" in error.detail
+    assert not target.exists()
+
+
+def test_a_ledger_linked_to_a_regular_file_is_refused_and_the_file_left_alone(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "real.json"
+    real.write_text('{"version": 1, "accounts": {}}')
+    path = tmp_path / "ledger.json"
+    path.symlink_to(real)
+    error = refusal(lambda: ledger_at(path).reserve("a", 120))
+    assert "ledger.json is a symbolic link" in error.detail
+    assert "file itself" in error.hint
+    assert path.is_symlink()
+    assert real.read_text() == '{"version": 1, "accounts": {}}'
+
+
+@pytest.mark.timeout(30)  # a blocking open of the FIFO would hang here for good
+def test_a_ledger_replaced_by_a_fifo_after_the_check_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)
+    os.mkfifo(path)
+    error = refusal(lambda: ledger.peek("a", 120))  # O_NONBLOCK: no writer needed to get here
+    assert "named pipe" in error.detail
+
+
+def test_an_oversized_file_is_not_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    # Valid JSON, but 16 MiB: thousands of times what any real ledger holds.
+    body = json.dumps({"version": 1, "accounts": {}, "pad": "x" * (16 << 20)})
+    path.write_text(body)
+    error = refusal(lambda: ledger_at(path).reserve("a", 120))
+    assert error.title == "Rate-limit ledger corrupt"
+    assert "larger than" in error.detail
+    assert path.stat().st_size == len(body)  # left alone
+
+
+#: A dry run: nothing is sent anywhere, the ledger is opened and peeked.
+DRY_RUN = {"api-key": "sk-file-ledger-test-7f3a", "user-id": "65de00000000000000000f01",
+           "project-id": "65de00000000000000000f02", "upload-id": "65de00000000000000000f03",
+           "api-url": "http://127.0.0.1:9/pixelStripeApi", "dry-run": "true", "max-wait": "5"}
+
+
+def run_with_memory_cap(tmp: Path, ledger: str) -> ActionRun:
+    """The action (dry run) under a 1 GiB address-space cap, so that a ledger read which never
+    ends fails on its own instead of eating the machine; a hang is ended after 60 s."""
+    live = spawn_action(tmp, {**DRY_RUN, "ledger": ledger},
+                        prefix=["prlimit", f"--as={1 << 30}", "--"])
+    return finish_action(live, timeout=60)
+
+
+@pytest.mark.parametrize("special", ["dev-zero", "fifo"])
+def test_the_action_refuses_a_special_file_as_ledger(tmp_path: Path, special: str) -> None:
+    """A ledger linked to /dev/zero grew without end (MemoryError); a FIFO blocked the job past
+    max-wait. Both are refused at once, exit 7, with a fix."""
+    path = tmp_path / "ledger.json"
+    if special == "dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(path)
+    run = run_with_memory_cap(tmp_path / "run", path.as_uri())
+    assert run.exit_code == 7, run.stdout + run.stderr
+    assert run.outputs["error"] == "ledger-error"
+    assert ("symbolic link" if special == "dev-zero" else "named pipe") in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_an_injected_line_in_the_ledger_path_never_reaches_the_log(tmp_path: Path) -> None:
+    """A percent-encoded line break in a file ledger URL decoded into the path, which was logged
+    raw: the runner would have read the next line as a workflow command."""
+    spec = (tmp_path / "led.json").as_uri() + "%0A::error%20title=Injected::x%0A::add-mask::x"
+    run = run_action(tmp_path / "run", {**DRY_RUN, "ledger": spec})
+    injected = ("::error title=Injected", "::add-mask::x")
+    lines = (run.stdout + "\n" + run.stderr).splitlines()
+    assert not [line for line in lines if line.startswith(injected)]
+    assert run.exit_code == 2
+    assert "control character or line break" in run.stdout
+    assert "\n" not in run.outputs["ledger"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no file with a line break in its name

@@ -6,6 +6,8 @@ spec parsing, credentials, refusals, the ref's shape and history, and a 50-proce
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import itertools
 import json
 import os
@@ -28,6 +30,7 @@ from streampixel_distribute.ledger.git import (
 )
 from support.git_server import GitHTTPServer
 from support.git_server import git_env as server_git_env
+from support.hostile import RecordingServer, recording_server
 
 INTERVAL = 120.0
 KEY = "sp-0123456789abcdef0123456789abcdef"
@@ -73,6 +76,14 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def reserve_once(spec: str, context: LedgerContext) -> float:
+    ledger = GitLedger(spec, context)
+    try:
+        return ledger.reserve(KEY, INTERVAL)
+    finally:
+        ledger.close()
+
+
 def all_text(error: LedgerError) -> str:
     return " ".join([str(error), error.detail, error.hint, error.title, repr(error.args)])
 
@@ -113,14 +124,33 @@ def test_generic_url_takes_credentials_from_userinfo_and_strips_them() -> None:
     assert "s3cr" not in target.display
 
 
-def test_github_token_goes_only_to_the_github_server() -> None:
+def test_github_token_goes_only_to_the_github_ledgers() -> None:
+    """Not to a `git+https` URL, even one on the GitHub server: only `github`/`github://` use it."""
     context = LedgerContext(
         environ={"GITHUB_SERVER_URL": "https://github.com"}, github_token=TOKEN
     )
-    on_github = parse_spec("git+https://github.com/acme/ledger.git", context)
-    assert on_github.password == TOKEN
-    elsewhere = parse_spec("git+https://gitlab.example.org/acme/ledger.git", context)
-    assert (elsewhere.username, elsewhere.password) == ("", "")
+    for spec in ("git+https://github.com/acme/ledger.git",
+                 "git+https://gitlab.example.org/acme/ledger.git"):
+        target = parse_spec(spec, context)
+        assert (target.username, target.password) == ("", "")
+    named = parse_spec("git+https://ci-bot@gitlab.example.org/acme/ledger.git", context)
+    assert (named.username, named.password) == ("ci-bot", "")
+    assert parse_spec("github://acme/ledger", context).password == TOKEN
+
+
+@pytest.mark.parametrize("server", [
+    "http://github.example.com", "ftp://github.example.com", "https://u:pw-in-url@github.com",
+    "https://", "https://github.example.com?x=1",
+])
+def test_the_github_ledger_needs_an_https_github_server(server: str) -> None:
+    context = LedgerContext(environ={"GITHUB_SERVER_URL": server, "GITHUB_REPOSITORY": "o/r"},
+                            github_token=TOKEN)
+    for spec in ("github", "github://acme/ledger"):
+        with pytest.raises(LedgerError) as caught:
+            GitLedger(spec, context)
+        assert "GITHUB_SERVER_URL" in caught.value.detail
+        assert "https://" in caught.value.hint
+        assert "pw-in-url" not in all_text(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -335,14 +365,73 @@ def test_github_url_spec_uses_the_shared_repository(
     assert git(github_like.repo_path("acme/app.git"), "for-each-ref") == ""
 
 
-def test_github_token_is_used_for_a_git_url_on_the_github_server(
+def test_a_git_url_on_the_github_server_gets_no_token_and_a_fix(
     github_like: GitHTTPServer, clock: Clock
 ) -> None:
     environ = {"GITHUB_SERVER_URL": github_like.base_url}
     spec = f"git+{github_like.repo_url('acme/shared-ledger.git')}"
     ledger = open_ledger(spec, LedgerContext(environ=environ, github_token=TOKEN, now=clock))
-    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "rejected the credentials" in caught.value.detail
+    assert "github://owner/repo" in caught.value.hint
     ledger.close()
+
+
+# -- the github-token goes to GITHUB_SERVER_URL over https and nowhere else ---------------------
+
+
+@pytest.fixture
+def capture() -> Iterator[RecordingServer]:
+    """A loopback HTTP server that records every request's headers (and answers nonsense)."""
+    yield from recording_server()
+
+
+def token_sent(server: RecordingServer, token: str) -> list[str]:
+    """The headers (decoded if Basic auth) of every request that carried `token`."""
+    found = []
+    for request in server.snapshot()[1]:
+        for name, value in request.headers.items():
+            text = value
+            if value.lower().startswith("basic "):
+                text = base64.b64decode(value.split()[1]).decode(errors="replace")
+            if token in text:
+                found.append(f"{request.path}: {name}: {text}")
+    return found
+
+
+def test_the_github_token_is_not_filled_in_for_a_user_name(capture: RecordingServer) -> None:
+    """A ledger URL with a user and no password once got the job token as the password, so any
+    git host named in the ledger received the workflow's token."""
+    spec = f"git+http://ci-bot@127.0.0.1:{capture.port}/ledger.git"
+    ledger = GitLedger(spec, LedgerContext(github_token=TOKEN))
+    with contextlib.suppress(LedgerError):  # the capture server is no git server
+        ledger.peek(KEY, INTERVAL)
+    ledger.close()
+    assert capture.snapshot()[1], "git never reached the capture server"
+    assert token_sent(capture, TOKEN) == []
+
+
+@pytest.mark.parametrize(("spec", "server"), [
+    # A plain-http git URL on the GitHub server's host and port once got the token unencrypted.
+    ("git+http://127.0.0.1:{port}/acme/ledger.git", "https://127.0.0.1:{port}"),
+    # The same with real host names, through the capture server as the HTTP proxy.
+    ("git+http://github.example.com/acme/ledger.git", "https://github.example.com"),
+    # The `github` ledger itself, on a plain-http GitHub server URL.
+    ("github", "http://github.example.com"),
+])
+def test_the_github_token_never_travels_over_plain_http(
+    capture: RecordingServer, monkeypatch: pytest.MonkeyPatch, spec: str, server: str
+) -> None:
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{capture.port}")
+    environ = {"GITHUB_SERVER_URL": server.format(port=capture.port),
+               "GITHUB_REPOSITORY": "acme/app"}
+    with contextlib.suppress(LedgerError):  # refused, or the capture server is no git server
+        reserve_once(spec.format(port=capture.port),
+                     LedgerContext(environ=environ, github_token=TOKEN))
+    assert token_sent(capture, TOKEN) == []
 
 
 # -- failures: each a LedgerError with a fix, never a secret -----------------------------------
@@ -478,6 +567,53 @@ def test_the_token_never_reaches_argv(
     assert all(git_http_server.password not in value for value in env.values())
     assert all(git_http_server.password not in arg for arg in ledger.argv("push"))
     ledger.close()
+
+
+def argv_recorder(directory: Path) -> tuple[Path, Path]:
+    """A `git` first on PATH that appends its argv (one argument per line, then a blank line) to
+    a log and runs the real git: what it records is what `ps` and /proc/<pid>/cmdline show."""
+    directory.mkdir()
+    log = directory / "argv.log"
+    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    shim = directory / "git"
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" "" >> "{log}"\nexec "{real_git}" "$@"\n')
+    shim.chmod(0o755)
+    return directory, log
+
+
+def test_no_credential_with_special_characters_ever_reaches_argv(
+    git_http_server_factory: Callable[..., GitHTTPServer], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, clock: Clock,
+) -> None:
+    """A password with an unencoded `/` was cut by the URL parser and handed to git, credential
+    and all, as the URL argument. Now that URL is refused before git runs, and the encoded one
+    works with nothing secret on any command line."""
+    password = "Tok3nAbc/Secr3tValue99"
+    server = git_http_server_factory(username="ci-bot", password=password)
+    shim_dir, log = argv_recorder(tmp_path / "shim")
+    monkeypatch.setenv("PATH", f"{shim_dir}:{os.environ['PATH']}")
+    unencoded = f"git+http://ci-bot:{password}@127.0.0.1:{server.port}/ledger.git"
+    with pytest.raises(LedgerError) as caught:
+        reserve_once(unencoded, LedgerContext(now=clock))
+    secrets = (password, "Tok3nAbc", "Secr3tValue99", "Tok3nAbc%2FSecr3tValue99", "ci-bot")
+
+    def check(argv: str, text: str) -> None:
+        for secret in secrets:
+            assert secret not in argv, f"{secret} on a command line:\n{argv}"
+            assert secret not in text, f"{secret} in {text}"
+
+    check(log.read_text() if log.exists() else "", all_text(caught.value))
+    assert "`/` as `%2F`" in caught.value.hint
+    encoded = server.spec()  # the same credentials, percent-encoded
+    assert "Tok3nAbc%2FSecr3tValue99" in encoded
+    ledger = GitLedger(encoded, LedgerContext(now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    description = ledger.description
+    ledger.close()
+    argv = log.read_text()
+    assert "push" in argv and "fetch" in argv  # the recorder saw the real work
+    check(argv, description)
 
 
 def test_too_old_a_git_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -242,6 +242,41 @@ def test_percent_encoded_password_works_and_stays_hidden(
     ledger.close()
 
 
+@pytest.fixture
+def slash_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
+    """A user whose password has a `/`, on the open server."""
+    name, password = "slash-user", "RedisPassw0rd/Slash+Plus"
+    client = redis_server.client()
+    client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                       commands=["+@all"])
+    yield name, password
+    client.acl_deluser(name)
+    client.close()
+
+
+def test_an_unencoded_password_is_refused_before_parsing_and_never_shown(
+    redis_server: RedisServer, slash_user: tuple[str, str]
+) -> None:
+    """redis-py reads `redis://:RedisPassw0rd/Slash+Plus@host/0` as host `` and port
+    `RedisPassw0rd`, and its error quoted both halves of the password."""
+    name, password = slash_user
+    where = f"127.0.0.1:{redis_server.port}/0"
+    for user in ("", name):
+        with pytest.raises(LedgerError) as caught:
+            open_redis(f"redis://{user}:{password}@{where}")
+        error = caught.value
+        assert error.exit_code == 7
+        assert_no_secret(error, password, "RedisPassw0rd", "Slash+Plus")
+        assert "not percent-encoded" in error.detail
+        assert "`/` as `%2F`" in error.hint
+        assert f":<password>@{where}" in error.hint
+    ledger = open_redis(f"redis://{name}:{urllib.parse.quote(password, safe='')}@{where}")
+    before = time.time()
+    assert before - TOL <= ledger.reserve(new_key(), INTERVAL) <= time.time() + TOL
+    assert ledger.description == f"redis://{where}"
+    ledger.close()
+
+
 def test_missing_permissions_name_the_commands(
     redis_server: RedisServer, acl_user: tuple[str, str]
 ) -> None:

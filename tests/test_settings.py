@@ -471,6 +471,75 @@ def test_ledger_rejected(spec: str) -> None:
     only_problem({"ledger": spec}, base_env(), "ledger")
 
 
+# Credentials a strict URL parser splits: it stops at the first `/`, `?` or `#` and takes the rest
+# of the password for a port or a path, which it then prints (issue: hostile review, item 1).
+UNENCODED_LEDGERS = [
+    ("redis://:RedisPassw0rd/Slash+Plus@127.0.0.1:47379/0", "RedisPassw0rd/Slash+Plus",
+     ("RedisPassw0rd", "Slash+Plus"), "`/` as `%2F`"),
+    ("git+http://ci-bot:Tok3nAbc/Secr3tValue99@127.0.0.1:47001/ledger.git",
+     "Tok3nAbc/Secr3tValue99", ("Tok3nAbc", "Secr3tValue99"), "`/` as `%2F`"),
+    ("rediss://:Hash#Pass1234@cache.example:6380/2", "Hash#Pass1234", (), "`#` as `%23`"),
+    ("git+https://bot:Query?Pass5678@git.example/l.git", "Query?Pass5678", (), "`?` as `%3F`"),
+    ("redis://:At@Sign@Pass9012@127.0.0.1:6379/0", "At@Sign@Pass9012", (), "`@` as `%40`"),
+]
+
+
+@pytest.mark.parametrize(("spec", "password", "pieces", "encoded"), UNENCODED_LEDGERS)
+def test_unencoded_ledger_credentials_are_masked_and_refused(
+    spec: str, password: str, pieces: tuple[str, ...], encoded: str
+) -> None:
+    for where in ("flag", "env"):
+        flags: Flags = {"ledger": spec} if where == "flag" else {}
+        env = base_env() if where == "flag" else base_env(STREAMPIXEL_LEDGER=spec)
+        masked = secret_candidates(flags, env)
+        assert password in masked  # whole, before any parser has split it
+        assert all(piece in masked for piece in pieces)
+        found = only_problem(flags, env, "ledger")
+        text = str(found)
+        for secret in (password, *pieces):
+            assert secret not in text
+        assert "not percent-encoded" in found.message
+        assert encoded in found.fix  # the encoded form of the character, never the secret
+        host = spec.rpartition("@")[2].split("?")[0]
+        assert f"<password>@{host}" in found.fix
+
+
+def test_encoded_ledger_credentials_are_accepted_and_masked_decoded() -> None:
+    spec = "redis://:RedisPassw0rd%2FSlash%2BPlus@127.0.0.1:47379/0"
+    assert load_settings({"ledger": spec}, base_env()).ledger == spec
+    assert "RedisPassw0rd/Slash+Plus" in secret_candidates({"ledger": spec}, {})
+
+
+@pytest.mark.parametrize("spec", [
+    "file://ci:Secr3tFilePass@/srv/ledger.json", "github://x-access-token:ghs_Secr3tGhTok@o/r",
+    "git+file://u:Secr3tGitFile@/srv/ledger.git"])
+def test_credentials_in_a_ledger_that_takes_none_are_refused(spec: str) -> None:
+    found = only_problem({"ledger": spec}, base_env(), "ledger")
+    assert "takes no user name or password" in found.message
+    assert "Secr3t" not in str(found)
+
+
+def test_api_url_credentials_are_found_the_same_way() -> None:
+    url = "https://x-access-token:Api/Secr3tToken99@api.streampixel.io/pixelStripeApi"
+    assert "Api/Secr3tToken99" in secret_candidates({"api-url": url}, {})
+    found = only_problem({"api-url": url}, base_env(), "api-url")
+    assert "user name or password" in found.message
+    assert "Secr3tToken99" not in str(found) and "Api/" not in str(found)
+
+
+@pytest.mark.parametrize("spec", [
+    "file:///tmp/led.json%0A::error%20title=Injected::x%0A::add-mask::x",
+    "file:///tmp/led%0D.json", "file:///tmp/led%1B[31m.json", "file:///tmp/led%E2%80%A8.json",
+    "git+file:///srv/l.git?ref=refs/notes/a%C2%85b",
+    "redis://127.0.0.1:6379/0?ssl_ca_certs=/ca%0A::warning::x.pem",
+])
+def test_ledger_with_an_encoded_control_character_is_refused(spec: str) -> None:
+    found = only_problem({"ledger": spec}, base_env(), "ledger")
+    assert "control character or line break" in found.message
+    assert "\n" not in str(found) and "\r" not in str(found)
+    assert "::error" not in str(found)
+
+
 def test_github_token_is_checked_without_echo() -> None:
     found = only_problem({"github-token": "${{ github.token }}"}, base_env(), "github-token")
     assert "placeholder" in found.message

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from . import redact
 from .errors import InvalidInput, NotReady, Problem
-from .ledger import check_spec
+from .ledger import check_spec, find_userinfo
 
 DEFAULT_API_URL = "https://api.streampixel.io/pixelStripeApi"
 DOCUMENTED_INTERVAL = 120.0
@@ -136,8 +136,9 @@ def _raw_sources(
 def secret_candidates(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> list[str]:
     """Every raw value of `api-key` and `github-token` from any source, also trimmed and split.
 
-    Meant for masking *before* validation prints anything. Also includes passwords found in the
-    userinfo of `ledger` and `api-url` URLs, which are credentials as well.
+    Meant for masking *before* validation prints anything. Also includes the credentials in
+    `ledger` and `api-url` URLs, found as permissively as `find_userinfo` finds them (a password
+    with an unencoded `/` still counts whole), with their decoded forms and pieces.
     """
     found: list[str] = []
     for name in ("api-key", "github-token"):
@@ -151,22 +152,10 @@ def secret_candidates(flags: Mapping[str, str | None], environ: Mapping[str, str
                 found.extend(part for part in raw.split() if len(part) >= 8)
     for name in ("ledger", "api-url"):
         for _, raw in _raw_sources(SPECS[name], flags, environ):
-            if raw:
-                found.extend(_url_credentials(raw.strip()))
+            info = find_userinfo(raw.strip()) if raw else None
+            if info is not None:
+                found.extend(info.secrets())
     return [v for v in dict.fromkeys(found) if v.strip()]
-
-
-def _url_credentials(value: str) -> list[str]:
-    try:
-        parts = urllib.parse.urlsplit(value)
-        password, username = parts.password, parts.username
-    except ValueError:
-        return []
-    out: list[str] = []
-    for cred in (password, username if password is None else None):
-        if cred:
-            out.extend((cred, urllib.parse.unquote(cred)))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,6 +422,13 @@ class _Checker:
         name = "api-url"
         if not self.common(name, value, words=False) or not self.quotes(name, value, False):
             return value
+        if find_userinfo(value) is not None:
+            # Never echo: the userinfo may hold a password (found before any parser splits it).
+            self.add(name, "contains a user name or password (`…@host`); the API takes the key "
+                           "in the request body, not in the URL.",
+                     "Remove the `user:password@` part and pass the key as `api-key`. (An `@` "
+                     "that belongs to the path is written `%40`.)")
+            return value
         try:
             parts: urllib.parse.SplitResult | None = urllib.parse.urlsplit(value)
             _ = parts.port if parts else None  # raises for a non-numeric or out-of-range port
@@ -447,12 +443,6 @@ class _Checker:
             self.add(name, f"must be an http(s) URL with a host: "
                            f"{self.echo(_hide_userinfo(value))}.",
                      f"Use the base URL, e.g. `{DEFAULT_API_URL}`.")
-            return value
-        if "@" in parts.netloc:
-            # Never echo: the userinfo may hold a password.
-            self.add(name, "contains a user name or password (`…@host`); the API takes the key "
-                           "in the request body, not in the URL.",
-                     "Remove the `user:password@` part and pass the key as `api-key`.")
             return value
         if parts.query or parts.fragment or value.endswith(("?", "#")):
             clean = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
@@ -530,7 +520,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _hide_userinfo(value: str) -> str:
-    return re.sub(r"(://)[^/?#]*@", r"\1…@", value)
+    info = find_userinfo(value)
+    return value if info is None else value[: info.start] + "…" + value[info.end :]
 
 
 def _where(name: str) -> str:

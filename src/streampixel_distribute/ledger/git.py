@@ -10,12 +10,17 @@ namespace and why this drives the `git` program rather than dulwich.
 
 Secrets: the token reaches git only through environment variables (`GIT_CONFIG_*` carrying an
 `http.<url>.extraHeader`), never argv, and every text git prints is scrubbed before it is shown.
+Credentials in the URL are found permissively (`find_userinfo`) and a URL that a strict parser would
+misread is refused before anything is parsed, so no piece of a password can end up in the URL git
+is given. The `github-token` goes only to the `github` ledgers, that is to `GITHUB_SERVER_URL`
+(which must be https, loopback aside), never to a host named in a `git+http(s)` URL.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import os
 import random
@@ -36,7 +41,15 @@ from typing import Any
 
 from .. import redact
 from ..errors import LedgerError
-from . import Ledger, LedgerContext
+from . import (
+    Ledger,
+    LedgerContext,
+    Userinfo,
+    find_userinfo,
+    printable,
+    validate_spec,
+    without_userinfo,
+)
 
 DEFAULT_REF_PREFIX = "refs/notes/streampixel-distribute"
 STATE_FILE = "ledger.json"
@@ -102,12 +115,34 @@ def _valid_ref(ref: str) -> bool:
     )
 
 
-def _strip_userinfo(netloc: str) -> str:
-    return netloc.rpartition("@")[2]
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _github_server(environ: Mapping[str, str]) -> str:
-    return (environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
+    """`GITHUB_SERVER_URL`, the one place the token may go: https only (plain http on loopback)."""
+    server = (environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
+    shown = printable(without_userinfo(server), 100)
+    try:
+        parts = urllib.parse.urlsplit(server)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    scheme = parts.scheme.lower() if parts else ""
+    if (find_userinfo(server) is not None or not host or parts is None or parts.query
+            or not (scheme == "https" or (scheme == "http" and _is_loopback(host)))):
+        raise _ledger_error(
+            f"GITHUB_SERVER_URL ({shown}) is not a plain https:// server URL, and the github "
+            "ledger sends `github-token` there",
+            "Run the job where GITHUB_SERVER_URL is the https:// URL of the GitHub server "
+            "(GitHub sets it), or use a `git+https://user:token@host/…` or redis:// ledger.",
+        )
+    return server
 
 
 def parse_spec(spec: str, context: LedgerContext) -> GitTarget:
@@ -121,17 +156,19 @@ def parse_spec(spec: str, context: LedgerContext) -> GitTarget:
                 "Outside GitHub Actions use `github://owner/repo` or `git+https://host/repo.git`.",
             )
         spec = f"github://{repository}"
-        display = f"github ({repository})"
-    parts = urllib.parse.urlsplit(spec)
+        display = f"github ({printable(repository, 100)})"
+    validate_spec(spec)  # credentials percent-encoded, no control characters: now parse
+    info = find_userinfo(spec)
+    parts = urllib.parse.urlsplit(without_userinfo(spec))
     scheme = parts.scheme.lower()
     if scheme == "github":
         url, display, username, password = _github_location(parts, display, context)
     elif scheme in ("git+file", "git+http", "git+https"):
-        url, username, password = _url_location(parts, context)
-        display = f"git+{url}"
+        url, username, password = _url_location(parts, info)
+        display = printable(f"git+{url}", 300)
     else:
         raise _ledger_error(
-            f"`{scheme}` is not a git ledger",
+            f"`{printable(scheme, 20)}` is not a git ledger",
             "Use `github`, `github://owner/repo`, `git+https://…` or `git+file:///…`.",
         )
     ref, prefix, timeout = _options(parts.query)
@@ -141,14 +178,14 @@ def parse_spec(spec: str, context: LedgerContext) -> GitTarget:
 def _github_location(
     parts: urllib.parse.SplitResult, display: str, context: LedgerContext
 ) -> tuple[str, str, str, str]:
-    owner_repo = f"{_strip_userinfo(parts.netloc)}{parts.path}".strip("/").removesuffix(".git")
+    owner_repo = f"{parts.netloc}{parts.path}".strip("/").removesuffix(".git")
     if owner_repo.count("/") != 1 or not all(owner_repo.split("/")):
         raise _ledger_error(
-            f"`github://{owner_repo}` does not name a repository",
+            f"`github://{printable(owner_repo, 100)}` does not name a repository",
             "Write the shared ledger repository as `github://owner/repo`.",
         )
     url = f"{_github_server(context.environ)}/{owner_repo}.git"
-    display = display or f"github://{owner_repo}"
+    display = display or printable(f"github://{owner_repo}", 200)
     if not context.github_token:
         raise _ledger_error(
             f"ledger `{display}` needs a token and none was given",
@@ -160,33 +197,31 @@ def _github_location(
 
 
 def _url_location(
-    parts: urllib.parse.SplitResult, context: LedgerContext
+    parts: urllib.parse.SplitResult, info: Userinfo | None
 ) -> tuple[str, str, str]:
+    """The URL git is given (never with credentials) and the URL's own user and password.
+
+    The `github-token` is never used here, whatever the host: a `git+http(s)` URL may name any
+    server, and the token belongs to the `github` ledgers only.
+    """
     transport = parts.scheme.lower().removeprefix("git+")
     if transport == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise _ledger_error(
-                f"`git+file://{_strip_userinfo(parts.netloc)}{parts.path}` is not an absolute "
+                f"`{printable(f'git+file://{parts.netloc}{parts.path}', 200)}` is not an absolute "
                 "file URL",
                 "Write it as `git+file:///absolute/path/repo.git` (three slashes).",
             )
         return f"file://{parts.path}", "", ""
-    host = _strip_userinfo(parts.netloc)
-    url = urllib.parse.urlunsplit((transport, host, parts.path, "", ""))
-    if not host:
+    url = urllib.parse.urlunsplit((transport, parts.netloc, parts.path, "", ""))
+    if not parts.netloc:
         raise _ledger_error(
-            f"`git+{url}` has no host", "Write it as `git+https://host/owner/repo.git`."
+            f"`{printable(f'git+{url}', 200)}` has no host",
+            "Write it as `git+https://host/owner/repo.git`.",
         )
-    if parts.username is not None or parts.password is not None:
-        username = urllib.parse.unquote(parts.username or "")
-        password = urllib.parse.unquote(parts.password or "")
-        if not password and username and context.github_token:
-            password = context.github_token
-        return url, username, password
-    if context.github_token and _same_host(url, _github_server(context.environ)):
-        # Only ever send the GitHub token to the GitHub server it was issued by.
-        return url, GITHUB_USERNAME, context.github_token
-    return url, "", ""
+    if info is None:
+        return url, "", ""
+    return url, urllib.parse.unquote(info.username), urllib.parse.unquote(info.password or "")
 
 
 def _options(query: str) -> tuple[str | None, str, float]:
@@ -222,11 +257,6 @@ def _parse_query(query: str) -> dict[str, str]:
             "(one ref per key under it) and `?timeout=SECONDS`.",
         )
     return options
-
-
-def _same_host(url: str, other: str) -> bool:
-    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(other)
-    return (a.hostname or "").lower() == (b.hostname or "").lower() and a.port == b.port
 
 
 def git_env(target: GitTarget, home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -285,12 +315,15 @@ class _Race(Exception):
 class GitLedger(Ledger):
     def __init__(self, spec: str, context: LedgerContext | None = None) -> None:
         self._context = context or LedgerContext()
+        info = find_userinfo(spec)
+        for secret in info.secrets() if info is not None else ():
+            redact.register(secret)  # before parsing: even a refused URL's error is scrubbed
         self._target = parse_spec(spec, self._context)
         redact.register(self._target.password)
         if self._target.password:
             redact.register(_auth_header(self._target).split(" ", 2)[2])
         ref_desc = self._target.ref or f"{self._target.ref_prefix}/<key>"
-        self.description = redact.scrub(f"{self._target.display} ({ref_desc})")
+        self.description = printable(redact.scrub(f"{self._target.display} ({ref_desc})"), 500)
         self._lock = threading.Lock()
         self._dir: Path | None = None
         self._env: dict[str, str] = {}
@@ -593,8 +626,9 @@ _FAILURES: tuple[tuple[tuple[str, ...], tuple[str, ...], str, str], ...] = (
             "could not read password",
         ),
         "{where} rejected the credentials: {message}",
-        "Check the token: for GitHub pass `github-token` (a valid, unexpired token); for other "
-        "servers put `user:token@` in the ledger URL.",
+        "Check the token: the `github` and `github://owner/repo` ledgers use `github-token` (a "
+        "valid, unexpired token); every other git URL needs its own `user:token@` (percent-"
+        "encoded) in the ledger URL, since `github-token` is never sent to it.",
     ),
     (
         (),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .. import redact
 from ..errors import LedgerError
-from . import Ledger, LedgerContext
+from . import Ledger, LedgerContext, find_userinfo, printable, validate_spec, without_userinfo
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -45,7 +45,7 @@ def load_script() -> str:
 
 def describe(spec: str) -> str:
     """`scheme://host:port/db`: the URL without user, password and query."""
-    parts = urllib.parse.urlsplit(spec)
+    parts = urllib.parse.urlsplit(without_userinfo(spec))
     host = parts.hostname or "localhost"
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
@@ -54,7 +54,7 @@ def describe(spec: str) -> str:
     except ValueError:
         port = 6379
     db = parts.path.strip("/") or "0"
-    return f"{parts.scheme.lower()}://{host}:{port}/{db}"
+    return printable(f"{parts.scheme.lower()}://{host}:{port}/{db}")
 
 
 def _time_refused(message: str) -> bool:
@@ -70,12 +70,16 @@ class RedisLedger(Ledger):
 
     def __init__(self, spec: str, context: LedgerContext) -> None:
         self._context = context
+        # Mask the credentials everywhere (they may reach text only through redis-py), then
+        # refuse a URL redis-py would misread: its errors quote the pieces it took for a port.
+        info = find_userinfo(spec)
+        for secret in info.secrets() if info is not None else ():
+            redact.register(secret)
+        validate_spec(spec)
         parts = urllib.parse.urlsplit(spec)
         if parts.scheme.lower() not in ("redis", "rediss"):
             raise LedgerError(f"not a Redis URL: {describe(spec)}",
                               hint="Use redis://[:password@]host:port/db or rediss://… for TLS.")
-        # The password may reach our own messages only through redis-py's; mask it everywhere.
-        redact.register(urllib.parse.unquote(parts.password or ""))
         self.description = describe(spec)
         self._where = self.description.split("://", 1)[1].rsplit("/", 1)[0]  # host:port
         try:
