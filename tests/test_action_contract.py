@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streampixel_distribute.report import OUTPUT_NAMES
-from streampixel_distribute.settings import SPECS
+from streampixel_distribute.settings import BY_NAME as SPECS
 from support.container import action_inputs
 from support.runner import parse_output_file
 

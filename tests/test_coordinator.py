@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streampixel_distribute.api import Result, TooManyRequests
-from streampixel_distribute.clock import FakeClock
 from streampixel_distribute.coordinator import (
     HEARTBEAT_SECONDS,
+    PREPARE_LEAD,
     Coordinator,
-    FallbackLedger,
     Progress,
 )
 from streampixel_distribute.errors import (
@@ -33,19 +31,20 @@ from streampixel_distribute.errors import (
 )
 from streampixel_distribute.ledger import Ledger, LedgerContext, account_key, open_ledger
 from streampixel_distribute.ledger.none import NoLedger
-from streampixel_distribute.settings import Settings
+from streampixel_distribute.ledger.policy import FallbackLedger
+from streampixel_distribute.settings import Account
+from support.clock import FakeClock
 
 USER = "663d0a1b2c3e4f5a6b7c8d9e"
 
 
-def make_settings(**kw: Any) -> Settings:
-    base = Settings(
-        api_key="sk-test-key-123456", user_id=USER, project_id="664f1a2b3c4d5e6f7a8b9c0d",
-        upload_id="665a2b3c4d5e6f7a8b9c0e1f", api_url="http://127.0.0.1:9/pixelStripeApi",
+def make_settings(**kw: Any) -> Account:
+    base = Account(
+        api_key="sk-test-key-123456", user_id=USER, api_url="http://127.0.0.1:9/pixelStripeApi",
         ledger="none", github_token="", rate_limit_interval=120.0, max_wait=900.0, timeout=30.0,
-        retries=3, dry_run=False, strict_ids=True, on_github=False, sources={}, event_name="",
+        retries=3, strict_ids=True,
     )
-    return replace(base, **kw)
+    return base._replace(**kw)
 
 
 class Log:
@@ -69,18 +68,29 @@ class Log:
 
 
 class ScriptedClient:
-    """Answers distribute() from a script of results or errors; records the clock at each call."""
+    """A WriteCall answered from a script of results or errors; records the clock at each call
+    and when it was prepared."""
+
+    name = "distribute-file"
 
     def __init__(self, clock: FakeClock, script: list[Result | DistributeError]) -> None:
         self.clock = clock
         self.script = list(script)
         self.calls: list[float] = []
         self.prepared = False
+        self.setup = 0.0  # what prepare_cost() says before prepare()
+
+    def describe(self) -> str:
+        return "for the test"
 
     def prepare(self) -> None:
         self.prepared = True
+        self.prepared_at = self.clock.time()
 
-    def distribute(self, **_: str) -> Result:
+    def prepare_cost(self) -> float:
+        return 0.0 if self.prepared else self.setup
+
+    def send(self) -> Result:
         self.calls.append(self.clock.time())
         item = self.script.pop(0)
         if isinstance(item, DistributeError):
@@ -103,21 +113,20 @@ def transient(reached: bool) -> DistributeError:
     return err
 
 
-def run(settings: Settings, script: list[Result | DistributeError], *,
+def run(settings: Account, script: list[Result | DistributeError], *,
         ledger: Ledger | None = None, clock: FakeClock | None = None
         ) -> tuple[Coordinator, ScriptedClient, Log]:
     clock = clock or FakeClock()
     client = ScriptedClient(clock, script)
     log = Log()
     coordinator = Coordinator(settings, ledger=ledger or NoLedger("none", LedgerContext(
-        now=clock.time)), client=client, clock=clock, log=log,  # type: ignore[arg-type]
-        jitter=lambda: 0.5)
+        now=clock.time)), clock=clock, log=log, jitter=lambda: 0.5)
     return coordinator, client, log
 
 
 def test_free_slot_calls_at_once() -> None:
     coordinator, client, _ = run(make_settings(), [OK])
-    assert coordinator.run() is OK
+    assert coordinator.run(client) is OK
     assert coordinator.progress.attempts == 1
     assert coordinator.progress.waited == 0
     assert coordinator.progress.position == 0
@@ -131,7 +140,7 @@ def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
     ledger.reserve(key, 120, 0)
     coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
     start = clock.now
-    coordinator.run()
+    coordinator.run(client)
     assert client.prepared  # HTTP set up before the wait, not after the slot began
     assert client.calls == [start + 240]  # the two reservations ahead, 120 s each
     assert sum(clock.sleeps) == pytest.approx(240)
@@ -152,7 +161,7 @@ def test_slot_past_deadline_fails_at_once_without_reserving(tmp_path: Path) -> N
     before = ledger.peek(key, 120)
     coordinator, client, _ = run(make_settings(max_wait=300), [OK], ledger=ledger, clock=clock)
     with pytest.raises(RateLimited) as info:
-        coordinator.run()
+        coordinator.run(client)
     assert client.calls == []
     assert clock.sleeps == []  # did not wait in vain
     assert ledger.peek(key, 120) == before  # reserved nothing
@@ -162,7 +171,7 @@ def test_slot_past_deadline_fails_at_once_without_reserving(tmp_path: Path) -> N
 
 def test_429_waits_as_the_server_says_then_succeeds() -> None:
     coordinator, client, log = run(make_settings(), [too_many(45), OK])
-    coordinator.run()
+    coordinator.run(client)
     assert client.calls[1] - client.calls[0] == pytest.approx(45)
     assert coordinator.progress.attempts == 2
     assert any("429" in m for k, m in log.lines if k == "warning")
@@ -170,14 +179,14 @@ def test_429_waits_as_the_server_says_then_succeeds() -> None:
 
 def test_429_without_hint_waits_one_interval() -> None:
     coordinator, client, _ = run(make_settings(rate_limit_interval=90), [too_many(None), OK])
-    coordinator.run()
+    coordinator.run(client)
     assert client.calls[1] - client.calls[0] == pytest.approx(90)
 
 
 def test_429_beyond_max_wait_exits_5_with_eta() -> None:
     coordinator, client, _ = run(make_settings(max_wait=60), [too_many(120), OK])
     with pytest.raises(RateLimited) as info:
-        coordinator.run()
+        coordinator.run(client)
     assert len(client.calls) == 1
     assert info.value.http_status == 429
     assert info.value.eta == pytest.approx(client.calls[0] + 120)  # when the server said
@@ -185,7 +194,7 @@ def test_429_beyond_max_wait_exits_5_with_eta() -> None:
 
 def test_transient_before_send_backs_off_briefly() -> None:
     coordinator, client, _ = run(make_settings(), [transient(False), transient(False), OK])
-    coordinator.run()
+    coordinator.run(client)
     gaps = [b - a for a, b in zip(client.calls, client.calls[1:], strict=False)]
     assert all(gap < 30 for gap in gaps)
     assert coordinator.progress.attempts == 3
@@ -193,7 +202,7 @@ def test_transient_before_send_backs_off_briefly() -> None:
 
 def test_transient_that_reached_the_server_waits_a_full_interval() -> None:
     coordinator, client, _ = run(make_settings(), [transient(True), OK])
-    coordinator.run()
+    coordinator.run(client)
     assert client.calls[1] - client.calls[0] == pytest.approx(120)
 
 
@@ -201,14 +210,14 @@ def test_retries_are_bounded() -> None:
     coordinator, client, _ = run(make_settings(retries=2, max_wait=10_000),
                                  [transient(True)] * 5)
     with pytest.raises(ServerError):
-        coordinator.run()
+        coordinator.run(client)
     assert len(client.calls) == 3
 
 
 def test_auth_errors_are_never_retried() -> None:
     coordinator, client, _ = run(make_settings(), [Unauthorized("HTTP 401"), OK])
     with pytest.raises(Unauthorized):
-        coordinator.run()
+        coordinator.run(client)
     assert len(client.calls) == 1
 
 
@@ -217,8 +226,8 @@ def test_dry_run_peeks_and_calls_nothing(tmp_path: Path) -> None:
     ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
     key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
     ledger.reserve(key, 120, 0)
-    coordinator, client, _ = run(make_settings(dry_run=True), [], ledger=ledger, clock=clock)
-    coordinator.dry_run()
+    coordinator, client, _ = run(make_settings(), [], ledger=ledger, clock=clock)
+    coordinator.dry_run(client)
     assert client.calls == []
     assert coordinator.progress.slot_at == pytest.approx(clock.now + 120)
     assert coordinator.progress.position == 1
@@ -239,7 +248,7 @@ def test_cancellation_during_wait_keeps_progress(tmp_path: Path) -> None:
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
     coordinator.progress = progress
     with pytest.raises(Cancelled) as info:
-        coordinator.run()
+        coordinator.run(client)
     assert info.value.code == 143
     assert client.calls == []
     assert progress.waited == pytest.approx(60)
@@ -261,7 +270,7 @@ def test_auto_ledger_degrades_to_none_with_a_warning() -> None:
     warnings: list[LedgerError] = []
     ledger = FallbackLedger(BrokenLedger(), warnings.append, clock.time)
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
-    coordinator.run()
+    coordinator.run(client)
     assert len(warnings) == 1
     assert ledger.description.startswith("none")
     assert len(client.calls) == 1
@@ -270,7 +279,7 @@ def test_auto_ledger_degrades_to_none_with_a_warning() -> None:
 def test_explicit_ledger_failure_is_exit_7() -> None:
     coordinator, client, _ = run(make_settings(), [OK], ledger=BrokenLedger())
     with pytest.raises(LedgerError) as info:
-        coordinator.run()
+        coordinator.run(client)
     assert info.value.exit_code == 7
     assert client.calls == []
 
@@ -278,10 +287,10 @@ def test_explicit_ledger_failure_is_exit_7() -> None:
 def test_slots_are_spaced_slightly_wider_than_the_limit(tmp_path: Path) -> None:
     clock = FakeClock()
     ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
-    coordinator, _, _ = run(make_settings(), [OK, OK], ledger=ledger, clock=clock)
-    coordinator.run()
-    other, _, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
-    other.run()
+    coordinator, client, _ = run(make_settings(), [OK, OK], ledger=ledger, clock=clock)
+    coordinator.run(client)
+    other, other_call, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    other.run(other_call)
     # 120 s + a 1 s guard: calls that arrive with different delays still land 120 s apart.
     assert clock.sleeps and sum(clock.sleeps) == pytest.approx(121)
 
@@ -310,7 +319,7 @@ def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     ledger = SlowLedger(inner, clock, peek_s=0.4, reserve_s=0.8)
     coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
                                    clock=clock)
-    coordinator.run()
+    coordinator.run(client)
     slot = coordinator.progress.slot_at
     assert slot is not None
     # The call leaves at the slot, not 0.8 s after it: the next job's slot (slot + spacing)
@@ -326,7 +335,7 @@ def test_slot_stored_too_late_is_given_up_for_a_later_one(tmp_path: Path) -> Non
     ledger = SlowLedger(inner, clock, peek_s=0.01, reserve_s=5.0)
     coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
                                    clock=clock)
-    coordinator.run()
+    coordinator.run(client)
     assert any("Slow ledger" in m or "took" in m for k, m in log.lines if k == "warning")
     slot = coordinator.progress.slot_at
     assert slot is not None
@@ -350,7 +359,7 @@ def test_position_counts_the_reservations_ahead_at_every_place(tmp_path: Path,
         coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
         # Every job reserves before any of them calls: run them one after another, each on its
         # own clock that starts at the common start (the fake clocks never sleep into another).
-        coordinator.run()
+        coordinator.run(client)
         positions.append(coordinator.progress.position)
         slots.append(client.calls[0])
     assert positions == [0, 1, 2, 3, 4]
@@ -362,13 +371,15 @@ def test_position_ignores_small_clock_differences_between_jobs(tmp_path: Path) -
     """A job whose clock is a little behind the first job's still counts one job ahead."""
     path = tmp_path / "ledger.json"
     first = FakeClock(1_700_000_000.5)
-    coordinator, _, _ = run(make_settings(), [OK], clock=first,
-                            ledger=open_ledger(f"file://{path}", LedgerContext(now=first.time)))
-    coordinator.run()
+    coordinator, client, _ = run(make_settings(), [OK], clock=first,
+                                 ledger=open_ledger(f"file://{path}",
+                                                    LedgerContext(now=first.time)))
+    coordinator.run(client)
     second = FakeClock(1_700_000_000.0)
-    coordinator, _, _ = run(make_settings(), [OK], clock=second,
-                            ledger=open_ledger(f"file://{path}", LedgerContext(now=second.time)))
-    coordinator.run()
+    coordinator, client, _ = run(make_settings(), [OK], clock=second,
+                                 ledger=open_ledger(f"file://{path}",
+                                                    LedgerContext(now=second.time)))
+    coordinator.run(client)
     assert coordinator.progress.position == 1
 
 
@@ -378,7 +389,7 @@ def test_the_fix_says_how_often_a_transient_failure_was_retried(retries: int, sa
     coordinator, client, _ = run(make_settings(retries=retries, max_wait=10_000),
                                  [transient(False)] * 5)
     with pytest.raises(NetworkError) as info:
-        coordinator.run()
+        coordinator.run(client)
     assert len(client.calls) == retries + 1
     assert info.value.hint.startswith(said), info.value.hint
     assert "retried" not in info.value.hint.removeprefix(said)
@@ -392,7 +403,33 @@ def test_a_retry_that_does_not_fit_in_max_wait_is_not_attempted(reached: bool,
     coordinator, client, _ = run(make_settings(max_wait=max_wait), [transient(reached), OK])
     error_type = ServerError if reached else NetworkError
     with pytest.raises(error_type) as info:
-        coordinator.run()
+        coordinator.run(client)
     assert len(client.calls) == 1
     assert "no retry fits in max-wait" in info.value.detail
     assert coordinator.clock.time() - client.calls[0] == 0  # nothing was slept
+
+
+def test_a_job_sets_up_http_shortly_before_a_far_slot(tmp_path: Path) -> None:
+    """Jobs that start together reserve first; only the one whose slot is near imports the HTTP
+    stack at once, the others just before their own slot."""
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger.reserve(account_key("http://127.0.0.1:9/pixelStripeApi", USER), 240, 0)
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert client.prepared_at == pytest.approx(start + 240 - PREPARE_LEAD)
+    assert client.calls == [pytest.approx(start + 240)]
+
+
+def test_a_job_whose_slot_is_near_asks_for_one_after_its_set_up(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    client.setup = 0.4
+    start = clock.now
+    coordinator.run(client)
+    assert client.prepared_at == start  # right after reserving
+    # The slot starts once the call is set up, so it is not late for the job after it.
+    assert coordinator.progress.slot_at == pytest.approx(start + 0.4)
+    assert client.calls == [pytest.approx(start + 0.4)]

@@ -5,7 +5,7 @@ Properties:
 - `interpret` maps any status/headers/body to a `Result` or a `DistributeError` subclass, never
   another exception, and no text it produces carries a registered secret (or its encodings).
 - `parse_retry_after` returns None or a finite wait in [0, MAX_RETRY_AFTER].
-- `cli.run` over arbitrary values of every input (dry run: nothing is sent) exits 0, or 2 naming
+- `cli.main` over arbitrary values of every input (dry run: nothing is sent) exits 0, or 2 naming
   the input, or 7 for a ledger that cannot be opened; never 1; never prints the key or the token.
 - A repository_dispatch payload cannot inject workflow commands or crash the run.
 
@@ -261,7 +261,7 @@ def baseline() -> dict[str, str]:
 
 
 def run_cli(values: Mapping[str, str], *, via_env: bool, tmp: Path) -> tuple[int, str, str, str]:
-    """Run `cli.run` in-process, outside GitHub; returns (code, stdout, stderr, outputs)."""
+    """Run `cli.main` in-process, outside GitHub; returns (code, stdout, stderr, outputs)."""
     output = tmp / "outputs.txt"
     output.unlink(missing_ok=True)
     argv = ["--output-file", str(output)]
@@ -273,7 +273,7 @@ def run_cli(values: Mapping[str, str], *, via_env: bool, tmp: Path) -> tuple[int
             argv.append(f"--{name}={value}")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.run(argv, environ)
+        code = cli.main(argv, environ)
     assert_documented_commands(out.getvalue(), err.getvalue())
     written = output.read_text() if output.exists() else ""
     return code, out.getvalue(), err.getvalue(), written
@@ -362,7 +362,7 @@ def test_hostile_webhook_payload_cannot_inject_commands(
     }
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.run([], environ)
+        code = cli.main([], environ)
     assert code in (0, 2, 4), out.getvalue()
     assert_documented_commands(out.getvalue(), err.getvalue())
     outputs = parse_output_file(github_output.read_text())

@@ -15,19 +15,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streampixel_distribute import redact
 from streampixel_distribute.errors import LedgerError
 from streampixel_distribute.ledger import LedgerContext, open_ledger
-from streampixel_distribute.ledger.git import (
-    DEFAULT_REF_PREFIX,
-    GITHUB_USERNAME,
-    GitLedger,
-    git_env,
-    parse_spec,
-)
+from streampixel_distribute.ledger.git import GitLedger
+from streampixel_distribute.ledger.git_spec import DEFAULT_REF_PREFIX, GITHUB_USERNAME, parse_spec
+from streampixel_distribute.ledger.git_store import git_env
 from support.git_server import GitHTTPServer
 from support.git_server import git_env as server_git_env
 from support.hostile import RecordingServer, recording_server
@@ -243,13 +240,15 @@ def test_a_lost_race_is_read_again_and_retried(bare_git_repo: Path, clock: Clock
     rival = GitLedger(spec, LedgerContext(now=clock))
     rival_slots: list[float] = []
 
-    class Interrupted(GitLedger):
-        def _write_commit(self, *args: object, **kwargs: object) -> str:
-            if not rival_slots:
-                rival_slots.append(rival.reserve(KEY, INTERVAL))
-            return super()._write_commit(*args, **kwargs)  # type: ignore[arg-type]
+    ledger = GitLedger(spec, LedgerContext(now=clock))
+    write = ledger._store.write
 
-    ledger = Interrupted(spec, LedgerContext(now=clock))
+    def interrupted(*args: Any) -> None:
+        if not rival_slots:
+            rival_slots.append(rival.reserve(KEY, INTERVAL))
+        write(*args)
+
+    ledger._store.write = interrupted  # type: ignore[method-assign,assignment]
     slept: list[float] = []
     ledger.sleep = slept.append
     slot = ledger.reserve(KEY, INTERVAL)
@@ -266,12 +265,14 @@ def test_endless_lost_races_end_in_a_ledger_error(bare_git_repo: Path, clock: Cl
     spec = f"git+file://{bare_git_repo}"
     rival = GitLedger(spec, LedgerContext(now=clock))
 
-    class AlwaysLate(GitLedger):
-        def _write_commit(self, *args: object, **kwargs: object) -> str:
-            rival.reserve(KEY, INTERVAL)
-            return super()._write_commit(*args, **kwargs)  # type: ignore[arg-type]
+    ledger = GitLedger(spec, LedgerContext(now=clock))
+    write = ledger._store.write
 
-    ledger = AlwaysLate(spec, LedgerContext(now=clock))
+    def always_late(*args: Any) -> None:
+        rival.reserve(KEY, INTERVAL)
+        write(*args)
+
+    ledger._store.write = always_late  # type: ignore[method-assign,assignment]
     ledger.max_attempts = 3
     slept: list[float] = []
     ledger.sleep = slept.append
@@ -309,9 +310,9 @@ def test_a_newer_format_is_refused(bare_git_repo: Path, clock: Clock) -> None:
     ledger.reserve(KEY, INTERVAL)
     # Write a version-2 state the way a future release would, through the same CAS.
     ref = ledger.ref_for(KEY)
-    old, state = ledger._read(ref)
+    old, state = ledger._store.read(ref)
     state["version"] = 2
-    ledger._push(ref, old, ledger._write_commit(state, KEY, 0.0, 0.0))
+    ledger._store.write(ref, old, state, "a future release\n")
     with pytest.raises(LedgerError) as caught:
         ledger.reserve(KEY, INTERVAL)
     assert "newer" in caught.value.detail

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from streampixel_distribute.cli import run
+from streampixel_distribute.cli import main
+from streampixel_distribute.coordinator import Progress
 from streampixel_distribute.errors import NotFound
-from streampixel_distribute.report import Report, shorten_id
+from streampixel_distribute.redact import shorten_id
+from streampixel_distribute.report import build_report
 from streampixel_distribute.report.plain import dotenv
 from streampixel_distribute.report.summary import render_summary
+from streampixel_distribute.settings import Command, load
 from support.runner import parse_output_file
 
 
@@ -31,11 +34,17 @@ def test_dotenv_fits_gitlab_limits() -> None:
 
 
 def test_summary_on_failure_has_cause_fix_and_short_user() -> None:
-    report = Report(status="failed", error=NotFound("HTTP 404: Project not found",
-                                                    hint="Check `project-id`."),
-                    user_id="663d0a1b2c3e4f5a6b7c8d9e", project_id="p", upload_id="u",
-                    ledger="none", attempts=1, http_status=404)
+    progress = Progress()
+    progress.attempts = 1
+    error = NotFound("HTTP 404: Project not found", hint="Check `project-id`.", http_status=404)
+    job = load(Command.DISTRIBUTE, {}, {
+        "STREAMPIXEL_API_KEY": "sk-report-test-1234", "STREAMPIXEL_USER_ID":
+        "663d0a1b2c3e4f5a6b7c8d9e", "STREAMPIXEL_PROJECT_ID": "664f1a2b3c4d5e6f7a8b9c0d",
+        "STREAMPIXEL_UPLOAD_ID": "665a2b3c4d5e6f7a8b9c0e1f", "STREAMPIXEL_LEDGER": "none"})
+    report = build_report(job, progress, None, error)
+    assert report.outputs()["http-status"] == "404"
     text = render_summary(report)
+    assert "`664f1a2b3c4d5e6f7a8b9c0d`" in text and "`665a2b3c4d5e6f7a8b9c0e1f`" in text
     assert "❌" in text
     assert "### What went wrong" in text
     assert "HTTP 404: Project not found." in text
@@ -51,7 +60,7 @@ def test_runner_files_come_from_the_given_mapping(tmp_path: Path,
     env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "out"),
            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
            "STREAMPIXEL_API_KEY": "sk-in-process-123456"}
-    assert run([], env) == 2
+    assert main([], env) == 2
     outputs = parse_output_file((tmp_path / "out").read_text())
     assert outputs["status"] == "failed"
     assert outputs["error"] == "invalid-input"

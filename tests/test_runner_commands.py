@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from streampixel_distribute import redact
 from streampixel_distribute.api import TooManyRequests
-from streampixel_distribute.clock import FakeClock
-from streampixel_distribute.coordinator import HEARTBEAT_SECONDS, Coordinator
+from streampixel_distribute.coordinator import HEARTBEAT_SECONDS, Coordinator, Progress
 from streampixel_distribute.errors import (
     Cancelled,
     DistributeError,
@@ -35,8 +34,9 @@ from streampixel_distribute.errors import (
     Unauthorized,
 )
 from streampixel_distribute.ledger import LedgerContext, account_key, open_ledger
-from streampixel_distribute.report import Report, Reporter
+from streampixel_distribute.report import Reporter, build_report
 from streampixel_distribute.report import github as gh
+from support.clock import FakeClock
 from support.commands import (
     Command,
     act_order_matters,
@@ -153,11 +153,11 @@ def test_a_whole_waiting_run_prints_only_documented_commands(tmp_path: Path) -> 
     client = ScriptedClient(clock, [TooManyRequests(
         "HTTP 429", retry_after=150.0, source="Retry-After header", http_status=429,
         server_message="Rate limit exceeded::##[add-mask]x"), OK])
-    coordinator = Coordinator(settings, ledger=ledger, client=client,  # type: ignore[arg-type]
-                              clock=clock, log=reporter, jitter=lambda: 0.5)
-    assert coordinator.run() is OK
+    coordinator = Coordinator(settings, ledger=ledger, clock=clock, log=reporter,
+                              jitter=lambda: 0.5)
+    assert coordinator.run(client) is OK
     reporter.error(RateLimited("late", hint="later"))
-    reporter.finish(Report(status="failed"))
+    reporter.finish(build_report(None, Progress(), None, RateLimited("late")))
     text = out.getvalue()
     assert_documented_commands(text)
     commands = [c for c in (github_parse(line) for line in text.splitlines()) if c]

@@ -1,7 +1,8 @@
 """Settings: sources and precedence, trimming, every kind of problem, the event payload, secrecy.
 
-Pure in-process: `load_settings` takes the flags and the environment as plain mappings, and event
-payloads are real files in a temporary directory.
+Pure in-process: `load` takes the flags and the environment as plain mappings, and event payloads
+are real files in a temporary directory. `load_settings` below is what the `distribute` command
+does with them: load the job, then refuse a build that its triggering webhook says was rejected.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streampixel_distribute import redact
+from streampixel_distribute.commands import rejected_build
 from streampixel_distribute.errors import InvalidInput, NotReady, Problem
 from streampixel_distribute.settings import (
+    BY_NAME,
     DEFAULT_API_URL,
     INPUTS,
-    SPECS,
-    Settings,
-    load_settings,
-    schema_errors,
+    Command,
+    Job,
+    load,
     secret_candidates,
 )
+
+SPECS = BY_NAME
 
 KEY = "spk-Distinctive-KEY-7c1e9a55"
 TOKEN = "ghs_DistinctiveToken0123456789"
@@ -38,6 +41,14 @@ OTHER = "0123456789abcdef01234567"
 FORKS = "pull requests from forks and Dependabot get no secrets"
 
 Flags = dict[str, str | None]
+
+
+def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> Job:
+    job = load(Command.DISTRIBUTE, flags, environ)
+    rejected = rejected_build(job)
+    if rejected is not None:
+        raise rejected
+    return job
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -83,7 +94,7 @@ def problems(flags: Mapping[str, str | None], environ: Mapping[str, str],
 
 
 def attempt(flags: Mapping[str, str | None], environ: Mapping[str, str]
-            ) -> Settings | InvalidInput | NotReady:
+            ) -> Job | InvalidInput | NotReady:
     """Settings or the expected error; anything else propagates and fails the test."""
     try:
         return load_settings(flags, environ)
@@ -104,30 +115,18 @@ def only_problem(flags: Flags, environ: Mapping[str, str], name: str) -> Problem
 
 def test_defaults() -> None:
     s = load_settings({}, base_env())
-    assert (s.api_key, s.user_id, s.project_id, s.upload_id) == (KEY, USER, PROJECT, UPLOAD)
-    assert s.api_url == DEFAULT_API_URL
-    assert s.ledger == "auto"
-    assert s.github_token == ""
-    assert (s.rate_limit_interval, s.max_wait, s.timeout, s.retries) == (120.0, 900.0, 30.0, 3)
-    assert (s.dry_run, s.strict_ids, s.on_github, s.event_name) == (False, True, False, "")
+    assert (s.account.api_key, s.account.user_id) == (KEY, USER)
+    assert (s.target.project_id, s.target.upload_id) == (PROJECT, UPLOAD)
+    assert s.account.api_url == DEFAULT_API_URL
+    assert s.account.ledger == "auto"
+    assert s.account.github_token == ""
+    account = s.account
+    assert (account.rate_limit_interval, account.max_wait, account.timeout, account.retries) == (
+        120.0, 900.0, 30.0, 3)
+    assert (s.dry_run, s.account.strict_ids) == (False, True)
     assert s.sources["api-key"] == "STREAMPIXEL_API_KEY"
     assert s.sources["timeout"] == "default"
     assert set(s.sources) == set(SPECS)
-
-
-def test_defaults_in_specs_match_the_schema() -> None:
-    from streampixel_distribute.settings import _schema
-
-    schema = _schema()
-    import jsonschema
-
-    jsonschema.Draft202012Validator.check_schema(schema)
-    assert set(schema["properties"]) == set(SPECS)
-    assert set(schema["required"]) == {s.name for s in INPUTS if s.required}
-    for spec in INPUTS:
-        if not spec.required:
-            assert schema["properties"][spec.name]["default"] == spec.default, spec.name
-        assert spec.description
 
 
 SOURCES = ["flag", "INPUT_USER-ID", "INPUT_USER_ID", "STREAMPIXEL_USER_ID"]
@@ -147,19 +146,19 @@ def test_precedence_for_an_id(winner: int) -> None:
         else:
             env[SOURCES[i]] = ids[i]
     s = load_settings(flags, env)
-    assert s.user_id == ids[winner]
+    assert s.account.user_id == ids[winner]
     assert s.sources["user-id"] == SOURCES[winner]
 
 
 def test_precedence_for_a_setting_down_to_the_default() -> None:
     env = base_env(**{"INPUT_TIMEOUT": "6", "STREAMPIXEL_TIMEOUT": "7"})
-    assert load_settings({"timeout": "5"}, env).timeout == 5
-    assert load_settings({"timeout": None}, env).timeout == 6
+    assert load_settings({"timeout": "5"}, env).account.timeout == 5
+    assert load_settings({"timeout": None}, env).account.timeout == 6
     del env["INPUT_TIMEOUT"]
-    assert load_settings({}, env).timeout == 7
+    assert load_settings({}, env).account.timeout == 7
     del env["STREAMPIXEL_TIMEOUT"]
     s = load_settings({}, env)
-    assert (s.timeout, s.sources["timeout"]) == (30, "default")
+    assert (s.account.timeout, s.sources["timeout"]) == (30, "default")
 
 
 def test_hyphen_and_underscore_input_forms() -> None:
@@ -175,31 +174,25 @@ def test_hyphen_and_underscore_input_forms() -> None:
 def test_empty_values_fall_through(blank: str) -> None:
     env = base_env(**{"INPUT_API-KEY": blank, "INPUT_API_KEY": blank, "INPUT_LEDGER": blank})
     s = load_settings({"api-key": blank, "ledger": blank}, env)
-    assert s.api_key == KEY
+    assert s.account.api_key == KEY
     assert s.sources["api-key"] == "STREAMPIXEL_API_KEY"
-    assert (s.ledger, s.sources["ledger"]) == ("auto", "default")
+    assert (s.account.ledger, s.sources["ledger"]) == ("auto", "default")
 
 
 def test_values_are_trimmed() -> None:
     env = base_env(**{"INPUT_API-KEY": f"  {KEY}\n", "INPUT_PROJECT-ID": f"\t{PROJECT} \r\n",
                       "INPUT_API-URL": " https://example.test/api/ "})
     s = load_settings({"user-id": f" {USER}\n"}, env)
-    assert (s.api_key, s.project_id, s.user_id) == (KEY, PROJECT, USER)
-    assert s.api_url == "https://example.test/api"
-
-
-def test_on_github_and_event_name() -> None:
-    s = load_settings({}, base_env(GITHUB_ACTIONS="true", GITHUB_EVENT_NAME="push"))
-    assert (s.on_github, s.event_name) == (True, "push")
-    assert not load_settings({}, base_env(GITHUB_ACTIONS="1")).on_github
+    assert (s.account.api_key, s.target.project_id, s.account.user_id) == (KEY, PROJECT, USER)
+    assert s.account.api_url == "https://example.test/api"
 
 
 def test_settings_is_frozen_and_its_repr_hides_secrets() -> None:
     s = load_settings({"github-token": TOKEN}, base_env())
-    assert s.github_token == TOKEN
+    assert s.account.github_token == TOKEN
     assert KEY not in repr(s) and TOKEN not in repr(s) and KEY not in str(s)
-    with pytest.raises(FrozenInstanceError):
-        s.api_key = "x"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        s.account.api_key = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         s.sources["api-key"] = "x"  # type: ignore[index]
 
@@ -343,14 +336,14 @@ def test_strict_ids(value: str, expect: str) -> None:
 
 def test_upper_case_hex_ids_are_lower_cased_when_strict() -> None:
     s = load_settings({}, env_for("upload-id", UPLOAD.upper()))
-    assert s.upload_id == UPLOAD
+    assert s.target.upload_id == UPLOAD
     s = load_settings({"strict-ids": "false"}, env_for("upload-id", UPLOAD.upper()))
-    assert s.upload_id == UPLOAD.upper()  # not strict: the id is opaque, kept as given
+    assert s.target.upload_id == UPLOAD.upper()  # not strict: the id is opaque, kept as given
 
 
 def test_loose_ids() -> None:
     s = load_settings({"strict-ids": "False"}, base_env(**{"INPUT_PROJECT-ID": "proj_42.a-b"}))
-    assert (s.project_id, s.strict_ids) == ("proj_42.a-b", False)
+    assert (s.target.project_id, s.account.strict_ids) == ("proj_42.a-b", False)
     env = base_env(**{"INPUT_PROJECT-ID": "proj-" + "x1" * 62, "INPUT_STRICT-IDS": "FALSE"})
     assert "129 characters" in only_problem({}, env, "project-id").message
     env["INPUT_PROJECT-ID"] = "has space"
@@ -372,7 +365,7 @@ def test_ids_are_checked_strictly_while_strict_ids_itself_is_invalid() -> None:
     ("HTTPS://Api.Example.Test/x", "HTTPS://Api.Example.Test/x"),
 ])
 def test_api_url_accepted(url: str, expect: str) -> None:
-    assert load_settings({"api-url": url}, base_env()).api_url == expect
+    assert load_settings({"api-url": url}, base_env()).account.api_url == expect
 
 
 @pytest.mark.parametrize(("url", "expect"), [
@@ -414,7 +407,7 @@ def test_endpoint_path_fix_suggests_the_base() -> None:
 def test_booleans_accepted(value: str) -> None:
     s = load_settings({"dry-run": value, "strict-ids": value}, base_env())
     assert s.dry_run is (value.lower() == "true")
-    assert s.strict_ids is (value.lower() == "true")
+    assert s.account.strict_ids is (value.lower() == "true")
 
 
 @pytest.mark.parametrize("value", ["yes", "no", "1", "0", "tRue", "on", "t"])
@@ -431,7 +424,7 @@ def test_booleans_rejected(value: str) -> None:
 ])
 def test_durations_accepted(name: str, value: str, seconds: float) -> None:
     s = load_settings({name: value}, base_env())
-    assert getattr(s, name.replace("-", "_")) == seconds
+    assert getattr(s.account, name.replace("-", "_")) == seconds
 
 
 @pytest.mark.parametrize(("name", "value", "expect"), [
@@ -453,7 +446,7 @@ def test_durations_rejected(name: str, value: str, expect: str) -> None:
                                             ("three", False)])
 def test_retries(value: str, ok: bool) -> None:
     if ok:
-        assert load_settings({"retries": value}, base_env()).retries == int(value)
+        assert load_settings({"retries": value}, base_env()).account.retries == int(value)
     else:
         assert "whole number" in only_problem({"retries": value}, base_env(), "retries").message
 
@@ -463,7 +456,7 @@ def test_retries(value: str, ok: bool) -> None:
                                   "github", "github://owner/repo",
                                   "git+https://git.example.test/ci/ledger.git"])
 def test_ledger_accepted(spec: str) -> None:
-    assert load_settings({"ledger": spec}, base_env()).ledger == spec
+    assert load_settings({"ledger": spec}, base_env()).account.ledger == spec
 
 
 @pytest.mark.parametrize("spec", ["ftp://h/x", "bogus", "http://[bad", "file:///a b"])
@@ -506,7 +499,7 @@ def test_unencoded_ledger_credentials_are_masked_and_refused(
 
 def test_encoded_ledger_credentials_are_accepted_and_masked_decoded() -> None:
     spec = "redis://:RedisPassw0rd%2FSlash%2BPlus@127.0.0.1:47379/0"
-    assert load_settings({"ledger": spec}, base_env()).ledger == spec
+    assert load_settings({"ledger": spec}, base_env()).account.ledger == spec
     assert "RedisPassw0rd/Slash+Plus" in secret_candidates({"ledger": spec}, {})
 
 
@@ -644,9 +637,8 @@ def webhook(event: str = "build.approved", **fields: Any) -> dict[str, Any]:
 
 def test_approved_payload_fills_the_ids(event_file: Path) -> None:
     s = load_settings({}, dispatch_env(event_file, webhook()))
-    assert (s.project_id, s.upload_id) == (OTHER, UPLOAD)
+    assert (s.target.project_id, s.target.upload_id) == (OTHER, UPLOAD)
     assert s.sources["project-id"] == s.sources["upload-id"] == "event"
-    assert s.event_name == "repository_dispatch"
     assert any("build.approved" in w for w in s.warnings)
 
 
@@ -654,7 +646,7 @@ def test_given_ids_win_over_the_payload(event_file: Path) -> None:
     env = dispatch_env(event_file, webhook())
     env["INPUT_UPLOAD-ID"] = OTHER
     s = load_settings({}, env)
-    assert (s.project_id, s.upload_id) == (OTHER, OTHER)
+    assert (s.target.project_id, s.target.upload_id) == (OTHER, OTHER)
     assert (s.sources["project-id"], s.sources["upload-id"]) == ("event", "INPUT_UPLOAD-ID")
 
 
@@ -674,7 +666,7 @@ def test_rejected_payload_matters_only_for_its_own_build(event_file: Path) -> No
     payload = webhook("build.rejected", objection="bad build")
     env = dispatch_env(event_file, payload, ids=True)
     env["STREAMPIXEL_UPLOAD_ID"] = OTHER  # e.g. a rollback to an older build
-    assert load_settings({}, env).upload_id == OTHER
+    assert load_settings({}, env).target.upload_id == OTHER
     env["STREAMPIXEL_UPLOAD_ID"] = UPLOAD.upper()  # the rejected build itself
     with pytest.raises(NotReady):
         load_settings({}, env)
@@ -731,7 +723,7 @@ def test_hostile_event_name_is_not_echoed(event_file: Path) -> None:
 def test_unusable_event_files_do_not_fail_a_run_that_needs_no_payload(event_file: Path,
                                                                       raw: str) -> None:
     env = dispatch_env(event_file, None, ids=True, raw=raw)
-    assert load_settings({}, env).upload_id == UPLOAD
+    assert load_settings({}, env).target.upload_id == UPLOAD
     del env["STREAMPIXEL_UPLOAD_ID"]
     found = only_problem({}, env, "upload-id")
     assert "payload" in found.message
@@ -739,38 +731,16 @@ def test_unusable_event_files_do_not_fail_a_run_that_needs_no_payload(event_file
 
 def test_missing_event_file_does_not_fail_the_run(tmp_path: Path) -> None:
     env = base_env(GITHUB_EVENT_PATH=str(tmp_path / "nope.json"))
-    assert load_settings({}, env).project_id == PROJECT
+    assert load_settings({}, env).target.project_id == PROJECT
     env["GITHUB_EVENT_PATH"] = str(tmp_path)  # a directory
-    assert load_settings({}, env).project_id == PROJECT
+    assert load_settings({}, env).target.project_id == PROJECT
 
 
 def test_payload_ids_are_lower_cased_like_inputs(event_file: Path) -> None:
     s = load_settings({}, dispatch_env(event_file, webhook(projectId=OTHER.upper())))
-    assert s.project_id == OTHER
+    assert s.target.project_id == OTHER
 
 
-# --------------------------------------------------------------------------------------------
-# The schema on its own (the safety net behind the specific checks)
-# --------------------------------------------------------------------------------------------
-
-
-def test_schema_errors_follow_strict_ids() -> None:
-    good = {"api-key": KEY, "user-id": USER, "project-id": PROJECT, "upload-id": UPLOAD}
-    assert schema_errors(good) == []
-    assert [n for n, _ in schema_errors({**good, "project-id": "proj-1"})] == ["project-id"]
-    assert schema_errors({**good, "project-id": "proj-1", "strict-ids": "false"}) == []
-    missing = schema_errors({"api-key": KEY})
-    assert {n for n, _ in missing} == {"user-id", "project-id", "upload-id"}
-    errors = schema_errors({**good, "retries": "11", "timeout": "5 s", "dry-run": "yes"})
-    assert {n for n, _ in errors} == {"retries", "timeout", "dry-run"}
-    assert all("11" not in expected for _, expected in errors)
-
-
-def test_schema_never_echoes_the_key() -> None:
-    good = {"user-id": USER, "project-id": PROJECT, "upload-id": UPLOAD}
-    for key in (f"{KEY} x", "short", KEY + "\x00"):
-        for _, expected in schema_errors({**good, "api-key": key}):
-            assert key not in expected and KEY not in expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -805,7 +775,7 @@ def test_any_text_for_any_input_loads_or_names_that_input(name: str, value: str,
                                                           where: str) -> None:
     flags, env = place(name, value, where)
     outcome = attempt(flags, env)
-    if isinstance(outcome, Settings):
+    if isinstance(outcome, Job):
         assert outcome.sources[name] in ("flag", f"INPUT_{name.upper()}",
                                          f"INPUT_{name.upper().replace('-', '_')}", "default",
                                          SPECS[name].env_name)
@@ -862,8 +832,8 @@ def test_any_payload_loads_or_fails_cleanly(event: Any, project: Any, upload: An
                    "objection": objection}
         env = dispatch_env(path, payload, ids=ids_given)
         outcome = attempt({}, env)
-    if isinstance(outcome, Settings):
-        assert len(outcome.project_id) <= 128 and len(outcome.upload_id) <= 128
+    if isinstance(outcome, Job):
+        assert len(outcome.target.project_id) <= 128 and len(outcome.target.upload_id) <= 128
         return
     secrets_absent(outcome)
     str(outcome).encode("utf-8")  # no lone surrogates reach a log

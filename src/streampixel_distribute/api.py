@@ -1,4 +1,4 @@
-"""StreampixelClient: one `POST /projects/distribute-file`, mapped to a Result or a typed error.
+"""StreampixelClient: one POST to the Streampixel API, mapped to a Result or a typed error.
 
 Policy (waiting, retrying) is not decided here; each error only says whether a retry may help
 (`retryable`) and whether the request may have reached the server (`reached_server`), which decides
@@ -39,6 +39,7 @@ MAX_BODY_BYTES = 64 * 1024  # a 1 MB error page is read no further than this
 EXCERPT_CHARS = 200
 MESSAGE_CHARS = 500
 USER_AGENT = f"streampixel-distribute/{__version__}"
+PREPARE_COST_FLOOR, PREPARE_COST_CAP = 0.1, 3.0
 
 
 @dataclass(frozen=True)
@@ -130,13 +131,23 @@ class StreampixelClient:
         """Set up the HTTP session ahead of time, so the call leaves the moment its slot starts."""
         _ = self.session
 
+    def prepare_cost(self) -> float:
+        """About how long `prepare` takes: importing requests costs about three times the CPU
+        this process has spent so far (interpreter, this package, the ledger), on this machine,
+        under its present load and instrumentation; nothing once it is done."""
+        if self._session is not None:
+            return 0.0
+        return min(PREPARE_COST_CAP, max(PREPARE_COST_FLOOR, 3.0 * time.process_time()))
+
     def distribute(self, *, api_key: str, user_id: str, project_id: str, upload_id: str) -> Result:
         payload = {"apiKey": api_key, "userId": user_id, "projectId": project_id,
                    "uploadId": upload_id}
-        status, headers, raw = self._post(DISTRIBUTE_PATH, payload)
+        status, headers, raw = self.post(DISTRIBUTE_PATH, payload)
         return interpret(status, headers, raw, now=time.time())
 
-    def _post(self, path: str, payload: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+    def post(self, path: str, payload: Mapping[str, object]
+             ) -> tuple[int, Mapping[str, str], bytes]:
+        """One JSON POST: (status, headers, body read to `MAX_BODY_BYTES`), or a NetworkError."""
         import requests  # noqa: PLC0415
 
         url = self.api_url + path

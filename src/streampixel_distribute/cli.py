@@ -1,59 +1,115 @@
-"""Command line: the main job, the emulator and the listener.
+"""The command line: argv -> command -> exit code.
 
-`main` is the one place that catches errors and picks the exit code. Expected failures are
+`streampixel-distribute [distribute] [options]` is the main job; `test-webhook`, `listen` and
+`emulator` are the other subcommands, each with its own `--help`. Each command's flags come from
+the table of inputs (settings/inputs.py); only the chosen command's parser is built, and only its
+modules are imported.
+
+`guarded` is the one place that catches errors; every command picks its exit code from what
+it returns. Expected failures are
 `DistributeError`s and end with their own code and a fix; anything else is a bug (exit 1) and shows
-a traceback only with `--debug` or `RUNNER_DEBUG=1` (scrubbed even then).
+a traceback only with `--debug` or `RUNNER_DEBUG=1` (scrubbed even then). The report of a run is
+built once, from the job, its progress and how it ended.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import functools
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from . import __version__, redact
-from .api import StreampixelClient
-from .clock import SystemClock
-from .coordinator import Coordinator, Progress, choose_ledger, closing, iso
-from .errors import DistributeError, exit_code_of
-from .report import Report, Reporter, shorten_id
-from .settings import INPUTS, load_settings, secret_candidates
+from .errors import DistributeError, InternalError
+from .settings.inputs import Command, Kind, inputs_of
 
-SUBCOMMANDS = {"run": "", "emulator": ".emulator", "listen": ".listener",
-               "test-webhook": ".webhook_test"}
-BUG_EXIT = 1
-
-
-class InternalError(DistributeError):
-    kind = "internal-error"
-    exit_code = BUG_EXIT
-    default_title = "Internal error (a bug)"
-    default_hint = (
-        "Please report it at https://github.com/streampixel-distribute/streampixel-distribute/"
-        "issues with the log (run with RUNNER_DEBUG=1 or --debug for a traceback)."
-    )
+PROG = "streampixel-distribute"
+DEFAULT_COMMAND = Command.DISTRIBUTE
+#: Subcommands and what they do, for the top-level help.
+SUBCOMMANDS = {
+    Command.DISTRIBUTE: "trigger distribution of an uploaded build (the default)",
+    Command.TEST_WEBHOOK: "have Streampixel send webhook.test to the project's webhook URL",
+    Command.LISTEN: "receive Streampixel webhooks durably and act on them",
+    "emulator": "run a local stand-in of the Streampixel API",
+}
+T = TypeVar("T")
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """The command line; `environ` (default: the process environment) is every other input."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    first = args[0] if args else ""
+    if first == "emulator":
+        # The emulator shares no code with the client it stands in for, its CLI included.
+        from .emulator import main as emulator_main  # noqa: PLC0415
+
+        return emulator_main(args[1:])
+    if first in ("-h", "--help", "--version"):
+        shown = parse(_top_parser(), args[:1])  # argparse prints and exits 0
+        return shown if isinstance(shown, int) else 0
+    command = DEFAULT_COMMAND
+    if first in {c.value for c in Command}:
+        command, args = Command(first), args[1:]
+    parsed = parse(build_parser(command), args)
+    if isinstance(parsed, int):
+        return parsed
+    return _handler(command)(parsed, os.environ if environ is None else environ)
+
+
+def _handler(command: Command) -> Callable[[argparse.Namespace, Mapping[str, str]], int]:
+    """The function that runs `command`, imported only when it is chosen."""
+    if command is Command.LISTEN:
+        from .listener import serve  # noqa: PLC0415 - only `listen` needs the server
+
+        return serve
+    if command is Command.TEST_WEBHOOK:
+        from .webhook_test import test_webhook  # noqa: PLC0415
+
+        return test_webhook
+    return functools.partial(run, command)
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit code argparse chose (2 for a usage error, 0 for --help)."""
+    try:
+        return parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 2
+
+
+def flags_of(command: Command, parsed: argparse.Namespace) -> dict[str, str | None]:
+    """The input flags given on the command line, by input name (None: not given)."""
+    return {spec.name: getattr(parsed, spec.attribute, None) for spec in inputs_of(command)}
+
+
+def build_parser(command: Command) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="streampixel-distribute",
-        description="Trigger Streampixel build distribution, waiting for a free slot of the "
-        "account's rate limit coordinated with every other job of that account. "
-        "Other subcommands: `emulator` (local Streampixel stand-in), `listen` (webhook "
-        "listener), `test-webhook`.",
+        prog=f"{PROG} {command.value}" if command is not DEFAULT_COMMAND else PROG,
+        description=SUBCOMMANDS[command].capitalize() + ".",
         epilog="Every flag may also be given as STREAMPIXEL_<NAME> (e.g. STREAMPIXEL_API_KEY) or, "
         "inside GitHub Actions, as the action input. Prefer the environment for secrets: "
         "command lines are visible to other processes.",
     )
-    for spec in INPUTS:
-        parser.add_argument(f"--{spec.name}", dest=spec.name, default=None, metavar="VALUE",
-                            help=spec.description)
+    for spec in inputs_of(command):
+        if spec.kind is Kind.FLAG:
+            # `--dry-run` alone means true; `--dry-run false` still works.
+            parser.add_argument(spec.flag, dest=spec.attribute, nargs="?", const="true",
+                                metavar="true|false", help=spec.description)
+        else:
+            parser.add_argument(spec.flag, dest=spec.attribute, metavar="VALUE",
+                                help=spec.description)
+    if command is Command.LISTEN:
+        from .listener.config import add_arguments  # noqa: PLC0415
+
+        add_arguments(parser)
+        return parser
     parser.add_argument("--json", action="store_true", help="print the outputs as one JSON "
                         "object on stdout (logs go to stderr)")
+    if command is Command.TEST_WEBHOOK:
+        return parser
     parser.add_argument("--dotenv", type=Path, metavar="FILE",
                         help="write the outputs as a GitLab dotenv report (STREAMPIXEL_STATUS=…)")
     parser.add_argument("--summary-file", type=Path, metavar="FILE",
@@ -65,30 +121,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in SUBCOMMANDS:
-        command, args = args[0], args[1:]
-        if command != "run":
-            # Imported on demand: the main job never pays for the emulator or the listener.
-            module = importlib.import_module(SUBCOMMANDS[command], __package__)
-            entry: Callable[[list[str]], int] = module.main
-            return entry(args)
-    return run(args, os.environ)
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Ship an Unreal Engine build to Streampixel from CI, one "
+        "account-wide rate-limit slot at a time. With no subcommand, `distribute` runs.",
+        epilog=f"`{PROG} <command> --help` shows a command's options.")
+    commands = parser.add_subparsers(title="commands", metavar="<command>")
+    for name, text in SUBCOMMANDS.items():
+        commands.add_parser(str(name), help=text)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
 
 
-def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
-    """The main job: validate, wait for a slot, distribute, report. Returns the exit code."""
-    parsed = _parser().parse_args(argv)
-    on_github = environ.get("GITHUB_ACTIONS") == "true"
+def run(command: Command, parsed: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """A write command: load the job, run it, report. Returns the exit code."""
+    # Imported here: `--help` and the other subcommands need none of it.
+    from . import commands  # noqa: PLC0415
+    from .api import Result  # noqa: PLC0415
+    from .clock import SystemClock  # noqa: PLC0415
+    from .coordinator import Progress  # noqa: PLC0415
+    from .report import Reporter, build_report  # noqa: PLC0415
+    from .settings import Job, load, secret_candidates  # noqa: PLC0415
+
+    flags = flags_of(command, parsed)
     debug = bool(parsed.debug) or environ.get("RUNNER_DEBUG") == "1"
-    flags: dict[str, str | None] = {
-        name: value for name, value in vars(parsed).items()
-        if name not in ("json", "dotenv", "summary_file", "output_file", "debug")
-    }
     reporter = Reporter(
-        on_github=on_github, environ=environ, json_stdout=parsed.json, dotenv=parsed.dotenv,
-        summary_file=parsed.summary_file, output_file=parsed.output_file,
+        on_github=environ.get("GITHUB_ACTIONS") == "true", environ=environ,
+        json_stdout=parsed.json, dotenv=parsed.dotenv, summary_file=parsed.summary_file,
+        output_file=parsed.output_file,
     )
     # Masks first: nothing may be printed before the runner knows what to hide.
     for secret in secret_candidates(flags, environ):
@@ -98,70 +158,46 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     clock = SystemClock()
     clock.install_signal_handlers()
     progress = Progress()
-    report = Report(status="failed")
-    try:
-        try:
-            report.status = _job(flags, environ, clock, reporter, progress, report)
-        finally:
-            clock.shield()  # a late SIGTERM must not interrupt writing the outputs
-    except DistributeError as exc:
-        report.error = exc
-    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 1
-        report.error = InternalError(f"{type(exc).__name__}: {redact.scrub(str(exc))[:300]}")
-        if debug:
-            reporter.info(redact.scrub(traceback.format_exc()))
+    job: Job | None = None
 
-    error = report.error
+    def work() -> Result | None:
+        nonlocal job
+        job = load(command, flags, environ)
+        for warning in job.warnings:
+            reporter.warning(warning, title="Input")
+        reporter.info(f"{PROG} {__version__}: {command.value} for project "
+                      f"{job.target.project_id}, upload {job.target.upload_id}, account "
+                      f"{redact.shorten_id(job.account.user_id)}"
+                      + (" (dry run)" if job.dry_run else ""))
+        return commands.run(job, environ=environ, clock=clock, log=reporter, progress=progress)
+
+    outcome = guarded(work, on_bug=reporter.info if debug else None, finally_=clock.shield)
+    error = outcome if isinstance(outcome, DistributeError) else None
+    result = None if isinstance(outcome, DistributeError) else outcome
+    report = build_report(job, progress, result, error)
     if error is not None:
-        report.status = "failed"
-        report.message = report.message or error.server_message or error.title
         reporter.error(error)
-    report.attempts = progress.attempts
-    report.waited = progress.waited
-    report.slot_at = iso(progress.slot_at)
-    report.triggered_at = iso(progress.triggered_at)
-    report.http_status = progress.http_status if error is None else (
-        error.http_status if error.http_status is not None else progress.http_status)
-    report.ledger = report.ledger or progress.ledger
-    report.position = progress.position
-    report.warnings.extend(progress.warnings)
     reporter.finish(report)
     if error is None:
-        reporter.info(f"Done: {report.status}. {report.message}")
-    return exit_code_of(error) if error is not None else 0
+        reporter.info(f"Done: {report.status.value}. {report.message}")
+    return 0 if error is None else error.code
 
 
-def _job(
-    flags: Mapping[str, str | None],
-    environ: Mapping[str, str],
-    clock: SystemClock,
-    reporter: Reporter,
-    progress: Progress,
-    report: Report,
-) -> str:
-    settings = load_settings(flags, environ)
-    report.project_id, report.upload_id = settings.project_id, settings.upload_id
-    report.user_id = settings.user_id
-    for warning in settings.warnings:
-        reporter.warning(warning, title="Input")
-    reporter.info(
-        f"streampixel-distribute {__version__}: project {settings.project_id}, upload "
-        f"{settings.upload_id}, account {shorten_id(settings.user_id)}"
-        + (" (dry run)" if settings.dry_run else "")
-    )
-    with closing(choose_ledger(settings, environ, clock, reporter)) as ledger:
-        progress.ledger = ledger.description
-        client = StreampixelClient(settings.api_url, timeout=settings.timeout)
-        coordinator = Coordinator(settings, ledger=ledger, client=client, clock=clock,
-                                  log=reporter, progress=progress)
-        if settings.dry_run:
-            coordinator.dry_run()
-            report.message = "Dry run: inputs valid, nothing sent"
-            return "dry-run"
+def guarded(work: Callable[[], T], *, on_bug: Callable[[str], None] | None = None,
+            finally_: Callable[[], None] | None = None) -> T | DistributeError:
+    """`work()`'s result, or the DistributeError it raised; any other exception becomes an
+    `InternalError` (a bug), its traceback given scrubbed to `on_bug` when asked for."""
+    try:
         try:
-            result = coordinator.run()
+            return work()
         finally:
-            report.ledger = ledger.description
-        report.message = result.message
-        return "triggered"
+            if finally_ is not None:
+                finally_()  # e.g. a late SIGTERM must not interrupt writing the outputs
+    except DistributeError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 1
+        if on_bug is not None:
+            import traceback  # noqa: PLC0415
 
+            on_bug(redact.scrub(traceback.format_exc()))
+        return InternalError(f"{type(exc).__name__}: {redact.one_line(str(exc), 300)}")

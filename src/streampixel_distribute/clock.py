@@ -1,4 +1,5 @@
-"""Time, injected: the coordinator asks a Clock for `time()` and `sleep()` so tests never sleep.
+"""Time, injected: the coordinator asks a Clock for `time()` and `sleep()` so tests never sleep
+(tests/support/clock.py has the fake one). Also the one way times and waits are written.
 
 `SystemClock.sleep` wakes early when a cancellation signal arrives and raises `Cancelled`, so a
 cancelled job stops waiting at once and still writes its outputs.
@@ -6,6 +7,7 @@ cancelled job stops waiting at once and still writes its outputs.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -66,16 +68,28 @@ class SystemClock:
             signal.signal(sig, handler)
 
 
-class FakeClock:
-    """A clock for tests: `sleep` advances time instantly and records what was slept."""
+def iso(ts: float | None, *, millis: bool = False) -> str:
+    """`2026-12-01T12:04:00Z` (UTC), or "" for no time."""
+    if ts is None:
+        return ""
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+    return f"{text}.{int(ts % 1 * 1000):03d}Z" if millis else f"{text}Z"
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
 
-    def time(self) -> float:
-        return self.now
+def hms(seconds: float) -> str:
+    """A wait as people say it: `0 s`, `45 s`, `2 min 01 s`, `1 h 5 min`."""
+    whole = max(0, math.ceil(seconds - 0.001))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, sec = divmod(whole, 60)
+    return f"{minutes} min {sec:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
+
+def from_now(seconds: float) -> str:
+    """`now`, or `in 2 min 01 s`."""
+    return "now" if seconds < 0.5 else f"in {hms(seconds)}"
+
+
+def backoff(attempt: int, *, unit: float, cap: float) -> float:
+    """Exponential backoff: `unit` doubled per attempt, at most `cap`; callers add jitter."""
+    return min(cap, unit * 2.0 ** max(0, attempt))

@@ -1,27 +1,26 @@
-"""Slots, waiting and retries: the policy between the ledger and the API client.
+"""Slots, waiting and retries: the one path every write call of an account takes.
 
-One deadline (`max-wait`) bounds all waiting. Before reserving we peek: a slot beyond the deadline
-fails at once with the ETA instead of burning runner minutes in vain. A 429 reserves a later slot
-at the server's indicated time; a transient failure retries on a fresh slot, a full interval later
-when the request may have reached the server (it may have used the account's window).
+A `WriteCall` (distribute-file, upload-file, or none for `reserve`) is made in a slot of the
+account's rate limit that this job reserved in the shared ledger. One deadline (`max-wait`) bounds
+all waiting. Before reserving we peek: a slot beyond the deadline fails at once with the ETA
+instead of burning runner minutes in vain. A 429 reserves a later slot at the server's indicated
+time; a transient failure retries on a fresh slot, a full interval later when the request may
+have reached the server (it may have used the account's window).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Protocol
 
-from .api import Result, StreampixelClient, TooManyRequests
-from .clock import Clock
-from .errors import DistributeError, LedgerError, RateLimited
-from .ledger import Ledger, LedgerContext, account_key, open_ledger
-from .ledger.none import NoLedger
-from .settings import Settings
+from .api import Result, TooManyRequests
+from .clock import Clock, backoff, from_now, hms, iso
+from .errors import DistributeError, RateLimited
+from .ledger import Ledger, account_key
+from .settings import Account
 
 HEARTBEAT_SECONDS = 30.0  # GitHub shows a step as alive; users see what it waits for
 GROUP_THRESHOLD = 5.0  # shorter waits are not worth a collapsible group
@@ -32,10 +31,13 @@ GROUP_THRESHOLD = 5.0  # shorter waits are not worth a collapsible group
 GUARD_FRACTION, GUARD_MIN, GUARD_MAX = 0.02, 0.1, 1.0
 MAX_LATE_SLOTS = 3  # reservations that came back already past, before calling anyway
 MAX_BACKOFF = 30.0
+#: How long before its slot a waiting job sets up its HTTP client. Jobs that start together
+#: compete for the CPU; only the one whose slot is now should spend it on imports.
+PREPARE_LEAD = 3.0
 
 
 class Log(Protocol):
-    """What the coordinator may say while working (implemented in report/)."""
+    """What the coordinator may say while working (implemented in report/ and listener/log)."""
 
     def info(self, message: str) -> None: ...
     def warning(self, message: str, title: str = "") -> None: ...
@@ -43,25 +45,48 @@ class Log(Protocol):
     def group(self, title: str) -> AbstractContextManager[None]: ...
 
 
-@dataclass
+class WriteCall(Protocol):
+    """One write call of the account, made in a reserved slot."""
+
+    @property
+    def name(self) -> str:
+        """What is called, for the log: `distribute-file`."""
+        ...
+
+    def describe(self) -> str:
+        """What it is about, for the log: `for project …, upload …`."""
+        ...
+
+    def prepare(self) -> None:
+        """Set up (imports, HTTP session) so the call leaves the moment its slot starts."""
+        ...
+
+    def prepare_cost(self) -> float:
+        """About how many seconds `prepare` will take (0 once prepared)."""
+        ...
+
+    def send(self) -> Result:
+        """Make the call; a Result, or a typed error (retryable or not)."""
+        ...
+
+
 class Progress:
     """What has happened so far, kept current so a failure or cancellation can still report it."""
 
-    ledger: str = "none"
-    slot_at: float | None = None
-    position: int | None = None
-    attempts: int = 0
-    waited: float = 0.0
-    http_status: int | None = None
-    triggered_at: float | None = None
-    result: Result | None = None
-    warnings: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.ledger = "none"
+        self.slot_at: float | None = None
+        self.position: int | None = None
+        self.attempts = 0
+        self.waited = 0.0
+        self.http_status: int | None = None
+        self.called_at: float | None = None
+        self.warnings: list[str] = []
 
 
-def iso(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def spacing(interval: float) -> float:
+    """The distance between two reserved slots: the interval plus the guard."""
+    return interval + min(GUARD_MAX, max(GUARD_MIN, GUARD_FRACTION * interval))
 
 
 def _retries_spent(retries: int) -> str:
@@ -70,77 +95,62 @@ def _retries_spent(retries: int) -> str:
     return f"It was retried {retries} time{'s' if retries > 1 else ''}."
 
 
-def _hms(seconds: float) -> str:
-    seconds = max(0, math.ceil(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, sec = divmod(seconds, 60)
-    return f"{minutes} min {sec:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
-
-
 class Coordinator:
     def __init__(
         self,
-        settings: Settings,
+        account: Account,
         *,
         ledger: Ledger,
-        client: StreampixelClient,
         clock: Clock,
         log: Log,
         progress: Progress | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.settings = settings
+        self.account = account
         self.ledger = ledger
-        self.client = client
         self.clock = clock
         self.log = log
         self.progress = progress or Progress()
         self.progress.ledger = ledger.description
-        self.key = account_key(settings.api_url, settings.user_id)
+        self.key = account_key(account.api_url, account.user_id)
         self.jitter = jitter
-        interval = settings.rate_limit_interval
-        self.spacing = interval + min(GUARD_MAX, max(GUARD_MIN, GUARD_FRACTION * interval))
+        self.spacing = spacing(account.rate_limit_interval)
 
     # -- public -----------------------------------------------------------------------------
 
-    def dry_run(self) -> None:
+    def dry_run(self, call: WriteCall) -> None:
         now = self.clock.time()
         slot = max(now, self.ledger.peek(self.key, self.spacing))
         self._note_slot(slot, now)
         self.log.info(
-            f"Dry run: inputs are valid; the next slot on ledger {self.ledger.description} is "
-            f"{iso(slot)} (in {_hms(slot - now)}). Nothing was reserved or sent."
+            f"Dry run: inputs are valid; the next slot for {call.name} on ledger "
+            f"{self.ledger.description} is {iso(slot)} ({from_now(slot - now)}). Nothing was "
+            "reserved or sent."
         )
 
-    def run(self) -> Result:
-        s = self.settings
-        start = self.clock.time()
-        deadline = start + s.max_wait
+    def run(self, call: WriteCall) -> Result:
+        account = self.account
+        deadline = self.clock.time() + account.max_wait
         not_before = 0.0
         failures = 0
-        self.client.prepare()  # import and set up HTTP now, not after a slot has begun
         while True:
-            slot = self._reserve(not_before, deadline)
-            self._wait_until(slot)
+            slot = self._reserve(not_before, deadline, setup=call.prepare_cost())
+            self._wait_until(slot, call)
             self.progress.attempts += 1
             late = self.clock.time() - slot
-            self.log.info(f"Calling distribute-file (attempt {self.progress.attempts}, "
-                          f"{late:.2f} s after its slot) for project {s.project_id}, "
-                          f"upload {s.upload_id}.")
+            self.log.info(f"Calling {call.name} (attempt {self.progress.attempts}, {late:.2f} s "
+                          f"after its slot) {call.describe()}.")
             try:
-                result = self.client.distribute(
-                    api_key=s.api_key, user_id=s.user_id,
-                    project_id=s.project_id, upload_id=s.upload_id,
-                )
+                result = call.send()
             except TooManyRequests as exc:
                 self.progress.http_status = exc.http_status
-                wait = exc.retry_after if exc.retry_after is not None else s.rate_limit_interval
+                wait = exc.retry_after if exc.retry_after is not None else \
+                    account.rate_limit_interval
                 not_before = self.clock.time() + wait
                 self.log.warning(
                     "Rate limited by Streampixel (HTTP 429, "
-                    f"{exc.server_message or 'no message'}); "
-                    f"the server asks to wait {_hms(wait)} ({exc.source}). Reserving a later slot.",
+                    f"{exc.server_message or 'no message'}); the server asks to wait "
+                    f"{hms(wait)} ({exc.source}). Reserving a later slot.",
                     title="Rate limited",
                 )
                 if not_before > deadline:
@@ -150,40 +160,38 @@ class Coordinator:
                 self.progress.http_status = exc.http_status
                 if not exc.retryable:
                     raise
-                if failures >= s.retries:
-                    exc.hint = _retries_spent(failures) + " " + exc.hint
+                if failures >= account.retries:
+                    exc.hint = f"{_retries_spent(failures)} {exc.hint}"
                     raise
                 failures += 1
-                now = self.clock.time()
                 if exc.reached_server:
                     # The server may have counted the call: waiting less than a full interval
                     # would likely earn a 429 instead of a retry.
-                    pause = s.rate_limit_interval
+                    pause = account.rate_limit_interval
                 else:
-                    pause = min(MAX_BACKOFF, 2.0**failures) * (0.5 + self.jitter() / 2)
-                not_before = now + pause
+                    pause = backoff(failures, unit=1.0, cap=MAX_BACKOFF) * (
+                        0.5 + self.jitter() / 2)
+                not_before = self.clock.time() + pause
                 if not_before > deadline:
-                    exc.detail += f" (no retry fits in max-wait {s.max_wait:g} s)"
-                    exc.hint = _retries_spent(failures - 1) + " " + exc.hint
+                    exc.detail += f" (no retry fits in max-wait {account.max_wait:g} s)"
+                    exc.hint = f"{_retries_spent(failures - 1)} {exc.hint}"
                     raise
                 self.log.warning(
-                    f"{exc}. Retry {failures} of {s.retries} in about {_hms(pause)} "
-                    "on a fresh slot.",
+                    f"{exc}. Retry {failures} of {account.retries} in about {hms(pause)} on a "
+                    "fresh slot.",
                     title="Transient failure",
                 )
                 continue
-            now = self.clock.time()
             self.progress.http_status = result.http_status
-            self.progress.triggered_at = now
-            self.progress.result = result
+            self.progress.called_at = self.clock.time()
             self.progress.warnings.extend(result.warnings)
             return result
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _reserve(self, not_before: float, deadline: float) -> float:
+    def _reserve(self, not_before: float, deadline: float, *, setup: float = 0.0) -> float:
         interval = self.spacing
-        guard = interval - self.settings.rate_limit_interval
+        guard = interval - self.account.rate_limit_interval
         started = self.clock.time()
         # Peek first: a slot past the deadline fails now, and reserves nothing others would skip.
         peeked = self.ledger.peek(self.key, interval)
@@ -191,8 +199,10 @@ class Coordinator:
         # A slot handed out "now" is already past by the time a slow ledger (a git push to
         # GitHub, retries after lost races) has stored it, and our call would land closer than
         # one interval to the next job's. A reservation costs about two peeks (read, then
-        # write), so ask for a slot that starts after it has been stored.
-        lead = 2.0 * (now - started)
+        # write), so ask for a slot that starts after it has been stored, and after the call
+        # has been set up (`setup`: jobs reserve before they import the HTTP stack, so that
+        # only the one whose slot is near spends the CPU on it).
+        lead = 2.0 * (now - started) + setup
         for attempt in range(1, MAX_LATE_SLOTS + 1):
             earliest = max(not_before, now + lead)
             eta = max(now, earliest, peeked)
@@ -218,7 +228,7 @@ class Coordinator:
         if slot - now >= 1:
             self.log.info(
                 f"Reserved slot {iso(slot)} on ledger {self.ledger.description} "
-                f"(position {self.progress.position}, {_hms(slot - now)} from now)."
+                f"(position {self.progress.position}, {from_now(slot - now)})."
             )
         return slot
 
@@ -229,18 +239,25 @@ class Coordinator:
         # rounding to the nearest one absorbs clock noise between jobs and ledgers.
         self.progress.position = max(0, math.floor((slot - earliest) / self.spacing + 0.5))
 
-    def _wait_until(self, slot: float) -> None:
-        remaining = slot - self.clock.time()
+    def _wait_until(self, slot: float, call: WriteCall) -> None:
+        """Sleep until `slot`, setting the call up `PREPARE_LEAD` seconds before it."""
+        self._sleep_until(slot - PREPARE_LEAD, slot)
+        call.prepare()
+        self._sleep_until(slot, slot)
+
+    def _sleep_until(self, until: float, slot: float) -> None:
+        remaining = until - self.clock.time()
         if remaining <= 0:
             return
-        if remaining < GROUP_THRESHOLD:
+        if slot - self.clock.time() < GROUP_THRESHOLD:
             self._sleep(remaining)
             return
-        with self.log.group(f"Waiting {_hms(remaining)} for the rate-limit slot at {iso(slot)}"):
-            while (remaining := slot - self.clock.time()) > 0:
+        with self.log.group(f"Waiting {hms(slot - self.clock.time())} for the rate-limit slot "
+                            f"at {iso(slot)}"):
+            while (remaining := until - self.clock.time()) > 0:
                 self.log.info(
                     f"Waiting for the account's rate-limit slot at {iso(slot)} "
-                    f"(position {self.progress.position}); ETA {_hms(remaining)}."
+                    f"(position {self.progress.position}); ETA {hms(slot - self.clock.time())}."
                 )
                 self._sleep(min(HEARTBEAT_SECONDS, remaining))
 
@@ -253,96 +270,19 @@ class Coordinator:
 
     def _too_late(self, eta: float, deadline: float, cause: TooManyRequests | None) -> RateLimited:
         now = self.clock.time()
-        s = self.settings
-        detail = (
-            f"the next free slot is {iso(eta)}, {_hms(eta - now)} from now, past the "
-            f"max-wait deadline {iso(deadline)}"
-        )
+        account = self.account
         error = RateLimited(
-            detail,
+            f"the next free slot is {iso(eta)}, {from_now(eta - now)}, past the max-wait "
+            f"deadline {iso(deadline)}",
             eta=eta,
             hint=(
-                f"Raise `max-wait` (now {s.max_wait:g} s) to at least {math.ceil(eta - now) + 1} "
-                "s, or distribute fewer builds at once: the account allows one call per "
-                f"{s.rate_limit_interval:g} s across all its projects and jobs."
+                f"Raise `max-wait` (now {account.max_wait:g} s) to at least "
+                f"{math.ceil(eta - now) + 1} s, or make fewer write calls at once: the account "
+                f"allows one call per {account.rate_limit_interval:g} s across all its projects "
+                "and jobs."
             ),
             http_status=cause.http_status if cause else None,
             server_message=cause.server_message if cause else None,
         )
         self.progress.slot_at = eta
         return error
-
-
-# -- choosing the ledger ------------------------------------------------------------------------
-
-
-class FallbackLedger(Ledger):
-    """`auto` mode: a ledger that refuses or is unreachable degrades to `none` with a warning."""
-
-    def __init__(self, primary: Ledger, on_degrade: Callable[[LedgerError], None],
-                 now: Callable[[], float]) -> None:
-        self.primary: Ledger | None = primary
-        self.fallback = NoLedger("none", LedgerContext(now=now))
-        self.on_degrade = on_degrade
-        self.description = primary.description
-
-    def _call(self, op: Callable[[Ledger], float]) -> float:
-        if self.primary is not None:
-            try:
-                return op(self.primary)
-            except LedgerError as exc:
-                self.primary.close()
-                self.primary = None
-                self.description = "none (auto: the ledger was unavailable)"
-                self.on_degrade(exc)
-        return op(self.fallback)
-
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
-        return self._call(lambda ledger: ledger.reserve(key, interval, not_before))
-
-    def peek(self, key: str, interval: float) -> float:
-        return self._call(lambda ledger: ledger.peek(key, interval))
-
-    def close(self) -> None:
-        if self.primary is not None:
-            self.primary.close()
-
-
-def choose_ledger(settings: Settings, environ: Mapping[str, str], clock: Clock, log: Log) -> Ledger:
-    context = LedgerContext(environ=environ, github_token=settings.github_token, now=clock.time)
-    if settings.ledger != "auto":
-        ledger = open_ledger(settings.ledger, context)
-        if ledger.warning:
-            log.warning(ledger.warning, title="Ledger")
-        return ledger
-    if settings.on_github and settings.github_token and environ.get("GITHUB_REPOSITORY"):
-
-        def degrade(exc: LedgerError) -> None:
-            log.warning(
-                f"Coordination disabled: {exc}. Falling back to `ledger: none` (429 handling "
-                "only). To coordinate parallel jobs, give the job `permissions: contents: write` "
-                "or set `ledger` to a Redis URL.",
-                title="Ledger unavailable",
-            )
-
-        try:
-            primary = open_ledger("github", context)
-        except LedgerError as exc:
-            degrade(exc)
-            return NoLedger("none", context)
-        return FallbackLedger(primary, degrade, clock.time)
-    log.notice(
-        "Parallel jobs are not coordinated (`ledger: none`): only 429 handling protects the "
-        "account's rate limit. Inside GitHub Actions give the job `permissions: contents: write` "
-        "(uses `ledger: github`), or set `ledger` to a Redis URL.",
-        title="No ledger",
-    )
-    return NoLedger("none", context)
-
-
-@contextmanager
-def closing(ledger: Ledger) -> Iterator[Ledger]:
-    try:
-        yield ledger
-    finally:
-        ledger.close()

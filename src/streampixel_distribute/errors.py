@@ -1,17 +1,34 @@
 """The error tree: one class per cause, each with a title, a fix, an exit code and an output kind.
 
 Every expected failure is one of these; `cli.main` is the one place that catches them, reports
-them and turns them into an exit code. Anything else is a bug (exit 1).
+them and turns them into an exit code. Anything else is a bug: `InternalError`, exit 1.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from enum import StrEnum
+from typing import ClassVar, NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
+class ErrorKind(StrEnum):
+    """The `error` output: one word per cause, part of the public contract."""
+
+    INVALID_INPUT = "invalid-input"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not-found"
+    NOT_READY = "not-ready"
+    RATE_LIMITED = "rate-limited"
+    SERVER_ERROR = "server-error"
+    NETWORK_ERROR = "network-error"
+    LEDGER_ERROR = "ledger-error"
+    CANCELLED = "cancelled"
+    INTERNAL_ERROR = "internal-error"
+    WEBHOOK_FAILED = "webhook-failed"  # test-webhook only
+    QUEUE_ERROR = "queue-error"  # the listener's queue
+
+
+class Problem(NamedTuple):
     """One thing wrong with one input: which input, what is wrong, how to fix it."""
 
     input: str
@@ -25,9 +42,9 @@ class Problem:
 class DistributeError(Exception):
     """Base of every expected failure. Text given here must already be free of secrets."""
 
-    kind: ClassVar[str] = "error"
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL_ERROR
     exit_code: ClassVar[int] = 1
-    default_title: ClassVar[str] = "Distribution failed"
+    default_title: ClassVar[str] = "Failed"
     default_hint: ClassVar[str] = ""
 
     def __init__(
@@ -53,9 +70,14 @@ class DistributeError(Exception):
     def __str__(self) -> str:
         return f"{self.title}: {self.detail}"
 
+    @property
+    def code(self) -> int:
+        """The process exit code."""
+        return self.exit_code
+
 
 class InvalidInput(DistributeError):
-    kind = "invalid-input"
+    kind = ErrorKind.INVALID_INPUT
     exit_code = 2
     default_title = "Invalid input"
 
@@ -67,31 +89,31 @@ class InvalidInput(DistributeError):
 
 
 class Unauthorized(DistributeError):
-    kind = "unauthorized"
+    kind = ErrorKind.UNAUTHORIZED
     exit_code = 3
     default_title = "Unauthorized"
 
 
 class Forbidden(DistributeError):
-    kind = "forbidden"
+    kind = ErrorKind.FORBIDDEN
     exit_code = 3
     default_title = "Access denied"
 
 
 class NotFound(DistributeError):
-    kind = "not-found"
+    kind = ErrorKind.NOT_FOUND
     exit_code = 4
     default_title = "Not found"
 
 
 class NotReady(DistributeError):
-    kind = "not-ready"
+    kind = ErrorKind.NOT_READY
     exit_code = 4
     default_title = "Build not ready"
 
 
 class RateLimited(DistributeError):
-    kind = "rate-limited"
+    kind = ErrorKind.RATE_LIMITED
     exit_code = 5
     default_title = "Rate limit: no slot within max-wait"
 
@@ -101,27 +123,43 @@ class RateLimited(DistributeError):
 
 
 class ServerError(DistributeError):
-    kind = "server-error"
+    kind = ErrorKind.SERVER_ERROR
     exit_code = 6
     default_title = "Streampixel server error"
 
 
 class NetworkError(DistributeError):
-    kind = "network-error"
+    kind = ErrorKind.NETWORK_ERROR
     exit_code = 6
     default_title = "Network error"
 
 
 class LedgerError(DistributeError):
-    kind = "ledger-error"
+    kind = ErrorKind.LEDGER_ERROR
     exit_code = 7
     default_title = "Rate-limit ledger unavailable"
+
+
+class WebhookNotDelivered(DistributeError):
+    """test-webhook: Streampixel reached no receiver, or it did not answer 2xx."""
+
+    kind = ErrorKind.WEBHOOK_FAILED
+    exit_code = 8
+    default_title = "Webhook test failed"
+
+
+class QueueError(DistributeError):
+    """The listener's durable queue cannot be opened or written."""
+
+    kind = ErrorKind.QUEUE_ERROR
+    exit_code = 2
+    default_title = "Queue unavailable"
 
 
 class Cancelled(DistributeError):
     """The job was cancelled (SIGTERM/SIGINT). Exit code is 128 + the signal number."""
 
-    kind = "cancelled"
+    kind = ErrorKind.CANCELLED
     default_title = "Cancelled"
 
     def __init__(self, signum: int, detail: str) -> None:
@@ -133,5 +171,13 @@ class Cancelled(DistributeError):
         return 128 + self.signum
 
 
-def exit_code_of(error: DistributeError) -> int:
-    return error.code if isinstance(error, Cancelled) else error.exit_code
+class InternalError(DistributeError):
+    """An unexpected exception: a bug. Its text is scrubbed; a traceback only with --debug."""
+
+    kind = ErrorKind.INTERNAL_ERROR
+    exit_code = 1
+    default_title = "Internal error (a bug)"
+    default_hint = (
+        "Please report it at https://github.com/streampixel-distribute/streampixel-distribute/"
+        "issues with the log (run with RUNNER_DEBUG=1 or --debug for a traceback)."
+    )

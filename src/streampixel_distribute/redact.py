@@ -63,13 +63,42 @@ def scrub(text: str) -> str:
     return text
 
 
-def one_line(text: str, limit: int) -> str:
-    """The one sanitiser for text from outside (server messages, payloads, paths) that is
-    printed: printable characters only, one line, whitespace collapsed, secrets scrubbed, at most
-    `limit` characters (an ellipsis marks a cut). The runner writer neutralises command syntax."""
-    flat = "".join(c if c.isprintable() else " " for c in text[: limit * 4 + 64])
-    flat = scrub(" ".join(flat.split()))
+def one_line(text: str, limit: int, *, escape: bool = False) -> str:
+    """The one sanitiser for any text that is printed and did not come from this program (server
+    messages, payloads, paths, values of inputs): secrets scrubbed, one line, at most `limit`
+    characters (`…` marks a cut).
+
+    Prose (`escape=False`): invisible characters become spaces and whitespace runs collapse.
+    Values (`escape=True`): shown exactly, invisible characters escaped (`\\n`, `\\x00`,
+    `\\u200b`), and `\\`, `'` and backticks escaped, so a quoted excerpt is unambiguous.
+    The runner writer (report.github) neutralises workflow-command syntax on top of this.
+    """
+    text = scrub(text[: limit * 4 + 64])
+    if escape:
+        pieces: list[str] = []
+        used = 0
+        for char in text:
+            piece = _escaped(char)
+            if used + len(piece) > limit:
+                return "".join(pieces) + "…"
+            pieces.append(piece)
+            used += len(piece)
+        return "".join(pieces)
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _escaped(char: str) -> str:
+    if char in "'\\`":
+        return "\\" + char
+    if char.isprintable():
+        return char
+    return repr(char)[1:-1]
+
+
+def shorten_id(value: str) -> str:
+    """The user id is semi-secret: enough to recognise it (`663d…8d9e`), not to reuse it."""
+    return value if len(value) <= 8 else f"{value[:4]}…{value[-4:]}"
 
 
 def clear() -> None:

@@ -14,31 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from . import redact
 from .api import StreampixelClient, interpret
-from .errors import DistributeError, InvalidInput, NotFound, Unauthorized, exit_code_of
+from .cli import flags_of, guarded
+from .errors import DistributeError, InvalidInput, NotFound, Unauthorized, WebhookNotDelivered
 from .redact import scrub
-from .settings import load_settings, secret_candidates
+from .settings import Command, load, secret_candidates
 
 TEST_WEBHOOK_PATH = "/projects/test-webhook"
-_PLACEHOLDER_UPLOAD = "89abcdef0123456789abcdef"  # validation needs one; test-webhook uses none
-FLAGS = ("api-key", "user-id", "project-id", "api-url", "timeout", "strict-ids")
 
 
-class WebhookNotDelivered(DistributeError):
-    kind = "webhook-failed"
-    exit_code = 8
-    default_title = "Webhook test failed"
-
-
-@dataclass(frozen=True)
-class WebhookTestResult:
+class WebhookTestResult(NamedTuple):
     success: bool
     status_code: int
     message: str
@@ -48,7 +38,7 @@ class WebhookTestResult:
 class WebhookTestClient(StreampixelClient):
     def test_webhook(self, *, api_key: str, user_id: str, project_id: str) -> WebhookTestResult:
         payload = {"apiKey": api_key, "userId": user_id, "projectId": project_id}
-        status, headers, raw = self._post(TEST_WEBHOOK_PATH, payload)
+        status, headers, raw = self.post(TEST_WEBHOOK_PATH, payload)
         text = raw.decode("utf-8", "replace")
         try:
             body: Any = json.loads(text) if text.strip() else {}
@@ -102,49 +92,35 @@ def _diagnosis(code: int) -> str:
     return "Check the receiver's logs for this request."
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="streampixel-distribute test-webhook",
-        description="Make Streampixel send a webhook.test event to the project's webhook URL "
-        "and report whether the receiver answered 2xx.",
-        epilog="Flags may also be given as STREAMPIXEL_<NAME> (e.g. STREAMPIXEL_API_KEY).",
-    )
-    for name in FLAGS:
-        p.add_argument(f"--{name}", dest=name, metavar="VALUE")
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    return p
-
-
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    try:
-        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-    flags: dict[str, str | None] = {name: getattr(args, name) for name in FLAGS}
-    for secret in secret_candidates(flags, env):
+def test_webhook(parsed: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run `test-webhook` from parsed arguments; returns the exit code."""
+    flags = flags_of(Command.TEST_WEBHOOK, parsed)
+    for secret in secret_candidates(flags, environ):
         redact.register(secret)
     out: dict[str, Any] = {"success": False, "statusCode": None, "message": "",
                            "httpStatus": None, "error": ""}
-    error: DistributeError | None = None
-    try:
-        settings = load_settings({**flags, "upload-id": _PLACEHOLDER_UPLOAD, "dry-run": None},
-                                 env)
-        client = WebhookTestClient(settings.api_url, timeout=max(settings.timeout, 15.0))
-        result = client.test_webhook(api_key=settings.api_key, user_id=settings.user_id,
-                                     project_id=settings.project_id)
+
+    def check() -> WebhookTestResult:
+        job = load(Command.TEST_WEBHOOK, flags, environ)
+        account = job.account
+        client = WebhookTestClient(account.api_url, timeout=max(account.timeout, 15.0))
+        result = client.test_webhook(api_key=account.api_key, user_id=account.user_id,
+                                     project_id=job.target.project_id)
         out.update(success=result.success, statusCode=result.status_code,
                    message=result.message, httpStatus=result.http_status)
         if not result.success:
-            error = WebhookNotDelivered(
+            raise WebhookNotDelivered(
                 f"Streampixel's test delivery got status code {result.status_code} "
                 f"({result.message or 'no message'})", hint=_diagnosis(result.status_code),
                 http_status=result.http_status, server_message=result.message or None)
-    except DistributeError as exc:
-        error = exc
-        out.update(httpStatus=exc.http_status, message=exc.server_message or exc.title)
-    if error is not None:
-        out["error"] = error.kind
+        return result
+
+    outcome = guarded(check)
+    if isinstance(outcome, DistributeError):
+        error = outcome
+        if not isinstance(error, WebhookNotDelivered):
+            out.update(httpStatus=error.http_status, message=error.server_message or error.title)
+        out["error"] = error.kind.value
         lines = [str(p) for p in error.problems] if isinstance(error, InvalidInput) \
             else [f"{error.title}: {error.detail}."]
         if error.hint and not isinstance(error, InvalidInput):
@@ -153,10 +129,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     else:
         _err(f"Webhook delivered: the receiver answered {out['statusCode']} "
              f"({out['message'] or 'success'}).")
-    if args.json:
+    if parsed.json:
         sys.stdout.write(scrub(json.dumps(out)) + "\n")
         sys.stdout.flush()
-    return 0 if error is None else exit_code_of(error)
+    return outcome.code if isinstance(outcome, DistributeError) else 0
 
 
 def _err(text: str) -> None:

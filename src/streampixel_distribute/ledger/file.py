@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
-from . import Ledger, LedgerContext, printable, validate_spec
+from . import Ledger, LedgerContext
+from .spec import printable, validate_spec
 
 if sys.platform != "win32":
     import fcntl

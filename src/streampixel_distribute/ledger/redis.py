@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 from .. import redact
 from ..errors import LedgerError
-from . import Ledger, LedgerContext, find_userinfo, printable, validate_spec, without_userinfo
+from ..urls import find_userinfo, without_userinfo
+from . import Ledger, LedgerContext
+from .spec import printable, validate_spec
 
 if TYPE_CHECKING:
     from redis import Redis

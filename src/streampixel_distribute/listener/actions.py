@@ -11,21 +11,19 @@ or requeue (the listener is stopping and the item was not acted on).
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..api import Result, StreampixelClient, TooManyRequests, excerpt, http_session
+from ..commands import Distribute
 from ..coordinator import Coordinator, Progress
-from ..errors import Cancelled, DistributeError, LedgerError, RateLimited
+from ..errors import Cancelled, DistributeError, InvalidInput, LedgerError, RateLimited
 from ..ledger import Ledger
 from ..redact import scrub
-from ..settings import Settings
+from ..settings import Account, target_for
 from .log import JsonLog
 from .metrics import Metrics
 from .queue import Item
@@ -33,14 +31,15 @@ from .queue import Item
 if TYPE_CHECKING:
     import requests
 
-HEX24 = re.compile(r"[0-9a-fA-F]{24}")
-LOOSE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+OutcomeState = Literal["done", "failed", "retry", "requeue"]
 
 
-@dataclass
-class Outcome:
-    state: str  # done | failed | retry | requeue
-    result: dict[str, Any] = field(default_factory=dict)
+class Outcome(NamedTuple):
+    """What became of a delivery: done, failed (no retry can help), retry (transient; try again
+    later) or requeue (the listener is stopping and the item was not acted on)."""
+
+    state: OutcomeState
+    result: dict[str, Any]
 
 
 class StopClock:
@@ -73,44 +72,39 @@ class CountingClient(StreampixelClient):
             raise
 
 
-def _error_result(exc: DistributeError) -> dict[str, Any]:
-    return {"error": exc.kind, "title": scrub(exc.title), "detail": scrub(exc.detail),
+def error_result(exc: DistributeError) -> dict[str, Any]:
+    return {"error": exc.kind.value, "title": scrub(exc.title), "detail": scrub(exc.detail),
             "hint": scrub(exc.hint), "http_status": exc.http_status}
 
 
 class DistributeAction:
     kind = "distribute"
 
-    def __init__(self, base: Settings, *, ledger: Ledger, client: StreampixelClient,
+    def __init__(self, account: Account, *, ledger: Ledger, client: StreampixelClient,
                  clock: StopClock, metrics: Metrics) -> None:
-        self.base = base
+        self.account = account
         self.ledger = ledger
         self.client = client
         self.clock = clock
         self.metrics = metrics
 
-    def _bad_id(self, value: str) -> bool:
-        return not (HEX24.fullmatch(value) if self.base.strict_ids else LOOSE_ID.fullmatch(value))
-
     def run(self, item: Item, log: JsonLog) -> Outcome:
-        if self._bad_id(item.project_id) or self._bad_id(item.upload_id):
-            return Outcome("failed", {
-                "error": "invalid-input", "title": "Unusable ids in the webhook",
-                "hint": "The webhook's projectId/uploadId are not 24 hex characters; if your "
-                "account really uses other ids, set STREAMPIXEL_STRICT_IDS=false."})
-        settings = dataclasses.replace(self.base, project_id=item.project_id,
-                                       upload_id=item.upload_id)
-        progress = Progress()
-        coordinator = Coordinator(settings, ledger=self.ledger, client=self.client,
-                                  clock=self.clock, log=log, progress=progress)
         try:
-            result = coordinator.run()
+            target = target_for(self.account, project_id=item.project_id,
+                                upload_id=item.upload_id)
+        except InvalidInput as exc:
+            return Outcome("failed", error_result(exc))
+        progress = Progress()
+        coordinator = Coordinator(self.account, ledger=self.ledger, clock=self.clock, log=log,
+                                  progress=progress)
+        try:
+            result = coordinator.run(Distribute(self.client, self.account, target))
         except Cancelled:
             self.metrics.waited(progress.waited)
             return Outcome("requeue", {"waited": round(progress.waited, 3)})
         except DistributeError as exc:
             self.metrics.waited(progress.waited)
-            out = _error_result(exc) | {"attempts": progress.attempts,
+            out = error_result(exc) | {"attempts": progress.attempts,
                                         "waited": round(progress.waited, 3)}
             # A slot beyond max-wait, an unreachable ledger or a persistent 5xx may all pass.
             transient = exc.retryable or isinstance(exc, (LedgerError, RateLimited))

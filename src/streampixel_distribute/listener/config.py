@@ -13,6 +13,7 @@ Every problem is reported at once, as for the action's own inputs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import urllib.parse
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput, Problem
+from ..urls import is_loopback_host
 
 ACTIONS = ("distribute", "dispatch")
 DEFAULT_EVENTS = ("build.approved",)
@@ -208,6 +210,42 @@ def load_rules(value: str | None, extra_allow: Sequence[str] = ()) -> Rules:
 # -- everything ----------------------------------------------------------------------------
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The listener's own flags (the account's come from the table of inputs)."""
+    parser.description = ("Receive Streampixel webhooks durably and act on them: distribute the "
+                          "build, or start a GitHub workflow by repository_dispatch. See "
+                          "docs/listener.md.")
+    a = parser.add_argument
+    a("--host", help="address to listen on (STREAMPIXEL_LISTEN_HOST; default 127.0.0.1, use "
+      "0.0.0.0 in a container)")
+    a("--port", help="port; 0 picks a free one (STREAMPIXEL_LISTEN_PORT; default 8788)")
+    a("--token", help="the secret in the delivery path /webhook/<token> "
+      "(STREAMPIXEL_WEBHOOK_TOKEN; prefer the variable)")
+    a("--queue", help="SQLite queue file; keep it on a persistent volume (STREAMPIXEL_QUEUE; "
+      "default ./streampixel-queue.sqlite3)")
+    a("--actions", help="actions per project: JSON, or a path to a JSON file "
+      "(STREAMPIXEL_WEBHOOK_ACTIONS; default: distribute on build.approved)")
+    a("--allow-projects", help="comma-separated project ids; others get 403 "
+      "(STREAMPIXEL_ALLOW_PROJECTS)")
+    a("--max-body", help="largest accepted body in bytes (STREAMPIXEL_LISTEN_MAX_BODY; "
+      "default 65536)")
+    a("--threads", help="HTTP worker threads (STREAMPIXEL_LISTEN_THREADS; default 8)")
+    a("--connection-limit", help="open connections at once; beyond it the oldest one not being "
+      "served is closed for the new one (STREAMPIXEL_LISTEN_CONNECTION_LIMIT; default 1000)")
+    a("--request-timeout", help="seconds a request may take to arrive whole, headers and body; "
+      "slower clients are dropped (STREAMPIXEL_LISTEN_REQUEST_TIMEOUT; default 5)")
+    a("--max-attempts", help="attempts per delivery on transient failures "
+      "(STREAMPIXEL_LISTEN_MAX_ATTEMPTS; default 5)")
+    a("--max-pending", help="most deliveries waiting to be acted on; more get 503 "
+      "(STREAMPIXEL_LISTEN_MAX_PENDING; default 1000)")
+    a("--retention-days", help="days a done delivery is kept (and recognised as a duplicate) "
+      "before it is deleted (STREAMPIXEL_LISTEN_RETENTION_DAYS; default 30)")
+    a("--paused", action="store_true", help="queue deliveries but act on none, e.g. during "
+      "maintenance; restart without it to work off the backlog (STREAMPIXEL_LISTEN_PAUSED)")
+    a("--ready-file", help="write {\"port\", \"pid\"} here once listening "
+      "(STREAMPIXEL_LISTEN_READY_FILE)")
+
+
 def _pick(flag: Any, environ: Mapping[str, str], *names: str) -> str | None:
     if flag is not None and str(flag).strip():
         return str(flag).strip()
@@ -276,7 +314,7 @@ def load_config(args: Any, environ: Mapping[str, str]) -> ListenerConfig:
                                     "to a token that may write the target repository's "
                                     "contents (fine-grained: Contents read and write)."))
         parts = urllib.parse.urlsplit(github_api)
-        if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
             problems.append(Problem("GITHUB_API_URL", "must be an https URL (http is accepted "
                                     "for loopback only).", "Leave it unset for github.com."))
     if problems:

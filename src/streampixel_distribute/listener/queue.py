@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import DistributeError
+from ..errors import QueueError
 
 if sys.platform != "win32":
     import fcntl
@@ -60,12 +60,6 @@ CREATE INDEX IF NOT EXISTS deliveries_todo ON deliveries (state, action, not_bef
 
 PROBE_INTERVAL = 1.0  # /healthz may be polled often: one real write per second at most
 _PROBE_EVENT = "listener.probe"  # the health probe's row; no delivery has an empty uploadId
-
-
-class QueueError(DistributeError):
-    kind = "queue-error"
-    exit_code = 2
-    default_title = "Queue unavailable"
 
 
 class QueueFull(Exception):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Protocol
 
+from ..cli import guarded
+from ..clock import backoff
+from ..errors import DistributeError
 from ..redact import scrub
-from .actions import Outcome
+from .actions import Outcome, error_result
 from .log import JsonLog
 from .metrics import Metrics
 from .queue import Item, Queue
@@ -34,7 +36,7 @@ class Action(Protocol):
 
 
 def retry_delay(attempts: int) -> float:
-    return min(RETRY_CAP, RETRY_BASE * 2.0 ** max(0, attempts - 1))
+    return backoff(attempts - 1, unit=RETRY_BASE, cap=RETRY_CAP)
 
 
 class Worker(threading.Thread):
@@ -76,14 +78,11 @@ class Worker(threading.Thread):
             self._record(log, "requeue", lambda: self.queue.requeue(item.id, self.now()))
             return
         log.info(f"acting on {item.event}: {kind}")
-        try:
-            outcome = self.action.run(item, log)
-        except Exception as exc:  # noqa: BLE001 - one bad item must not stop the others
-            outcome = Outcome("failed", {
-                "error": "internal-error", "title": f"{type(exc).__name__}: {exc}"[:300],
-                "hint": "A bug: please report it with this log line."})
-            log.emit("error", "internal error while acting on a delivery",
-                     traceback=scrub(traceback.format_exc())[-2000:])
+        # One bad item must not stop the others: a bug fails this item, with its traceback.
+        done = guarded(lambda: self.action.run(item, log), on_bug=lambda trace: log.emit(
+            "error", "internal error while acting on a delivery", traceback=trace[-2000:]))
+        outcome = Outcome("failed", error_result(done)) if isinstance(
+            done, DistributeError) else done
         now = self.now()
         result = outcome.result
         if outcome.state == "done":
@@ -127,6 +126,6 @@ class Worker(threading.Thread):
                 log.emit("error", f"could not record the result ({state}); retrying in "
                          f"{delay:g} s", error=scrub(str(exc)))
                 self.stop.wait(delay)
-                delay = min(RECORD_RETRY_CAP, delay * 2)
+                delay = backoff(1, unit=delay, cap=RECORD_RETRY_CAP)
                 continue
             return

@@ -8,64 +8,21 @@ last gate before anything leaves the process.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from ..errors import DistributeError, InvalidInput
 from ..redact import scrub
 from . import github, plain
+from .record import OUTPUT_NAMES, Report, Status, build_report
 from .summary import render_summary
 
-OUTPUT_NAMES = (
-    "status", "message", "http-status", "attempts", "waited-seconds", "slot-at",
-    "triggered-at", "error", "ledger", "position",
-)
-
-
-@dataclass
-class Report:
-    """Everything the final outputs and summary say about one run."""
-
-    status: str  # triggered | dry-run | failed
-    message: str = ""
-    http_status: int | None = None
-    attempts: int = 0
-    waited: float = 0.0
-    slot_at: str = ""
-    triggered_at: str = ""
-    error: DistributeError | None = None
-    ledger: str = ""
-    position: int | None = None
-    project_id: str = ""
-    upload_id: str = ""
-    user_id: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-    def outputs(self) -> dict[str, str]:
-        values = {
-            "status": self.status,
-            "message": self.message,
-            "http-status": "" if self.http_status is None else str(self.http_status),
-            "attempts": str(self.attempts),
-            "waited-seconds": f"{round(self.waited)}",
-            "slot-at": self.slot_at,
-            "triggered-at": self.triggered_at,
-            "error": self.error.kind if self.error else "",
-            "ledger": self.ledger,
-            "position": "" if self.position is None else str(self.position),
-        }
-        return {name: scrub(values[name]) for name in OUTPUT_NAMES}
-
-
-def shorten_id(value: str) -> str:
-    """User ids are semi-secret: show enough to recognise, not enough to reuse."""
-    return value if len(value) <= 8 else f"{value[:4]}…{value[-4:]}"
-
+__all__ = ["OUTPUT_NAMES", "Report", "Reporter", "Status", "build_report"]
 
 class Reporter:
     def __init__(
@@ -155,39 +112,32 @@ class Reporter:
 
     # -- the end ------------------------------------------------------------------------------
 
-    def finish(self, report: Report) -> list[str]:
-        """Write outputs and the summary everywhere asked for. Returns problems writing them."""
+    def finish(self, report: Report) -> None:
+        """Write outputs and the summary everywhere asked for; a file that cannot be written is
+        a warning, not a failure (the run's result stands)."""
         outputs = report.outputs()
         summary = scrub(render_summary(report))
-        problems: list[str] = []
-
-        def attempt(what: str, action: object) -> None:
-            try:
-                action()  # type: ignore[operator]
-            except OSError as exc:
-                problems.append(f"could not write {what}: {scrub(str(exc))}")
-
+        writes: list[tuple[str, Callable[[], object]]] = []
         if self.on_github:
             output_path = self.environ.get("GITHUB_OUTPUT")
             if output_path:
-                attempt("$GITHUB_OUTPUT",
-                        lambda: github.append(output_path, github.output_records(outputs)))
+                writes.append(("$GITHUB_OUTPUT", lambda: github.append(
+                    output_path, github.output_records(outputs))))
             summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
             if summary_path:
-                attempt("$GITHUB_STEP_SUMMARY",
-                        lambda: github.append(summary_path, summary + "\n"))
-        if self.output_file:
-            path = self.output_file
-            attempt(str(path), lambda: path.write_text(plain.name_value(outputs), encoding="utf-8"))
-        if self.summary_file:
-            sfile = self.summary_file
-            attempt(str(sfile), lambda: sfile.write_text(summary + "\n", encoding="utf-8"))
-        if self.dotenv:
-            dpath = self.dotenv
-            attempt(str(dpath), lambda: dpath.write_text(plain.dotenv(outputs), encoding="utf-8"))
+                writes.append(("$GITHUB_STEP_SUMMARY",
+                               lambda: github.append(summary_path, summary + "\n")))
+        for path, text in ((self.output_file, plain.name_value(outputs)),
+                           (self.summary_file, summary + "\n"),
+                           (self.dotenv, plain.dotenv(outputs))):
+            if path is not None:
+                writes.append((str(path), functools.partial(path.write_text, text, "utf-8")))
+        for what, write in writes:
+            try:
+                write()
+            except OSError as exc:
+                self.warning(f"could not write {what}: {scrub(str(exc))}",
+                             title="Output not written")
         if self.json_stdout:
             self.stdout.write(json.dumps(outputs) + "\n")
             self.stdout.flush()
-        for problem in problems:
-            self.warning(problem, title="Output not written")
-        return problems

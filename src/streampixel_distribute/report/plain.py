@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ..redact import one_line
+
 DOTENV_PREFIX = "STREAMPIXEL_"
 DOTENV_MAX_VARIABLES = 19
 DOTENV_MAX_BYTES = 5 * 1024 - 1
@@ -37,22 +39,14 @@ DOTENV_LOOKALIKES = {"#": "\uff03", "$": "\uff04", '"': "\u201d", "'": "\u2019",
 _LOOKALIKE_TABLE = str.maketrans(DOTENV_LOOKALIKES)
 
 
-def one_line(value: str) -> str:
-    """Non-printable characters (controls, line and paragraph breaks, Unicode spaces, lone
-    surrogates) become spaces, runs of whitespace one space, and the ends are trimmed."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
-
-
 def flatten(value: str, limit: int) -> str:
     """One line, no double quotes or control characters, at most `limit` characters."""
-    value = one_line(value).replace('"', "'")
-    return value if len(value) <= limit else value[: limit - 1] + ELLIPSIS
+    return one_line(value, limit).replace('"', "'")
 
 
 def dotenv_value(value: str, limit: int = DOTENV_MAX_VALUE) -> str:
     """`value` as GitLab and the `dotenv` parser both read it back unchanged (module docstring)."""
-    value = one_line(value).translate(_LOOKALIKE_TABLE)
-    return value if len(value) <= limit else value[: limit - 1] + ELLIPSIS
+    return one_line(value, limit).translate(_LOOKALIKE_TABLE)
 
 
 def _fit_bytes(value: str, room: int) -> str:

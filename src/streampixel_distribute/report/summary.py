@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ..clock import iso
 from ..errors import InvalidInput
-
-if TYPE_CHECKING:
-    from . import Report
+from ..redact import shorten_id
+from .record import Report, Status
 
 
 def _cell(value: str) -> str:
@@ -19,33 +17,31 @@ def _code(value: str) -> str:
 
 
 def render_summary(report: Report) -> str:
-    from . import shorten_id  # noqa: PLC0415 - avoids an import cycle
-
     heading = {
-        "triggered": "✅ Streampixel distribution triggered",
-        "dry-run": "🧪 Streampixel distribution: dry run passed",
+        Status.TRIGGERED: "✅ Streampixel distribution triggered",
+        Status.DRY_RUN: "🧪 Streampixel distribution: dry run passed",
     }.get(report.status, "❌ Streampixel distribution failed")
     if report.error is not None:
         heading += f": {report.error.title}"
-    slot = report.slot_at or "—"
-    if report.slot_at and report.position is not None:
+    slot = iso(report.slot_at) or "—"
+    if report.slot_at is not None and report.position is not None:
         slot += f" (position {report.position})"
     rows = [
-        ("Result", report.status),
+        ("Result", report.status.value),
         ("Server message", report.message),
-        ("Project", _code(report.project_id)),
-        ("Upload", _code(report.upload_id)),
+        ("Project", _code(report.target.project_id)),
+        ("Upload", _code(report.target.upload_id)),
         ("Account", _code(shorten_id(report.user_id)) if report.user_id else "—"),
         ("Ledger", _code(report.ledger)),
         ("Slot", slot),
         ("Waited", f"{round(report.waited)} s"),
         ("Attempts", str(report.attempts)),
         ("HTTP status", "" if report.http_status is None else str(report.http_status)),
-        ("Triggered at", report.triggered_at),
+        ("Triggered at", iso(report.called_at)),
     ]
     lines = [f"## {heading}", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
-    if report.status == "triggered":
+    if report.status is Status.TRIGGERED:
         lines += ["", "Distribution runs asynchronously on Streampixel's side; the "
                   "`build.distributing` and `build.approved` webhooks tell when it is live."]
     error = report.error

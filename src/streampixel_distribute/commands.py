@@ -1,0 +1,97 @@
+"""The write commands: what a run of `distribute` does, from a checked Job to a Result.
+
+Each command is a `WriteCall` made through the one coordinator path (coordinator.py); the CLI,
+the action and the listener differ only in where the account and the target come from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from contextlib import closing
+
+from .api import Result, StreampixelClient
+from .clock import Clock
+from .coordinator import Coordinator, Log, Progress
+from .errors import NotReady
+from .ledger.policy import choose_ledger
+from .settings import Account, Job, Target
+from .settings.event import REJECTED
+
+_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+
+
+class Distribute:
+    """`POST /projects/distribute-file`: push an uploaded build to the streaming servers."""
+
+    name = "distribute-file"
+
+    def __init__(self, client: StreampixelClient, account: Account, target: Target) -> None:
+        self.client = client
+        self.account = account
+        self.target = target
+
+    def describe(self) -> str:
+        return f"for project {self.target.project_id}, upload {self.target.upload_id}"
+
+    def prepare(self) -> None:
+        self.client.prepare()
+
+    def prepare_cost(self) -> float:
+        return self.client.prepare_cost()
+
+    def send(self) -> Result:
+        return self.client.distribute(
+            api_key=self.account.api_key, user_id=self.account.user_id,
+            project_id=self.target.project_id, upload_id=self.target.upload_id)
+
+
+def run(job: Job, *, environ: Mapping[str, str], clock: Clock, log: Log,
+        progress: Progress) -> Result | None:
+    """Do what `job` asks; the Result of the call, or None for a dry run."""
+    rejected = rejected_build(job)
+    if rejected is not None:
+        raise rejected
+    account = job.account
+    ledger = choose_ledger(account.ledger, github_token=account.github_token, environ=environ,
+                           now=clock.time, notes=log)
+    with closing(ledger):
+        progress.ledger = ledger.description
+        coordinator = Coordinator(account, ledger=ledger, clock=clock, log=log, progress=progress)
+        client = StreampixelClient(account.api_url, timeout=account.timeout)
+        call = Distribute(client, account, job.target)
+        if job.dry_run:
+            coordinator.dry_run(call)
+            return None
+        try:
+            return coordinator.run(call)
+        finally:
+            progress.ledger = ledger.description  # `auto` may have degraded meanwhile
+
+
+def rejected_build(job: Job) -> NotReady | None:
+    """A run triggered by `build.rejected` for the build it would distribute has nothing to do.
+
+    Given another upload-id explicitly (say, a rollback to an older build), the payload is about
+    a different build and does not stop the run.
+    """
+    hook = job.webhook
+    if hook is None or hook.event != REJECTED:
+        return None
+    payload_upload = hook.ids.get("uploadId")
+    ours = job.webhook_supplied or (
+        payload_upload is not None and payload_upload.lower() == job.target.upload_id.lower())
+    if not ours:
+        return None
+    upload, project = hook.ids.get("uploadId", ""), hook.ids.get("projectId", "")
+    which = f"build {upload.lower()}" if _HEX24.fullmatch(upload) else "the build"
+    if _HEX24.fullmatch(project):
+        which += f" of project {project.lower()}"
+    objection = hook.objection or "no reason given"
+    return NotReady(
+        f"Streampixel rejected {which} (webhook build.rejected): {objection}",
+        title="Build rejected by Streampixel",
+        hint="Nothing was distributed. Fix what the objection names, upload a new build, and "
+        "distribute it once its `build.approved` webhook arrives.",
+        server_message=objection,
+    )
