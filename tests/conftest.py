@@ -13,3 +13,17 @@ pytest_plugins = [
     "support.git_server",
     "support.redis_server",
 ]
+
+from collections.abc import Iterator  # noqa: E402 - after the plugin list, read first
+
+import pytest  # noqa: E402
+
+from streampixel_distribute import redact  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redact_registry() -> Iterator[None]:
+    """Secrets registered by one test must not mask (and so hide leaks in) the next."""
+    redact.clear()
+    yield
+    redact.clear()

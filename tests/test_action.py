@@ -89,23 +89,23 @@ def test_success_sets_outputs_summary_and_calls_once(account: Emulator, action: 
 
 
 @pytest.mark.parametrize(
-    ("override", "code", "kind", "fix_words"),
+    ("override", "code", "kind", "status", "fix_words"),
     [
-        ({"API-KEY": "sk-wrong-key-1234567"}, 3, "unauthorized", "STREAMPIXEL_API_KEY"),
-        ({"USER-ID": "6a1b2c3d4e5f60718293ffff"}, 3, "unauthorized", "user-id"),
-        ({"PROJECT-ID": OTHER_PROJECT}, 4, "not-found", "project-id"),
-        ({"UPLOAD-ID": "6a1b2c3d4e5f60718293cfff"}, 4, "not-found", "upload-id"),
-        ({"UPLOAD-ID": PROCESSING}, 4, "not-ready", "build.approved"),
+        ({"API-KEY": "sk-wrong-key-1234567"}, 3, "unauthorized", "401", "STREAMPIXEL_API_KEY"),
+        ({"USER-ID": "6a1b2c3d4e5f60718293ffff"}, 3, "unauthorized", "401", "user-id"),
+        ({"PROJECT-ID": OTHER_PROJECT}, 4, "not-found", "404", "project-id"),
+        ({"UPLOAD-ID": "6a1b2c3d4e5f60718293cfff"}, 4, "not-found", "404", "upload-id"),
+        ({"UPLOAD-ID": PROCESSING}, 4, "not-ready", "400", "build.approved"),
     ],
 )
 def test_error_paths(account: Emulator, action: Action, override: dict[str, str], code: int,
-                     kind: str, fix_words: str) -> None:
+                     kind: str, status: str, fix_words: str) -> None:
     run = action(inputs(account, **override))
     assert run.exit_code == code, run.stdout + run.stderr
     assert run.outputs["status"] == "failed"
     assert run.outputs["error"] == kind
     assert run.outputs["attempts"] == "1"  # never retried
-    assert run.outputs["http-status"] in ("400", "401", "403", "404")
+    assert run.outputs["http-status"] == status
     assert "::error title=" in run.stdout
     assert fix_words in run.stdout
     assert "❌" in run.summary

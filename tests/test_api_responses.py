@@ -62,7 +62,7 @@ def test_success_without_message_gets_a_default() -> None:
         (400, "File has no URL yet", NotReady, "not-ready", 4, "build.approved"),
         (400, "Missing required field: uploadId", InvalidInput, "invalid-input", 2, "secret"),
         (415, "Unsupported Media Type", ServerError, "server-error", 6, "proxy"),
-        (500, "Internal server error", ServerError, "server-error", 6, "retried"),
+        (500, "Internal server error", ServerError, "server-error", 6, "transient"),
     ],
 )
 def test_error_mapping(status: int, message: str, cls: type[DistributeError], kind: str,
@@ -157,3 +157,18 @@ def test_excerpt_is_short_single_line_and_scrubbed() -> None:
         assert excerpt("oops sk-EXCERPTSECRET-123456 here") == "oops *** here"
     finally:
         redact.clear()
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504, 599])
+def test_server_side_failures_are_retryable_and_may_have_used_the_window(status: int) -> None:
+    """408 and 5xx: retry on a fresh slot, a full interval later (the call reached the server)."""
+    with pytest.raises(ServerError) as info:
+        interpret(status, {}, body("Request Timeout"), now=NOW)
+    assert info.value.retryable and info.value.reached_server
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 415, 418, 422])
+def test_client_errors_are_never_retryable(status: int) -> None:
+    with pytest.raises(DistributeError) as info:
+        interpret(status, {}, body("nope"), now=NOW)
+    assert not info.value.retryable

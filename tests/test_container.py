@@ -16,15 +16,13 @@ from pathlib import Path
 import pytest
 
 from streampixel_distribute.emulator import DEMO
-from streampixel_distribute.settings import SPECS
 from support.container import (
     ContainerImage,
     ImageEmulator,
     RunAction,
-    action_inputs,
-    parse_github_output,
     start_image_emulator,
 )
+from support.tools import require_binary
 
 pytestmark = pytest.mark.container
 BASE_IMAGE = "docker.io/library/python:3.13-slim"
@@ -37,7 +35,6 @@ OUTPUT_NAMES = {"status", "message", "http-status", "attempts", "waited-seconds"
 
 def printed(stdout: str) -> str:
     """What the log shows: `::add-mask::` lines are consumed by the runner, never displayed."""
-    # github-action-utils writes `::add-mask ::VALUE`; the runner reads both spellings.
     return "\n".join(ln for ln in stdout.splitlines() if not ln.startswith("::add-mask"))
 
 
@@ -52,24 +49,6 @@ def inputs(emulator: ImageEmulator, **overrides: str) -> dict[str, str]:
     }
     env.update({f"INPUT_{k.upper().replace('_', '-')}": v for k, v in overrides.items()})
     return env
-
-
-def test_action_yml_declares_every_input_with_the_settings_default() -> None:
-    declared = action_inputs()
-    assert set(declared) == set(SPECS)
-    for name, spec in SPECS.items():
-        if name == "github-token":
-            assert declared[name] == "${{ github.token }}"
-        elif spec.default:
-            assert declared[name] == spec.default, name
-
-
-def test_parse_github_output_reads_both_forms() -> None:
-    text = "status=triggered\nmessage<<ghadelim_1\nline one\nline=two\nghadelim_1\nerror=\n"
-    assert parse_github_output(text) == {
-        "status": "triggered", "message": "line one\nline=two", "error": ""}
-    with pytest.raises(ValueError, match="never closes"):
-        parse_github_output("message<<EOF\nno end\n")
 
 
 def test_distributes_against_the_emulator(
@@ -271,8 +250,7 @@ def test_https_emulator_trusted_through_requests_ca_bundle(
     """What self-test.yml does on a GitHub runner: one self-signed certificate (made with the
     same openssl command), served by the image's emulator, trusted by the action container
     through REQUESTS_CA_BUNDLE pointing into the workspace."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+    require_binary("openssl", "openssl")
     tls = tmp_path / "tls"
     tls.mkdir()
     subprocess.run(

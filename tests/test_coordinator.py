@@ -130,9 +130,11 @@ def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
     ledger.reserve(key, 120, 0)  # two other jobs are ahead
     ledger.reserve(key, 120, 0)
     coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
     coordinator.run()
     assert client.prepared  # HTTP set up before the wait, not after the slot began
-    assert client.calls == [clock.now]
+    assert client.calls == [start + 240]  # the two reservations ahead, 120 s each
+    assert sum(clock.sleeps) == pytest.approx(240)
     assert coordinator.progress.waited == pytest.approx(240)
     assert coordinator.progress.position == 2
     assert max(clock.sleeps) <= HEARTBEAT_SECONDS
@@ -178,7 +180,7 @@ def test_429_beyond_max_wait_exits_5_with_eta() -> None:
         coordinator.run()
     assert len(client.calls) == 1
     assert info.value.http_status == 429
-    assert info.value.eta is not None
+    assert info.value.eta == pytest.approx(client.calls[0] + 120)  # when the server said
 
 
 def test_transient_before_send_backs_off_briefly() -> None:
@@ -329,3 +331,68 @@ def test_slot_stored_too_late_is_given_up_for_a_later_one(tmp_path: Path) -> Non
     slot = coordinator.progress.slot_at
     assert slot is not None
     assert client.calls == [pytest.approx(slot)]  # the call leaves on its slot, not late
+
+
+# --- position: every job of a burst, at the real interval ----------------------------------------
+
+
+@pytest.mark.parametrize("late_start", [0.0, 3.0, 0.4])
+def test_position_counts_the_reservations_ahead_at_every_place(tmp_path: Path,
+                                                               late_start: float) -> None:
+    """Five jobs start together (one of them `late_start` s after the first) at 120 s: each
+    reports how many jobs are ahead of it, whatever the guard between slots."""
+    start = 1_700_000_000.0
+    path = tmp_path / "ledger.json"
+    positions, slots = [], []
+    for number in range(5):
+        clock = FakeClock(start + (late_start if number == 2 else 0.0))
+        ledger = open_ledger(f"file://{path}", LedgerContext(now=clock.time))
+        coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+        # Every job reserves before any of them calls: run them one after another, each on its
+        # own clock that starts at the common start (the fake clocks never sleep into another).
+        coordinator.run()
+        positions.append(coordinator.progress.position)
+        slots.append(client.calls[0])
+    assert positions == [0, 1, 2, 3, 4]
+    spacing = coordinator.spacing
+    assert slots == pytest.approx([start + k * spacing for k in range(5)])
+
+
+def test_position_ignores_small_clock_differences_between_jobs(tmp_path: Path) -> None:
+    """A job whose clock is a little behind the first job's still counts one job ahead."""
+    path = tmp_path / "ledger.json"
+    first = FakeClock(1_700_000_000.5)
+    coordinator, _, _ = run(make_settings(), [OK], clock=first,
+                            ledger=open_ledger(f"file://{path}", LedgerContext(now=first.time)))
+    coordinator.run()
+    second = FakeClock(1_700_000_000.0)
+    coordinator, _, _ = run(make_settings(), [OK], clock=second,
+                            ledger=open_ledger(f"file://{path}", LedgerContext(now=second.time)))
+    coordinator.run()
+    assert coordinator.progress.position == 1
+
+
+@pytest.mark.parametrize(("retries", "said"), [(0, "It was not retried (`retries: 0`)."),
+                                               (2, "It was retried 2 times.")])
+def test_the_fix_says_how_often_a_transient_failure_was_retried(retries: int, said: str) -> None:
+    coordinator, client, _ = run(make_settings(retries=retries, max_wait=10_000),
+                                 [transient(False)] * 5)
+    with pytest.raises(NetworkError) as info:
+        coordinator.run()
+    assert len(client.calls) == retries + 1
+    assert info.value.hint.startswith(said), info.value.hint
+    assert "retried" not in info.value.hint.removeprefix(said)
+
+
+@pytest.mark.parametrize(("reached", "max_wait"), [(True, 100.0), (False, 1.0)])
+def test_a_retry_that_does_not_fit_in_max_wait_is_not_attempted(reached: bool,
+                                                               max_wait: float) -> None:
+    """The pause before a retry (a full interval, or a 1-2 s backoff) would end past the
+    deadline: fail at once with the cause, never call past max-wait."""
+    coordinator, client, _ = run(make_settings(max_wait=max_wait), [transient(reached), OK])
+    error_type = ServerError if reached else NetworkError
+    with pytest.raises(error_type) as info:
+        coordinator.run()
+    assert len(client.calls) == 1
+    assert "no retry fits in max-wait" in info.value.detail
+    assert coordinator.clock.time() - client.calls[0] == 0  # nothing was slept

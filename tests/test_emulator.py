@@ -18,6 +18,7 @@ import requests
 from streampixel_distribute import emulator as emu_mod
 from streampixel_distribute.emulator import DEMO, rate_limit_message
 from support.emulator import Emulator, WebhookReceiver
+from support.tools import missing, require_binary
 
 HEX24 = re.compile(r"^[0-9a-f]{24}$")
 SECRET_KEY = "sk-emulator-test-9f8e7d6c5b4a"  # distinctive, so a leak is easy to find
@@ -577,6 +578,7 @@ def test_signals_stop_it_cleanly(emulator_factory: Callable[..., Emulator], sig:
 
 def test_tls(tmp_path: Path, emulator_factory: Callable[..., Emulator]) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    require_binary("openssl", "openssl")
     made = subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
@@ -585,7 +587,7 @@ def test_tls(tmp_path: Path, emulator_factory: Callable[..., Emulator]) -> None:
         check=False,
     )  # fmt: skip
     if made.returncode != 0:
-        pytest.skip("openssl cannot make a test certificate here")
+        missing(f"openssl cannot make a test certificate here: {made.stderr!r}")
     emu = emulator_factory(tls_cert=cert, tls_key=key)
     assert emu.url.startswith("https://")
     with pytest.raises(requests.exceptions.SSLError):

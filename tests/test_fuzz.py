@@ -20,14 +20,12 @@ import contextlib
 import io
 import json
 import math
-import os
 import re
 import string
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,6 +36,7 @@ from streampixel_distribute.api import MAX_RETRY_AFTER, Result, interpret, parse
 from streampixel_distribute.errors import DistributeError
 from streampixel_distribute.report import OUTPUT_NAMES
 from streampixel_distribute.settings import INPUTS
+from support.commands import assert_documented_commands
 from support.hostile import closed_port
 from support.runner import LEAK_KEY, LEAK_TOKEN, parse_output_file
 
@@ -60,8 +59,8 @@ def assert_no_secret(text: str, secret: str = SECRET) -> None:
         assert form not in text, f"{form!r} leaked in {text!r}"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _registered() -> None:
+@pytest.fixture(autouse=True)
+def _registered(_fresh_redact_registry: None) -> None:
     redact.register(SECRET)
 
 
@@ -275,6 +274,7 @@ def run_cli(values: Mapping[str, str], *, via_env: bool, tmp: Path) -> tuple[int
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.run(argv, environ)
+    assert_documented_commands(out.getvalue(), err.getvalue())
     written = output.read_text() if output.exists() else ""
     return code, out.getvalue(), err.getvalue(), written
 
@@ -330,8 +330,6 @@ def test_every_input_accepts_or_names_itself(name: str, cli_tmp: Path, data: st.
 
 # --- webhook payloads on the event path ---------------------------------------------------------
 
-_COMMAND = re.compile(r"^::([a-zA-Z-]+)")
-_OURS = {"add-mask", "error", "warning", "notice", "group", "endgroup", "debug"}
 _injection = st.sampled_from([
     "\n::set-output name=status::triggered", "\r\n::add-mask::x", "%0A::warning::pwn",
     "\n::stop-commands::tok", "\u2028::error::x", "\n::endgroup::", "\x1b[31m", "${{ github }}",
@@ -362,16 +360,11 @@ def test_hostile_webhook_payload_cannot_inject_commands(
         "INPUT_USER-ID": USER, "INPUT_API-URL": "http://127.0.0.1:9/pixelStripeApi",
         "INPUT_LEDGER": "none", "INPUT_DRY-RUN": "true",
     }
-    out = io.StringIO()
-    # github-action-utils writes the file commands via os.environ, not the mapping given to run().
-    files = {k: environ[k] for k in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")}
-    with mock.patch.dict(os.environ, files), contextlib.redirect_stdout(out), \
-            contextlib.redirect_stderr(io.StringIO()):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.run([], environ)
     assert code in (0, 2, 4), out.getvalue()
-    for line in out.getvalue().splitlines():
-        match = _COMMAND.match(line)
-        assert match is None or match.group(1) in _OURS, line
+    assert_documented_commands(out.getvalue(), err.getvalue())
     outputs = parse_output_file(github_output.read_text())
     assert set(outputs) == set(OUTPUT_NAMES), outputs  # no output smuggled in
     assert outputs["status"] in ("dry-run", "failed")

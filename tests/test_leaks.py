@@ -24,7 +24,7 @@ import subprocess
 import sys
 import traceback
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ SECRETS = (LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD, GIT_PASSWORD)
 USER, PROJECT, UPLOAD = "65de00000000000000000e01", "65de00000000000000000e02", \
     "65de00000000000000000e03"
 PROCESSING = "65de00000000000000000e04"
-MASK_LINE = re.compile(r"::add-mask( [^:]*)?::")
+MASK_LINE = re.compile(r"::add-mask::")
 
 
 def leak_forms(secret: str) -> dict[str, str]:
@@ -120,12 +120,17 @@ class LeakSweep:
         assert not found, "secret leaked:\n" + "\n".join(found)
 
 
-def assert_masks_first(stdout: str) -> None:
-    """Every `::add-mask::` precedes every other line, and the key and token are masked."""
+def assert_masks_first(stdout: str, given: Iterable[str]) -> None:
+    """Every `::add-mask::` precedes every other line, and every secret `given` is masked."""
     lines = stdout.splitlines()
     first_other = next((i for i, ln in enumerate(lines) if not MASK_LINE.match(ln)), len(lines))
     late = [ln for ln in lines[first_other:] if MASK_LINE.match(ln)]
     assert not late, f"add-mask after output began: {late}"
+    masked = [MASK_LINE.sub("", ln) for ln in lines[:first_other]]
+    expected = {secret for secret in SECRETS if any(secret in value for value in given)}
+    assert expected, "the scenario passed none of the distinctive secrets"
+    missing = [s for s in expected if not any(s in mask for mask in masked)]
+    assert not missing, f"not masked first: {missing}"
 
 
 # --- scenario plumbing ---------------------------------------------------------------------------
@@ -161,7 +166,11 @@ class Ctx:
         assert run.exit_code == expect, run.stdout + run.stderr
         assert "Traceback" not in run.stdout + run.stderr
         if github:
-            assert_masks_first(run.stdout)
+            secret_inputs = ("api-key", "github-token", "ledger", "api-url")
+            given = self.inputs(**overrides)
+            assert_masks_first(run.stdout, [
+                *(given.get(name, "") for name in secret_inputs),
+                *(v for k, v in (env or {}).items() if k.endswith(("KEY", "TOKEN", "LEDGER")))])
         sweep.add_run(run)
         return run
 
@@ -336,7 +345,7 @@ def _cancelled(ctx: Ctx, sweep: LeakSweep) -> None:
     live.process.send_signal(signal.SIGTERM)
     run = finish_action(live, timeout=30)
     assert run.exit_code == 143
-    assert_masks_first(run.stdout)
+    assert_masks_first(run.stdout, [LEAK_KEY])
     sweep.add_run(run)
     sweep.add("file ledger", path.read_text())
 
@@ -417,9 +426,7 @@ def test_masks_come_first_even_with_stderr_merged(emulator: Emulator, tmp_path: 
     done = subprocess.run([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
     assert done.returncode == 2, done.stdout
-    assert_masks_first(done.stdout)
-    masked = {MASK_LINE.sub("", ln) for ln in done.stdout.splitlines() if MASK_LINE.match(ln)}
-    assert {LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD} <= masked
+    assert_masks_first(done.stdout, [LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD])
     sweep = LeakSweep()
     sweep.add("merged output", "\n".join(ln for ln in done.stdout.splitlines()
                                          if not MASK_LINE.match(ln)))

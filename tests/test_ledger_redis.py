@@ -111,10 +111,27 @@ def test_which_script_errors_mean_time_is_refused(message: str, refused: bool) -
     assert _time_refused(message) is refused
 
 
-def test_the_script_is_package_data() -> None:
-    script = load_script()
-    assert 'redis.call("TIME")' in script
-    assert "PX" in script
+def test_the_packaged_script_reserves_on_the_server_clock(redis_server: RedisServer) -> None:
+    """The script shipped as package data, run by the real server: peek stores nothing, reserve
+    stores next_free with an expiry, and both answer on the server's own clock."""
+    client, key = redis_server.client(), NAMESPACE + new_key()
+    script = client.register_script(load_script())
+    interval_us, delay_us = 60_000_000, 5_000_000
+    server_now, slot = (int(v) for v in script(keys=[key], args=[interval_us, delay_us, 1, ""]))
+    seconds, micros = client.time()
+    assert abs(seconds * 1_000_000 + micros - server_now) < 5_000_000  # the server's clock
+    assert slot == server_now + delay_us
+    assert client.get(key) is None  # peek stored nothing
+    now, first = (int(v) for v in script(keys=[key], args=[interval_us, 0, 0, ""]))
+    assert first == now
+    assert int(client.get(key) or 0) == first + interval_us
+    assert 0 < client.pttl(key) <= 2 * interval_us // 1000  # it expires once long past
+    _, second = (int(v) for v in script(keys=[key], args=[interval_us, 0, 0, ""]))
+    assert second == first + interval_us
+    # A caller-supplied server time (managed services that refuse TIME in scripts) is used as is.
+    fixed = now + 10_000_000_000
+    assert [int(v) for v in script(keys=[key], args=[interval_us, 0, 1, fixed])] == \
+        [fixed, fixed]
 
 
 # -- storage --------------------------------------------------------------------------------------

@@ -157,6 +157,8 @@ def test_uncoordinated_jobs_collide_and_recover_through_429_handling(
     rejected = statuses.count(429)
     record_property("429s with ledger none", rejected)
     print(f"ledger none, {JOBS} jobs: {rejected} responses were 429 ({statuses})")
+    # Started together without a ledger they collide, or this test proves nothing about 429s.
+    assert rejected >= 1, statuses
     assert statuses.count(200) == JOBS, statuses
     assert set(statuses) <= {200, 429}, statuses
     # Every POST is accounted for: the outputs' attempts add up to what the server saw.

@@ -11,7 +11,7 @@ import pytest
 
 from streampixel_distribute.cli import run
 from streampixel_distribute.errors import NotFound
-from streampixel_distribute.report import OUTPUT_NAMES, Report, shorten_id
+from streampixel_distribute.report import Report, shorten_id
 from streampixel_distribute.report.plain import dotenv
 from streampixel_distribute.report.summary import render_summary
 from support.runner import parse_output_file
@@ -57,14 +57,3 @@ def test_runner_files_come_from_the_given_mapping(tmp_path: Path,
     assert outputs["error"] == "invalid-input"
     assert "`user-id`" in (tmp_path / "summary").read_text()
     assert "GITHUB_OUTPUT" not in os.environ  # borrowed for the library call, then restored
-
-
-def test_action_yml_declares_every_output_the_reporter_writes() -> None:
-    declared: list[str] = []
-    section = ""
-    for line in (Path(__file__).parents[1] / "action.yml").read_text().splitlines():
-        if line and not line[0].isspace():
-            section = line.split(":", 1)[0]
-        elif section == "outputs" and line.startswith("  ") and not line.startswith("   "):
-            declared.append(line.strip().split(":", 1)[0])
-    assert declared == list(OUTPUT_NAMES)

@@ -378,6 +378,11 @@ def test_api_url_accepted(url: str, expect: str) -> None:
 @pytest.mark.parametrize(("url", "expect"), [
     ("http://api.example.test", "plain http"),
     ("http://10.0.0.1:8080", "plain http"),
+    # Names that merely start like a loopback host are ordinary hosts.
+    ("http://localhost.evil.test:8080", "plain http"),
+    ("http://localhostx/api", "plain http"),
+    ("http://127.0.0.1.evil.test/api", "plain http"),
+    ("http://[::ffff:10.0.0.1]/api", "plain http"),
     ("ftp://api.example.test", "http(s) URL"),
     ("api.streampixel.io/pixelStripeApi", "http(s) URL"),
     ("https://", "http(s) URL"),

@@ -29,7 +29,7 @@ from .errors import (
     ServerError,
     Unauthorized,
 )
-from .redact import scrub
+from .redact import one_line
 
 if TYPE_CHECKING:
     import requests
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 DISTRIBUTE_PATH = "/projects/distribute-file"
 MAX_BODY_BYTES = 64 * 1024  # a 1 MB error page is read no further than this
 EXCERPT_CHARS = 200
+MESSAGE_CHARS = 500
 USER_AGENT = f"streampixel-distribute/{__version__}"
 
 
@@ -100,10 +101,7 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """A short, single-line, scrubbed excerpt of a body that was not the expected JSON."""
     text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", text)
     text = re.sub(r"(?s)<[^>]*>", " ", text)
-    text = html.unescape(text)
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    text = scrub(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(html.unescape(text), limit)
 
 
 def http_session() -> requests.Session:
@@ -236,8 +234,8 @@ def _before_send(reason: str) -> bool:
 def _network(detail: str, *, reached: bool) -> NetworkError:
     error = NetworkError(
         detail,
-        hint="Usually transient; it was retried. If it persists, check the runner's network, "
-        "proxy settings (HTTPS_PROXY/NO_PROXY) and the `api-url` input.",
+        hint="Usually transient. If it persists, check the runner's network, proxy settings "
+        "(HTTPS_PROXY/NO_PROXY) and the `api-url` input.",
     )
     error.retryable = True
     error.reached_server = reached
@@ -257,7 +255,7 @@ def interpret(  # noqa: PLR0912, PLR0915 - one branch per documented status
     except ValueError:
         parsed = None
     raw_message = body.get("message")
-    message = scrub(str(raw_message))[:500] if isinstance(raw_message, str) else ""
+    message = one_line(raw_message, MESSAGE_CHARS) if isinstance(raw_message, str) else ""
     if not message and text.strip() and not body:
         message = excerpt(text)
     lowered = message.lower()
@@ -348,7 +346,7 @@ def interpret(  # noqa: PLR0912, PLR0915 - one branch per documented status
     if status >= 500 or status == 408:
         error = ServerError(
             said,
-            hint="A Streampixel-side failure; it was retried. If it persists, check "
+            hint="A Streampixel-side failure, usually transient. If it persists, check "
             "https://streampixel.io status or contact support@streampixel.io.",
             **kw,
         )

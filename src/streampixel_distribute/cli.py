@@ -88,7 +88,7 @@ def run(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     }
     reporter = Reporter(
         on_github=on_github, environ=environ, json_stdout=parsed.json, dotenv=parsed.dotenv,
-        summary_file=parsed.summary_file, output_file=parsed.output_file, debug=debug,
+        summary_file=parsed.summary_file, output_file=parsed.output_file,
     )
     # Masks first: nothing may be printed before the runner knows what to hide.
     for secret in secret_candidates(flags, environ):

@@ -64,6 +64,12 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _retries_spent(retries: int) -> str:
+    if retries <= 0:
+        return "It was not retried (`retries: 0`)."
+    return f"It was retried {retries} time{'s' if retries > 1 else ''}."
+
+
 def _hms(seconds: float) -> str:
     seconds = max(0, math.ceil(seconds))
     if seconds < 60:
@@ -142,7 +148,10 @@ class Coordinator:
                 continue
             except DistributeError as exc:
                 self.progress.http_status = exc.http_status
-                if not exc.retryable or failures >= s.retries:
+                if not exc.retryable:
+                    raise
+                if failures >= s.retries:
+                    exc.hint = _retries_spent(failures) + " " + exc.hint
                     raise
                 failures += 1
                 now = self.clock.time()
@@ -155,6 +164,7 @@ class Coordinator:
                 not_before = now + pause
                 if not_before > deadline:
                     exc.detail += f" (no retry fits in max-wait {s.max_wait:g} s)"
+                    exc.hint = _retries_spent(failures - 1) + " " + exc.hint
                     raise
                 self.log.warning(
                     f"{exc}. Retry {failures} of {s.retries} in about {_hms(pause)} "
@@ -214,11 +224,10 @@ class Coordinator:
 
     def _note_slot(self, slot: float, earliest: float) -> None:
         self.progress.slot_at = slot
-        # Position = how many reservations are ahead of ours: the distance past the earliest
-        # time we could have had, in intervals.
-        # A second of slack absorbs the time between our clock read and the ledger's.
-        ahead = (slot - earliest - 1.0) / self.settings.rate_limit_interval
-        self.progress.position = max(0, math.ceil(ahead))
+        # Position = how many reservations are ahead of ours. Reservations are `spacing` apart,
+        # so it is the distance past the earliest time we could have had, in whole spacings;
+        # rounding to the nearest one absorbs clock noise between jobs and ledgers.
+        self.progress.position = max(0, math.floor((slot - earliest) / self.spacing + 0.5))
 
     def _wait_until(self, slot: float) -> None:
         remaining = slot - self.clock.time()

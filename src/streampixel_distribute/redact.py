@@ -63,6 +63,15 @@ def scrub(text: str) -> str:
     return text
 
 
+def one_line(text: str, limit: int) -> str:
+    """The one sanitiser for text from outside (server messages, payloads, paths) that is
+    printed: printable characters only, one line, whitespace collapsed, secrets scrubbed, at most
+    `limit` characters (an ellipsis marks a cut). The runner writer neutralises command syntax."""
+    flat = "".join(c if c.isprintable() else " " for c in text[: limit * 4 + 64])
+    flat = scrub(" ".join(flat.split()))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def clear() -> None:
     """Forget every secret (tests and long-running servers that reload settings)."""
     with _lock:

@@ -145,6 +145,8 @@ def secret_candidates(flags: Mapping[str, str | None], environ: Mapping[str, str
             if raw:
                 found.append(raw)
                 found.append(raw.strip())
+                # A secret pasted with its quotes: the key itself is the part inside them.
+                found.append(raw.strip().strip("\"'`").strip())
                 # A value pasted with a line break may be printed one line at a time.
                 found.extend(part for part in raw.split() if len(part) >= 8)
     for name in ("ledger", "api-url"):

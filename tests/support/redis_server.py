@@ -15,8 +15,6 @@ Importing this module also registers the Redis backends with the ledger contract
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -30,6 +28,7 @@ import redis
 
 from support.ledger_contract import LedgerBackend, LedgerTarget, register
 from support.processes import stop_process
+from support.tools import require_binary
 
 #: Distinctive, so a test can assert it never shows up in any text.
 REDIS_PASSWORD = "rds-Pw-7c1f0e9a-SECRET"
@@ -41,20 +40,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def require_binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"`{name}` is not installed (apt-get install -y {package})"
-        if in_ci():
-            pytest.fail(f"{message}; CI is set, so this is a failure, not a skip", pytrace=False)
-        pytest.skip(message)
-    return path
 
 
 @dataclass

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from support.commands import assert_documented_commands
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "entrypoint.py"
 
@@ -63,6 +65,10 @@ class ActionRun:
     outputs: dict[str, str]
     summary: str
     files: dict[str, str]
+
+    def __post_init__(self) -> None:
+        # Every run of the program, on every path, prints commands both runners read alike.
+        assert_documented_commands(self.stdout, self.stderr)
 
     def everything(self) -> str:
         """All text the run produced that anyone can read, for leak checks.

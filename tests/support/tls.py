@@ -8,14 +8,13 @@ subjectAltName, so the only thing a client can object to is the unknown CA.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support.redis_server import in_ci
+from support.tools import require_binary
 
 _DAYS = "2"  # long enough for any test run, short enough to be useless if a key escaped
 
@@ -38,11 +37,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def make_test_ca(directory: Path) -> LoopbackCA:
     """A CA and a server certificate for loopback signed by it, in `directory`."""
-    if shutil.which("openssl") is None:
-        message = "`openssl` is not installed (apt-get install -y openssl)"
-        if in_ci():
-            pytest.fail(f"{message}; CI is set, so this is a failure, not a skip", pytrace=False)
-        pytest.skip(message)
+    require_binary("openssl", "openssl")
     directory.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", _DAYS,
              "-subj", "/CN=streampixel-distribute test CA", "-keyout", "ca.key", "-out", "ca.pem",

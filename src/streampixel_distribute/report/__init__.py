@@ -77,7 +77,7 @@ class Reporter:
         dotenv: Path | None = None,
         summary_file: Path | None = None,
         output_file: Path | None = None,
-        debug: bool = False,
+        stdout: TextIO | None = None,
         stderr: TextIO | None = None,
     ) -> None:
         self.on_github = on_github
@@ -86,35 +86,35 @@ class Reporter:
         self.dotenv = dotenv
         self.summary_file = summary_file
         self.output_file = output_file
-        self.debug_enabled = debug
+        self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.masked: set[str] = set()
 
     # -- logs -------------------------------------------------------------------------------
 
-    def _emit(self, line: str) -> None:
+    def _write(self, text: str) -> None:
         # On GitHub the runner reads commands from stdout; elsewhere stdout is kept for --json.
-        stream = sys.stdout if self.on_github else self.stderr
-        stream.write(line + "\n")
+        stream = self.stdout if self.on_github else self.stderr
+        stream.write(text + "\n")
         stream.flush()
+
+    def _emit(self, message: str) -> None:
+        """Plain log lines: scrubbed, and never readable as a workflow command."""
+        for line in scrub(message).split("\n"):
+            self._write(github.plain_line(line))
 
     def mask(self, values: list[str]) -> None:
         """`::add-mask::` each secret form; must run before anything else is printed."""
         if not self.on_github:
             return
         for value in values:
-            if value and value not in self.masked and "\n" not in value:
-                self.masked.add(value)
-                github.add_mask(value)
+            for line in github.mask_commands(value):
+                if line not in self.masked:
+                    self.masked.add(line)
+                    self._write(line)
 
     def info(self, message: str) -> None:
-        self._emit(scrub(message))
-
-    def debug(self, message: str) -> None:
-        if self.on_github:
-            github.debug(scrub(message))
-        elif self.debug_enabled:
-            self._emit("debug: " + scrub(message))
+        self._emit(message)
 
     def notice(self, message: str, title: str = "") -> None:
         self._annotate("notice", message, title)
@@ -135,8 +135,7 @@ class Reporter:
     def _annotate(self, kind: str, message: str, title: str) -> None:
         message, title = scrub(message), scrub(title)
         if self.on_github:
-            sys.stdout.flush()
-            github.annotate(kind, message, title or None)
+            self._write(github.command(kind, message, title=title))
         else:
             self._emit(f"{kind}: {title}" if title else f"{kind}:")
             for line in message.splitlines():
@@ -145,13 +144,13 @@ class Reporter:
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
         if self.on_github:
-            github.start_group(scrub(title))
+            self._write(github.command("group", scrub(title)))
             try:
                 yield
             finally:
-                github.end_group()
+                self._write(github.command("endgroup"))
         else:
-            self._emit(scrub(title))
+            self._emit(title)
             yield
 
     # -- the end ------------------------------------------------------------------------------
@@ -171,11 +170,12 @@ class Reporter:
         if self.on_github:
             output_path = self.environ.get("GITHUB_OUTPUT")
             if output_path:
-                attempt("$GITHUB_OUTPUT", lambda: github.write_outputs(output_path, outputs))
+                attempt("$GITHUB_OUTPUT",
+                        lambda: github.append(output_path, github.output_records(outputs)))
             summary_path = self.environ.get("GITHUB_STEP_SUMMARY")
             if summary_path:
                 attempt("$GITHUB_STEP_SUMMARY",
-                        lambda: github.append_summary(summary_path, summary))
+                        lambda: github.append(summary_path, summary + "\n"))
         if self.output_file:
             path = self.output_file
             attempt(str(path), lambda: path.write_text(plain.name_value(outputs), encoding="utf-8"))
@@ -186,8 +186,8 @@ class Reporter:
             dpath = self.dotenv
             attempt(str(dpath), lambda: dpath.write_text(plain.dotenv(outputs), encoding="utf-8"))
         if self.json_stdout:
-            sys.stdout.write(json.dumps(outputs) + "\n")
-            sys.stdout.flush()
+            self.stdout.write(json.dumps(outputs) + "\n")
+            self.stdout.flush()
         for problem in problems:
             self.warning(problem, title="Output not written")
         return problems
