@@ -23,7 +23,15 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from streampixel_distribute.redact import _encoded_forms
-from support.act import Act, ActRun, job_results, step_exit_codes, step_lines, unparsed_commands
+from support.act import (
+    Act,
+    ActRun,
+    image_builds,
+    job_results,
+    step_exit_codes,
+    step_lines,
+    unparsed_commands,
+)
 from support.container import REPO
 from support.emulator import Emulator, start_emulator
 
@@ -103,6 +111,8 @@ def test_act_ran_every_job(proof: Proof) -> None:
     expected = {"build": "succeeded", "single": "failed",
                 "legs-1": "succeeded", "legs-2": "succeeded", "legs-3": "succeeded"}
     assert results == expected, f"job results {results}; act's log ends:\n{proof.tail}"
+    # act built the image from this checkout, once, before the other jobs started it.
+    assert image_builds(proof.run.log) == ["build"], image_builds(proof.run.log)
     assert proof.run.returncode != 0
 
 

