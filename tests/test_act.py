@@ -125,7 +125,8 @@ def test_no_form_of_any_key_in_acts_log(proof: Proof) -> None:
             where = [n for n, line in enumerate(lines, 1) if form in line]
             if where:
                 kind = ("raw" if form == key else "percent-encoded"
-                        if form in (quote(key, safe=""), quote_plus(key)) else "base64")
+                        if form in (quote(key, safe=""), quote_plus(key))
+                        else f"base64 form ({len(form)} characters)")
                 leaks.append(f"{name}: {kind} on log lines {where[:10]}")
     assert not leaks, ("act's log shows secrets (a workflow command act did not parse prints "
                        "its value):\n" + "\n".join(leaks))
