@@ -41,6 +41,15 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
         /var/cache/debconf/*-old /var/lib/dpkg/*-old
 
+# The listener's user, for `docker run --user 10001:10001 … listen` (the action itself stays root,
+# as GitHub requires of Docker actions). A fixed uid, so a volume can be chowned to it; no home
+# directory, no login shell, no lastlog/faillog entries. /data is the queue volume's mount point:
+# a new named volume copies its owner and mode (10001, 0700).
+RUN groupadd --system --gid 10001 streampixel \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --no-log-init streampixel \
+    && install -d -o 10001 -g 10001 -m 0700 /data
+
 COPY --from=deps /install /usr/local
 COPY src/ /app/src/
 COPY entrypoint.py /app/entrypoint.py

@@ -5,10 +5,15 @@ durable SQLite queue, fsync included, and nothing is acted on, so only the accep
 pins it to one CPU core, and over loopback sends
   1. N deliveries one after another on one keep-alive connection, then
   2. bursts of 100 deliveries at once, each on its own connection,
+  3. under a slowloris attack: 1,000 connections (the default connection limit) that each trickle
+     one header byte a second and reconnect when dropped, held open while deliveries are sent one
+     at a time, each on a new connection (as Streampixel sends them),
 all with distinct uploadIds (each one is a real insert). Prints a Markdown table: accepted per
-second, p50/p99/max time to the 2xx. Streampixel gives up after 10 s; p99 must stay far below.
+second, p50/p99/max time to the 2xx (connection set-up included in 3). Streampixel gives up after
+10 s; p99 must stay far below, and under 1 s during the attack.
 
-    python bench/listener.py [--sequential 1000] [--burst 100] [--bursts 3] [--queue-dir DIR]
+    python bench/listener.py [--sequential 1000] [--burst 100] [--bursts 3] [--slow 1000]
+                             [--slow-deliveries 50] [--queue-dir DIR]
 
 The queue lives in --queue-dir (default: a temporary directory under the repository, i.e. on a
 real disk; /tmp is often tmpfs, where fsync costs nothing). The table names the filesystem.
@@ -20,8 +25,10 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -48,7 +55,8 @@ def start_listener(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
         [sys.executable, "-c",
          "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
          "listen", "--port", "0", "--paused", "--queue", str(workdir / "queue.sqlite3"),
-         "--ready-file", str(ready), "--threads", "8"],
+         "--ready-file", str(ready), "--threads", "8",
+         "--max-pending", "1000000"],  # paused: everything stays pending, none may be refused
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir,
     )
     deadline = time.monotonic() + 20
@@ -119,6 +127,76 @@ def burst(port: int, n: int, first: int) -> tuple[list[float], float, list[int]]
     return times, wall, statuses
 
 
+class SlowClients:
+    """Connections that send a request's start, then one header byte a second, never finishing;
+    a dropped one is opened again. The feeding thread stops by itself after `limit` seconds."""
+
+    def __init__(self, port: int, count: int, limit: float = 600.0) -> None:
+        self.port = port
+        self.head = f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode()
+        self.sockets: list[socket.socket | None] = [None] * count
+        self.reopened = 0
+        self.limit = limit
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._feed, daemon=True)
+
+    def _open(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            sock.sendall(self.head)
+        except OSError:
+            return None
+        return sock
+
+    def __enter__(self) -> SlowClients:
+        self.sockets = [self._open() for _ in self.sockets]
+        self.thread.start()
+        return self
+
+    def _feed(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self.stop.wait(1.0) and time.monotonic() < deadline:
+            for i, sock in enumerate(self.sockets):
+                if sock is not None:
+                    try:
+                        sock.send(b"a")
+                        continue
+                    except OSError:  # dropped by the server: open another
+                        sock.close()
+                        self.reopened += 1
+                self.sockets[i] = self._open()
+
+    def open_count(self) -> int:
+        return sum(s is not None for s in self.sockets)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        for sock in self.sockets:
+            if sock is not None:
+                sock.close()
+
+
+def under_slowloris(port: int, slow: int, n: int, first: int) -> tuple[list[float], float,
+                                                                         list[int], str]:
+    times, statuses = [], []
+    with SlowClients(port, slow) as attack:
+        time.sleep(2.0)  # the attack settles: every slot taken, the feeder running
+        held = attack.open_count()
+        start = time.perf_counter()
+        for i in range(first, first + n):
+            began = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            status, _ = post(conn, body(i))
+            conn.close()
+            statuses.append(status)
+            times.append(time.perf_counter() - began)
+            time.sleep(0.1)  # deliveries arrive one by one, while the attack goes on
+        wall = time.perf_counter() - start
+        note = f"{held} slow connections held, {attack.reopened} reopened after a drop"
+    return times, wall, statuses, note
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
@@ -147,8 +225,14 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=1000)
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--bursts", type=int, default=3)
+    parser.add_argument("--slow", type=int, default=1000)
+    parser.add_argument("--slow-deliveries", type=int, default=50)
     parser.add_argument("--queue-dir", type=Path, default=None)
     args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = args.slow + args.burst + 256
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
     base = args.queue_dir or ROOT
     base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=".bench-listener-", dir=base))
@@ -174,6 +258,13 @@ def main() -> int:
             all_burst += times
             walls += wall
         results.append(row(f"{args.bursts} bursts of {args.burst} concurrent", all_burst, walls))
+        if args.slow:
+            times, _wall, statuses, note = under_slowloris(port, args.slow, args.slow_deliveries,
+                                                           5_000_000)
+            assert set(statuses) == {202}, f"unexpected statuses {set(statuses)}"
+            # Paced 0.1 s apart on purpose: a rate here would measure the pacing.
+            results.append(row(f"one at a time, new connection each, during a slowloris of "
+                               f"{args.slow} ({note})", times, sum(times)))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -35,7 +35,7 @@ workflows=(.github/workflows/*.yml tests/act/*.yml)
 
 run action.yml "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-actions action.yml
 run workflows "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "${workflows[@]}"
-run hadolint "$VENV/bin/hadolint" Dockerfile
+run hadolint "$VENV/bin/hadolint" Dockerfile scripts/gitlab-ci-local/Containerfile
 # actionlint also checks every `uses: ./` step against action.yml's inputs and outputs, and
 # the `run:` scripts through ShellCheck when that is installed (scripts/test.sh installs it).
 run actionlint "$VENV/bin/actionlint" -no-color "${workflows[@]}"

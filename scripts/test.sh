@@ -27,9 +27,11 @@ report() {
 }
 
 # Debian packages: Python for the venv, redis-server and git (real servers the tests start),
-# podman + runc + debootstrap (the container tests: scripts/container.sh), shellcheck (lint).
+# podman + runc + debootstrap (the container tests: scripts/container.sh), shellcheck (lint),
+# nginx-light (the listener's documented reverse proxy, tested under a slowloris), rsync
+# (gitlab-ci-local copies job files with it).
 APT_PACKAGES=(python3 python3-venv python3-pip git redis-server podman runc debootstrap
-  ca-certificates shellcheck openssl util-linux)
+  ca-certificates shellcheck openssl util-linux nginx-light rsync)
 apt_install() {
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do
@@ -61,6 +63,16 @@ image() {
   bash scripts/container.sh build
 }
 
+# gitlab-ci-local and the Node.js 22 it needs (npm, pinned, into .work/npm) and its helper image,
+# for tests/test_gitlab_ci_local.py; nothing is downloaded again once they are in place.
+gitlab_ci_local() {
+  if ! command -v podman >/dev/null && [ "$(id -u)" != 0 ] && [ "${CI:-}" != true ]; then
+    echo "no podman and not root: the gitlab-ci-local test will be skipped (CI=true makes this fail)"
+    return 0
+  fi
+  bash scripts/gitlab-ci-local.sh setup
+}
+
 tests() {
   local rc=0
   # CI=true makes a missing podman a failure instead of a skip (tests/support/container.py).
@@ -75,5 +87,6 @@ if [ "${SKIP_APT:-}" != 1 ]; then phase apt apt_install; fi
 phase venv venv
 if [ "${SKIP_LINT:-}" != 1 ]; then phase lint env VENV="$VENV" bash scripts/lint.sh; fi
 phase image image
+phase gitlab-ci gitlab_ci_local
 phase pytest tests "$@"
 report

@@ -150,16 +150,18 @@ def test_dry_run_calls_nothing(account: Emulator, action: Action) -> None:
 
 
 def test_429_waits_for_the_server_then_succeeds(account: Emulator, action: Action) -> None:
-    account.configure(interval=2)
-    first = action(inputs(account))
-    assert first.exit_code == 0
+    # Another job's call holds the window: the server's 429 says when it ends. (A fault, not a
+    # real earlier call: how long a process takes to start must not decide the test.)
+    account.fault(path="distribute-file", status=429,
+                  body={"message": "Rate limit exceeded. Try again in 2 seconds."})
     run = action(inputs(account, **{"MAX-WAIT": "30"}))
     assert run.exit_code == 0, run.stdout
     assert run.outputs["attempts"] == "2"
-    assert float(run.outputs["waited-seconds"]) >= 1
-    assert "Rate limited" in run.stdout
-    statuses = [r["status"] for r in distribute_calls(account)]
-    assert statuses == [200, 429, 200]
+    assert float(run.outputs["waited-seconds"]) >= 1.5
+    assert "Rate limited" in run.stdout and "2 s (server message)" in run.stdout
+    calls = distribute_calls(account)
+    assert [r["status"] for r in calls] == [429, 200]
+    assert calls[1]["time"] - calls[0]["time"] >= 2.0
 
 
 def test_429_beyond_max_wait_exits_5_with_eta(account: Emulator, action: Action) -> None:

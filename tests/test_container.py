@@ -7,7 +7,9 @@ to both run from the built image, on the host's loopback (`--network host`).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import time
 import urllib.request
@@ -281,17 +283,26 @@ def test_https_emulator_trusted_through_requests_ca_bundle(
     assert untrusted.outputs["error"] == "network-error"
 
 
-def test_image_runs_the_webhook_listener(
+LISTENER_UID = 10001  # the image's listener user (Dockerfile)
+
+
+def test_image_runs_the_webhook_listener_unprivileged(
     container_image: ContainerImage, image_emulator: ImageEmulator, tmp_path: Path
 ) -> None:
-    """`<image> listen`: accepts a delivery, distributes through the emulator, stops on SIGTERM."""
+    """`<image> listen` as the documented recipe runs it: the image's non-root user, read-only
+    root filesystem, no capabilities, no-new-privileges, a volume for the queue. It answers
+    /healthz and a delivery, distributes through the emulator, keeps its queue 0600, and stops
+    cleanly on SIGTERM."""
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(mode=0o700)
+    os.chown(data, LISTENER_UID, LISTENER_UID)  # what `chown 10001` on a host directory does
     token = "listener-token-0123456789abcdef"
     name = f"spd-listen-{tmp_path.name[-12:]}"
     env = {"STREAMPIXEL_WEBHOOK_TOKEN": token, "STREAMPIXEL_API_KEY": DEMO.api_key}
     started = container_image.podman(
-        "run", "-d", "--name", name, "--network", "host", "-v", f"{data}:/data",
+        "run", "-d", "--name", name, "--network", "host",
+        "--user", f"{LISTENER_UID}:{LISTENER_UID}", "--read-only", "--cap-drop=ALL",
+        "--security-opt", "no-new-privileges", "-v", f"{data}:/data",
         "-e", "STREAMPIXEL_WEBHOOK_TOKEN", "-e", "STREAMPIXEL_API_KEY",
         "-e", f"STREAMPIXEL_USER_ID={DEMO.user_id}",
         "-e", f"STREAMPIXEL_API_URL={image_emulator.url}",
@@ -306,6 +317,19 @@ def test_image_runs_the_webhook_listener(
         while not (ready.exists() and ready.read_text().strip().endswith("}")):
             assert time.monotonic() < deadline, container_image.podman("logs", name).stderr
             time.sleep(0.05)
+        # The kernel's view of the running listener: its user, capabilities and flags.
+        status = container_image.podman("exec", name, "cat", "/proc/1/status")
+        assert status.returncode == 0, status.stderr
+        fields = dict(line.split(":", 1) for line in status.stdout.splitlines() if ":" in line)
+        assert fields["Uid"].split() == [str(LISTENER_UID)] * 4
+        assert fields["Gid"].split() == [str(LISTENER_UID)] * 4
+        assert int(fields["CapEff"], 16) == int(fields["CapPrm"], 16) == 0
+        assert int(fields["CapBnd"], 16) == 0
+        assert fields["NoNewPrivs"].strip() == "1"
+        root_write = container_image.podman("exec", name, "touch", "/app/x")
+        assert root_write.returncode != 0
+        assert "Read-only file system" in root_write.stderr
+
         base = f"http://127.0.0.1:{json.loads(ready.read_text())['port']}"
         with urllib.request.urlopen(f"{base}/healthz", timeout=10) as resp:
             assert resp.status == 200
@@ -322,10 +346,29 @@ def test_image_runs_the_webhook_listener(
             assert time.monotonic() < deadline, container_image.podman("logs", name).stderr
             time.sleep(0.1)
         assert [r["status"] for r in image_emulator.requests()] == [200]
+        queue = data / "queue.sqlite3"
+        for path in (queue, Path(f"{queue}-wal"), Path(f"{queue}-shm")):
+            info = path.stat()
+            assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o600, LISTENER_UID), path
         stopped = container_image.podman("stop", "-t", "20", name)
         assert stopped.returncode == 0, stopped.stderr
         exit_code = container_image.podman("inspect", "--format", "{{.State.ExitCode}}", name)
         assert exit_code.stdout.strip() == "0"
-        assert token not in container_image.podman("logs", name).stderr
+        logs = container_image.podman("logs", name).stderr
+        assert token not in logs
+        assert "Traceback" not in logs
     finally:
         container_image.podman("rm", "-f", name)
+
+
+def test_image_has_the_listener_user_and_a_private_data_directory(
+    container_image: ContainerImage,
+) -> None:
+    proc = container_image.shell("getent passwd 10001; stat -c '%u:%g %a' /data; "
+                                 "ls -A /nonexistent 2>&1 || true; id -u")
+    assert proc.returncode == 0, proc.stderr
+    passwd, data, home, uid = proc.stdout.splitlines()
+    assert passwd.split(":")[2:] == ["10001", "10001", "", "/nonexistent", "/usr/sbin/nologin"]
+    assert data == "10001:10001 700"
+    assert "No such file or directory" in home  # no home full of files
+    assert uid == "0"  # the image's default user stays root: the action needs it

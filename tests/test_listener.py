@@ -8,9 +8,15 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import os
+import resource
+import socket
+import sqlite3
+import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +30,19 @@ from support.listener import (
     WEBHOOK_TOKEN,
     GitHubStandIn,
     ListenerProcess,
+    SlowClients,
+    can_mount,
     envelope,
+    fill_filesystem,
+    free_port,
+    in_namespace,
     listener_env,
+    nginx_recipe,
+    private_mount,
+    start_nginx,
     wait_until,
 )
+from support.tools import missing, require_binary
 
 USER_ID = "66aa0000000000000000a0a1"
 PROJECTS = [f"66aa0000000000000000b0{i:02x}" for i in range(1, 5)]
@@ -254,6 +269,120 @@ def test_more_simultaneous_deliveries_than_waitress_default_connection_limit(
     assert len(listener.rows()) == 150
 
 
+# --- hostile clients --------------------------------------------------------------------------
+
+
+def _enough_descriptors(need: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            missing(f"needs {need} open files; the hard limit is {hard} (raise `ulimit -Hn`)")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def test_a_thousand_slow_clients_do_not_keep_a_real_delivery_out(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    """Slowloris: 1,000 connections (the default connection limit) each trickle one header byte
+    a second. waitress's idle timeout never fires for them; a real delivery must still get in."""
+    _enough_descriptors(1000 + 512)
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"])
+    with SlowClients(listener.port, 1000, path=f"/webhook/{WEBHOOK_TOKEN}") as attack:
+        assert attack.open_count() == 1000
+        # A generous client timeout: the property is that it is answered at all (bench/listener.py
+        # measures how fast); before the fix it waited in the backlog until the attack ended.
+        conn = http.client.HTTPConnection("127.0.0.1", listener.port, timeout=30)
+        try:
+            conn.request("POST", f"/webhook/{WEBHOOK_TOKEN}",
+                         json.dumps(envelope("build.approved", PROJECTS[0], UPLOADS[0])).encode(),
+                         {"Content-Type": "application/json"})
+            reply = conn.getresponse()
+            status, body = reply.status, json.loads(reply.read())
+        finally:
+            conn.close()
+        assert (status, body["status"]) == (202, "queued")
+        assert listener.healthy()
+        still_open = attack.open_count()
+        shed = sum(listener.metric("connections_dropped_total", reason=reason)
+                   for reason in ("evicted", "deadline"))
+    assert still_open > 900  # the attack went on throughout (dropped connections reopened)
+    assert shed >= 1  # slow clients gave their slots up (normally: one evicted for the delivery)
+    assert [r["upload_id"] for r in listener.rows()] == [UPLOADS[0]]
+
+
+def test_the_documented_nginx_recipe_keeps_deliveries_flowing_through_a_slowloris(
+    emulator: Emulator, listener_factory: Any, tmp_path: Path
+) -> None:
+    """The deployment recipe puts nginx in front: the attack meets nginx first. The block from
+    docs/listener.md, as written there (TLS lines aside), in a real nginx."""
+    nginx = require_binary("nginx", "nginx-light")
+    _enough_descriptors(1000 + 512)
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"])
+    port = free_port()
+    proxy = start_nginx(tmp_path / "nginx", nginx_recipe(port, listener.port), nginx=nginx)
+    try:
+        with SlowClients(port, 1000, path=f"/webhook/{WEBHOOK_TOKEN}",
+                         source="127.0.0.2") as attack:
+            assert attack.open_count() == 1000
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                body = envelope("build.approved", PROJECTS[0], UPLOADS[0])
+                conn.request("POST", f"/webhook/{WEBHOOK_TOKEN}", json.dumps(body).encode(),
+                             {"Content-Type": "application/json"})
+                reply = conn.getresponse()
+                status, answer = reply.status, json.loads(reply.read())
+            finally:
+                conn.close()
+            still_open = attack.open_count()
+    finally:
+        proxy.terminate()
+        proxy.wait(20)
+    assert (status, answer["status"]) == (202, "queued")
+    assert still_open > 900  # the attack went on throughout
+    assert [r["upload_id"] for r in listener.rows()] == [UPLOADS[0]]
+
+
+def test_a_request_that_trickles_in_is_dropped_at_its_deadline(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    """A request must arrive whole within --request-timeout (default 5 s), however active the
+    client is; waitress alone only closes connections that send nothing for 30 s."""
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"])
+    good = json.dumps(envelope("build.approved", PROJECTS[0], UPLOADS[0])).encode()
+    head = (f"POST /webhook/{WEBHOOK_TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            f"application/json\r\nContent-Length: {len(good)}\r\n\r\n").encode()
+    slow_header = socket.create_connection(("127.0.0.1", listener.port), timeout=5)
+    slow_body = socket.create_connection(("127.0.0.1", listener.port), timeout=5)
+    slow_header.sendall(head[:20])
+    slow_body.sendall(head)
+    sent = {"header": 20, "body": 0}
+    closed: dict[str, bool] = {}
+
+    def trickle() -> bool:
+        """Send the next byte on each connection; True once the server has closed both."""
+        for name, sock, data in (("header", slow_header, head), ("body", slow_body, good)):
+            if name in closed:
+                continue
+            try:
+                sock.sendall(data[sent[name]:sent[name] + 1])
+                sent[name] += 1
+            except OSError:
+                closed[name] = True
+        time.sleep(1.0)  # the client's pace, not an assertion about the server's
+        return len(closed) == 2
+
+    wait_until(trickle, timeout=40, what="the server to close both trickling connections")
+    slow_header.close()
+    slow_body.close()
+    assert sent["header"] < len(head) and sent["body"] < len(good)  # neither ever finished
+    assert listener.metric("connections_dropped_total", reason="deadline") == 2
+    assert listener.rows() == []
+    assert listener.deliver(json.loads(good)).status == 202
+
+
 # --- failures of the action ---------------------------------------------------------------------
 
 
@@ -341,6 +470,36 @@ def test_malformed_invalid_and_oversized_bodies_are_refused_and_nothing_breaks(
     assert listener.deliver(good).status == 202  # still serving
     problems = listener.wait_log("delivery invalid")["problems"]
     assert problems and all("passwd" not in p for p in problems)
+
+
+def test_object_ids_differing_only_in_case_are_one_delivery(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    """24-hex ids are MongoDB ObjectIds: `…C0` and `…c0` are one upload, queued once."""
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"])
+    first = listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0]))
+    shouted = listener.deliver(envelope("build.approved", PROJECTS[0].upper(),
+                                        UPLOADS[0].upper()))
+    mixed = listener.deliver(envelope("build.approved", PROJECTS[0],
+                                      UPLOADS[0][:4].upper() + UPLOADS[0][4:]))
+    assert (first.status, first.json()["status"]) == (202, "queued")
+    assert [(r.status, r.json()["status"]) for r in (shouted, mixed)] == [(200, "duplicate")] * 2
+    # The other way round, on a second upload: upper case first.
+    upper = listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[1].upper()))
+    lower = listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[1]))
+    assert [upper.status, lower.status] == [202, 200]
+    rows = listener.rows()
+    assert [(r["project_id"], r["upload_id"]) for r in rows] == [
+        (PROJECTS[0], UPLOADS[0]), (PROJECTS[0], UPLOADS[1])]
+    # The body is kept as delivered (a dispatch passes it on unchanged).
+    assert json.loads(rows[1]["body"])["uploadId"] == UPLOADS[1].upper()
+    assert listener.stop() == 0
+
+    # The allow-list and per-project rules compare ids the same way.
+    allowing = listener_factory(env=distribute_env(emulator, 0.5),
+                                args=["--paused", "--allow-projects", PROJECTS[1].upper()])
+    assert allowing.deliver(envelope("build.approved", PROJECTS[1], UPLOADS[2])).status == 202
 
 
 def test_allow_list_refuses_other_projects(emulator: Emulator, listener_factory: Any) -> None:
@@ -544,3 +703,223 @@ def test_test_webhook_without_a_webhook_url_says_where_to_set_it(emulator: Emula
     assert json.loads(result.stdout)["error"] == "not-found"
     assert "Project Settings" in result.stderr
     no_secrets(result.stdout, result.stderr)
+
+
+# --- the queue: bounded, pruned, private, honest about failures --------------------------------
+
+
+def test_a_full_queue_answers_503_and_healthz_says_so_until_it_drains(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    emulator.configure(interval=0)
+    seed(emulator, projects=2, uploads_per_project=2)
+    env = distribute_env(emulator, 0.2) | {"STREAMPIXEL_LISTEN_MAX_PENDING": "3"}
+    paused = listener_factory(env=env, args=["--paused"])
+    bodies = [envelope("build.approved", PROJECTS[i // 2], UPLOADS[i]) for i in range(4)]
+    ids = []
+    for body in bodies[:3]:
+        assert paused.healthy()  # its probe insert leaves no gap in the ids deliveries get
+        reply = paused.deliver(body)
+        assert reply.status == 202
+        ids.append(reply.json()["id"])
+    assert ids == [1, 2, 3]
+    refused = paused.deliver(bodies[3])
+    assert (refused.status, refused.json()) == (503, {"message": "Queue full"})
+    assert paused.deliver(bodies[0]).json()["status"] == "duplicate"  # known ones still are
+    health = paused.request("GET", "/healthz")
+    assert (health.status, health.json()["queue"]) == (503, "full")
+    assert paused.metric("deliveries_total", event="build.approved", outcome="queue_full") == 1
+    assert paused.metric("queue_capacity") == 3
+    assert len(paused.rows()) == 3
+    assert paused.stop() == 0
+
+    working = listener_factory(env=env, queue=paused.queue)
+    wait_until(lambda: [r["state"] for r in working.rows()] == ["done"] * 3, timeout=30,
+               what="the backlog to be worked off")
+    assert working.healthy()
+    assert working.deliver(bodies[3]).status == 202
+
+
+def test_done_deliveries_are_deleted_after_the_retention_period(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    seed(emulator, projects=1, uploads_per_project=3)
+    env = distribute_env(emulator, 0.5)
+    first = listener_factory(env=env, args=["--paused"])
+    for upload_id in UPLOADS[:3]:
+        assert first.deliver(envelope("build.approved", PROJECTS[0], upload_id)).status == 202
+    assert first.stop() == 0
+    now = time.time()
+    db = sqlite3.connect(first.queue)
+    with db:  # what the worker would have written, 40 days ago, yesterday, 40 days ago
+        for upload_id, state, age_days in ((UPLOADS[0], "done", 40), (UPLOADS[1], "done", 1),
+                                           (UPLOADS[2], "failed", 40)):
+            db.execute("UPDATE deliveries SET state = ?, updated_at = ? WHERE upload_id = ?",
+                       (state, now - age_days * 86400, upload_id))
+    db.close()
+
+    second = listener_factory(env=env, args=["--paused"], queue=first.queue)
+    second.wait_log("deleted 1 done delivery(ies) older than 30 days")
+    assert [(r["upload_id"], r["state"]) for r in second.rows()] == [
+        (UPLOADS[1], "done"), (UPLOADS[2], "failed")]  # recent ones, and failures, stay
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_queue_files_are_private_and_a_new_directory_is_0700(
+    emulator: Emulator, listener_factory: Any, tmp_path: Path
+) -> None:
+    seed(emulator)
+    old_umask = os.umask(0o022)  # the usual one: files 0644, directories 0755
+    try:
+        queue = tmp_path / "state" / "listener" / "queue.sqlite3"
+        listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"],
+                                    queue=queue)
+        assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+        assert "bucket.example" in listener.rows()[0]["body"]  # the fileUrl is in there
+        files = [queue, Path(f"{queue}-wal"), Path(f"{queue}-shm"), Path(f"{queue}.lock")]
+        assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+        assert (_mode(queue.parent), _mode(queue.parent.parent)) == (0o700, 0o700)
+        assert listener.stop() == 0
+
+        # A queue left world-readable by an older version is tightened at the next start.
+        for f in files[:3]:
+            if f.exists():
+                f.chmod(0o644)
+        again = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"],
+                                 queue=queue)
+        assert again.healthy()
+        assert {f.name: _mode(f) for f in files if f.exists()} == {
+            f.name: 0o600 for f in files if f.exists()}
+    finally:
+        os.umask(old_umask)
+
+
+REFUSE_INSERTS = ("CREATE TRIGGER test_refuse BEFORE INSERT ON deliveries "
+                  "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+REFUSE_DONE = ("CREATE TRIGGER test_refuse BEFORE UPDATE OF state ON deliveries "
+               "WHEN NEW.state = 'done' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+
+
+def _schema(queue: Path, statement: str) -> None:
+    """Change the live queue's schema from outside, as another SQLite client can."""
+    db = sqlite3.connect(queue, timeout=10)
+    try:
+        db.execute(statement)
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_delivery_the_queue_cannot_commit_gets_503_and_healthz_agrees(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    """Deterministic: the database itself refuses every insert (a trigger), as a broken or full
+    queue would; the listener must not answer 2xx for what it did not store."""
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"])
+    assert listener.healthy()
+    _schema(listener.queue, REFUSE_INSERTS)
+    refused = listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0]))
+    assert (refused.status, refused.json()) == (503, {"message": "Queue unavailable"})
+    wait_until(lambda: listener.request("GET", "/healthz").status == 503, what="healthz 503")
+    assert listener.request("GET", "/healthz").json() == {"ok": False, "queue": "unwritable"}
+    assert listener.metric("up") == 0
+    assert listener.rows() == []
+
+    _schema(listener.queue, "DROP TRIGGER test_refuse")
+    wait_until(listener.healthy, what="healthz 200 again")
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+    listener.wait_log("the queue takes deliveries again")
+
+
+def test_an_outcome_that_cannot_be_recorded_is_retried_and_the_build_distributed_once(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    """The distribute happened; if its result were lost the item would stay `working` and be
+    distributed again at the next start. The worker keeps trying to record it instead."""
+    emulator.configure(interval=0)
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.2))
+    _schema(listener.queue, REFUSE_DONE)
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+    listener.wait_log("could not record the result (done); retrying", uploadId=UPLOADS[0])
+    assert [r["state"] for r in listener.rows()] == ["working"]
+    assert len(distributed(emulator)) == 1
+
+    _schema(listener.queue, "DROP TRIGGER test_refuse")
+    listener.wait_log("distribute done", uploadId=UPLOADS[0])
+    assert [r["state"] for r in listener.rows()] == ["done"]
+    # The worker is alive and takes the next item.
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[1])).status == 202
+    listener.wait_log("distribute done", uploadId=UPLOADS[1])
+    assert [len(distributed(emulator, u)) for u in UPLOADS[:2]] == [1, 1]
+    assert listener.stop() == 0
+    assert "Traceback" not in listener.output()
+
+
+def _need_mount() -> None:
+    if not can_mount():
+        missing("a private mount namespace (a tiny or read-only tmpfs) needs root and `unshare`")
+
+
+def test_disk_full_gives_503_and_an_unhealthy_healthz_and_both_recover(
+    emulator: Emulator, listener_factory: Any, tmp_path: Path
+) -> None:
+    _need_mount()
+    seed(emulator, projects=1, uploads_per_project=3)
+    data = tmp_path / "data"
+    data.mkdir()
+    listener = listener_factory(env=distribute_env(emulator, 0.5), args=["--paused"],
+                                queue=data / "queue.sqlite3",
+                                prefix=private_mount(data, "size=1m"))
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+    assert listener.healthy()
+
+    filler = in_namespace(listener.process, data / "filler")
+    assert fill_filesystem(filler) > 0
+    refused = listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[1]))
+    assert refused.status == 503
+    wait_until(lambda: listener.request("GET", "/healthz").status == 503, what="healthz 503")
+    listener.wait_log("the queue cannot take a delivery")
+
+    filler.unlink()
+    wait_until(listener.healthy, what="healthz 200 once there is space again")
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[1])).status == 202
+    assert listener.metric("queue_depth", state="pending") == 2  # the refused one was not stored
+    assert listener.stop() == 0
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["empty", "existing-queue"])
+def test_a_read_only_queue_directory_is_a_clear_startup_error(
+    tmp_path: Path, existing: bool
+) -> None:
+    _need_mount()
+    data = tmp_path / "data"
+    data.mkdir()
+    setup = ""
+    if existing:
+        # A queue made while writable, then the filesystem remounted read-only.
+        made = tmp_path / "made"
+        made.mkdir()
+        db = sqlite3.connect(made / "queue.sqlite3")
+        db.execute("CREATE TABLE t (x)")
+        db.close()
+        setup = f'cp {made}/queue.sqlite3 "$0"/ && mount -o remount,ro "$0"'
+    options = "size=1m" if existing else "ro,size=1m"
+    result = subprocess.run(
+        [*private_mount(data, options, setup=setup), sys.executable, "-c",
+         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
+         "listen", "--port", "0", "--queue", str(data / "queue.sqlite3")],
+        env=listener_env({"STREAMPIXEL_API_KEY": API_KEY, "STREAMPIXEL_USER_ID": USER_ID}),
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = json.loads(result.stderr.splitlines()[-1])
+    assert last["level"] == "error"
+    assert "cannot open the queue database" in last["msg"]
+    assert "Read-only file system" in last["msg"] or "readonly" in last["msg"]
+    assert "writable" in last["hint"]
+    no_secrets(result.stderr)

@@ -4,6 +4,12 @@ Fixtures:
 - `listener_factory(actions=..., env=..., args=..., queue=...)`: start
   `streampixel-distribute listen --port 0` in a subprocess (stopped at teardown); returns a
   `ListenerProcess` with helpers to deliver webhooks, read /metrics, the JSON logs and the queue.
+- `SlowClients`: a slowloris attack, bounded in connections and time (see the class).
+- `private_mount(dir, options)`: a command prefix that runs a process in its own mount namespace
+  with a tmpfs on `dir` (a tiny or read-only filesystem, for disk-full and read-only tests);
+  `in_namespace(process, path)` is that path as the process sees it.
+- `nginx_recipe(port, upstream)` / `start_nginx(...)`: the nginx block of docs/listener.md, as
+  written there, served by a real nginx on loopback (plain HTTP: the TLS lines are left out).
 - `github_standin`: an HTTP server in this process answering
   `POST /repos/{owner}/{repo}/dispatches` with 204 when the Bearer token matches `GITHUB_TOKEN`
   (401 otherwise), recording every request; `status` forces another answer.
@@ -11,10 +17,13 @@ Fixtures:
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -177,8 +186,9 @@ def listener_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def start_listener(workdir: Path, *, env: Mapping[str, str] | None = None,
                    args: list[str] | None = None, actions: Any = None,
-                   queue: Path | None = None) -> ListenerProcess:
-    """`streampixel-distribute listen --port 0` via the real CLI entry point."""
+                   queue: Path | None = None, prefix: list[str] | None = None) -> ListenerProcess:
+    """`streampixel-distribute listen --port 0` via the real CLI entry point (after `prefix`,
+    e.g. `private_mount(...)`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / f"ready-{time.monotonic_ns()}.json"
     log = workdir / f"listener-{time.monotonic_ns()}.log"
@@ -186,7 +196,7 @@ def start_listener(workdir: Path, *, env: Mapping[str, str] | None = None,
     full_env = listener_env(env)
     if actions is not None:
         full_env["STREAMPIXEL_WEBHOOK_ACTIONS"] = json.dumps(actions)
-    cmd = [sys.executable, "-c",
+    cmd = [*(prefix or []), sys.executable, "-c",
            "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
            "listen", "--port", "0", "--ready-file", str(ready), "--queue", str(queue),
            *(args or [])]
@@ -219,6 +229,170 @@ def listener_factory(tmp_path: Path) -> Iterator[Callable[..., ListenerProcess]]
     yield start
     for proc in started:
         proc.stop()
+
+
+# --- hostile clients and filesystems -------------------------------------------------------------
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "listener.md"
+
+
+def nginx_recipe(port: int, upstream: int) -> str:
+    """The documented nginx block, for loopback: listen on `port`, no TLS, upstream `upstream`."""
+    text = DOCS.read_text(encoding="utf-8")
+    block = text.split("```nginx\n", 1)[1].split("```", 1)[0]
+    assert "listen 443 ssl;" in block and "127.0.0.1:8788" in block, "the recipe changed shape"
+    lines = [line for line in block.splitlines() if "ssl_certificate" not in line]
+    return "\n".join(lines).replace("listen 443 ssl;", f"listen 127.0.0.1:{port};").replace(
+        "127.0.0.1:8788", f"127.0.0.1:{upstream}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_nginx(workdir: Path, server_config: str, *, worker_connections: int = 4096,
+                nginx: str = "nginx") -> subprocess.Popen[bytes]:
+    """A real nginx (master and one worker) with `server_config` in its http block; every file
+    it writes stays in `workdir`. Returns once it answers on the port named in the config."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    temp = {name: workdir / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(f"""
+user root;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections {worker_connections}; }}
+http {{
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+{server_config}
+}}
+""", encoding="utf-8")
+    port = int(server_config.split("listen 127.0.0.1:", 1)[1].split(";", 1)[0])
+    process = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf), "-g", "daemon off;"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                _, err = process.communicate()
+                raise RuntimeError(f"nginx did not start: {err.decode(errors='replace')}") \
+                    from None
+            time.sleep(0.05)
+        else:
+            return process
+
+
+class SlowClients:
+    """`count` connections that each send the start of a request, then one more header byte a
+    second, and never finish it (slowloris). A connection the server closes is opened again, so
+    the attack keeps `count` open as a real attacker would. The feeding thread stops by itself
+    after `limit` seconds; `close()` ends it earlier."""
+
+    def __init__(self, port: int, count: int, *, path: str = "/webhook/x",
+                 limit: float = 120.0, source: str | None = None) -> None:
+        self.port = port
+        self.source = (source, 0) if source else None
+        self.count = count
+        self.head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nX-Slow: ").encode()
+        self.limit = limit
+        self.reopened = 0
+        self.sockets: list[socket.socket | None] = [None] * count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._feed, name="slow-clients", daemon=True)
+
+    def _open(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5,
+                                            source_address=self.source)
+            sock.sendall(self.head)
+        except OSError:
+            return None
+        return sock
+
+    def start(self) -> SlowClients:
+        for i in range(self.count):
+            self.sockets[i] = self._open()
+        self._thread.start()
+        return self
+
+    def open_count(self) -> int:
+        return sum(s is not None for s in self.sockets)
+
+    def _feed(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self._stop.wait(1.0) and time.monotonic() < deadline:
+            for i, sock in enumerate(self.sockets):
+                if self._stop.is_set():
+                    return
+                if sock is None:
+                    self.sockets[i] = self._open()
+                    continue
+                try:
+                    sock.send(b"a")
+                except OSError:  # the server closed it: open another
+                    sock.close()
+                    self.reopened += 1
+                    self.sockets[i] = self._open()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for sock in self.sockets:
+            if sock is not None:
+                sock.close()
+
+    def __enter__(self) -> SlowClients:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def can_mount() -> bool:
+    """Root with `unshare`: a private mount namespace (and tmpfs) for one process."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def private_mount(directory: Path, options: str, *, setup: str = "") -> list[str]:
+    """Prefix: mount a tmpfs with `options` on `directory` for the command alone, after running
+    `setup` (shell, with `$0` = the directory) in that namespace."""
+    script = f'mount -t tmpfs -o {options} tmpfs "$0" && {setup or ":"} && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
+            str(directory)]
+
+
+def fill_filesystem(filler: Path) -> int:
+    """Write `filler` until its filesystem has no free block left; the bytes written."""
+    written = 0
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            written += os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(fd)
+    return written
+
+
+def in_namespace(process: subprocess.Popen[bytes], path: Path) -> Path:
+    """`path` as seen by `process` (inside its own mount namespace)."""
+    return Path(f"/proc/{process.pid}/root") / path.relative_to(path.anchor)
 
 
 # --- GitHub's repository_dispatch endpoint ---------------------------------------------------

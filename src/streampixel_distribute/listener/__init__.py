@@ -6,8 +6,9 @@ validates the envelope, commits it to a SQLite queue before answering 2xx, and a
 afterwards in worker threads: `distribute` (through the same coordinator and ledger as the
 action) or `dispatch` (a GitHub repository_dispatch). See docs/listener.md.
 
-Modules: config (flags, env, action rules), server (the WSGI app), queue (SQLite), worker and
-actions (what happens after the 2xx), metrics (Prometheus text), log (JSON lines).
+Modules: config (flags, env, action rules), server (the WSGI app), connections (waitress with
+request deadlines and eviction against slow clients), queue (SQLite), worker and actions (what
+happens after the 2xx), metrics (Prometheus text), log (JSON lines).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -43,6 +45,8 @@ _PLACEHOLDER_UPLOAD = "89abcdef0123456789abcdef"
 #: A listener may hold a backlog of approvals: each waits for its turn longer than a CI job would.
 LISTENER_MAX_WAIT = "21600"
 SHUTDOWN_GRACE = 60.0
+PRUNE_EVERY = 3600.0
+DAY = 86400.0
 SETTINGS_FLAGS = ("api-key", "user-id", "api-url", "ledger", "rate-limit-interval", "max-wait",
                   "timeout", "retries", "strict-ids")
 
@@ -70,10 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-body", help="largest accepted body in bytes (STREAMPIXEL_LISTEN_MAX_BODY; "
       "default 65536)")
     a("--threads", help="HTTP worker threads (STREAMPIXEL_LISTEN_THREADS; default 8)")
-    a("--connection-limit", help="open connections served at once; more wait for a free one "
-      "(STREAMPIXEL_LISTEN_CONNECTION_LIMIT; default 1000)")
+    a("--connection-limit", help="open connections at once; beyond it the oldest one not being "
+      "served is closed for the new one (STREAMPIXEL_LISTEN_CONNECTION_LIMIT; default 1000)")
+    a("--request-timeout", help="seconds a request may take to arrive whole, headers and body; "
+      "slower clients are dropped (STREAMPIXEL_LISTEN_REQUEST_TIMEOUT; default 5)")
     a("--max-attempts", help="attempts per delivery on transient failures "
       "(STREAMPIXEL_LISTEN_MAX_ATTEMPTS; default 5)")
+    a("--max-pending", help="most deliveries waiting to be acted on; more get 503 "
+      "(STREAMPIXEL_LISTEN_MAX_PENDING; default 1000)")
+    a("--retention-days", help="days a done delivery is kept (and recognised as a duplicate) "
+      "before it is deleted (STREAMPIXEL_LISTEN_RETENTION_DAYS; default 30)")
     a("--paused", action="store_true", help="queue deliveries but act on none, e.g. during "
       "maintenance; restart without it to work off the backlog (STREAMPIXEL_LISTEN_PAUSED)")
     a("--ready-file", help="write {\"port\", \"pid\"} here once listening "
@@ -113,7 +123,7 @@ class Listener:
         self.log = log
         self.metrics = Metrics()
         self.stop = threading.Event()
-        self.queue = Queue(config.queue)
+        self.queue = Queue(config.queue, max_pending=config.max_pending)
         self.ledger: Ledger | None = None
         self.workers: list[Worker] = []
         actions: list[Any] = []
@@ -140,28 +150,47 @@ class Listener:
         for worker in self.workers:
             worker.wake.set()
 
-    def _create_server(self, waitress: Any, limit: int) -> Any:
-        return waitress.create_server(
-            self.app, host=self.config.host, port=self.config.port, threads=self.config.threads,
+    def _create_server(self, limit: int) -> Any:
+        from .connections import create_server  # noqa: PLC0415 - imports waitress
+
+        server = create_server(
+            self.app, request_timeout=self.config.request_timeout,
+            on_drop=self.metrics.connection_dropped,
+            host=self.config.host, port=self.config.port, threads=self.config.threads,
             max_request_body_size=self.config.body_limit,
             # waitress's default of 100 connections makes the 99th simultaneous delivery wait
             # until another client hangs up; poll() because select() stops at 1024 descriptors.
             connection_limit=limit, asyncore_use_poll=True,
             channel_timeout=30,  # idle keep-alive connections give their slot back
+            cleanup_interval=1,  # how often request deadlines are checked
             ident="streampixel-listener", expose_tracebacks=False,
             clear_untrusted_proxy_headers=True,
         )
+        channels = server.active_channels
+        self.metrics.open_connections = lambda: len(channels)
+        return server
+
+    def prune(self) -> None:
+        """Delete done items older than the retention period (at start, then hourly)."""
+        while True:
+            try:
+                removed = self.queue.prune(time.time() - self.config.retention_days * DAY)
+                if removed:
+                    self.log.info(f"deleted {removed} done delivery(ies) older than "
+                                  f"{self.config.retention_days} days")
+            except sqlite3.Error as exc:
+                self.log.warning("could not delete old done deliveries", error=str(exc))
+            if self.stop.wait(PRUNE_EVERY):
+                return
 
     def serve(self) -> int:
-        import waitress  # noqa: PLC0415 - the main job never needs it
-
         recovered = self.queue.recover(time.time())
         if recovered:
             self.log.warning(f"{recovered} delivery(ies) were in hand when the listener last "
                              "stopped; they are queued again")
         limit = _raise_fd_limit(self.config.connection_limit)
         try:
-            server = self._create_server(waitress, limit)
+            server = self._create_server(limit)
         except OSError as exc:
             _report(self.log, DistributeError(
                 f"cannot listen on {self.config.host}:{self.config.port}: "
@@ -173,6 +202,7 @@ class Listener:
         if not self.config.paused:
             for worker in self.workers:
                 worker.start()
+        threading.Thread(target=self.prune, name="prune", daemon=True).start()
         drained = threading.Event()
         main_thread = threading.get_ident()
 

@@ -37,6 +37,18 @@ REPO_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 EVENT_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 DEFAULT_BODY_LIMIT = 64 * 1024
 DEFAULT_GITHUB_API = "https://api.github.com"
+#: A delivery is a few hundred bytes: a request still arriving after this many seconds is dropped.
+DEFAULT_REQUEST_TIMEOUT = 5
+#: Pending items beyond which deliveries get 503: at one distribute per 120 s, 33 hours of work.
+DEFAULT_MAX_PENDING = 1000
+#: Done items are deleted after this many days (their uploadId is then forgotten for dedup).
+DEFAULT_RETENTION_DAYS = 30
+HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+
+
+def normalise_id(value: str) -> str:
+    """24-hex ids (MongoDB ObjectIds) name the same object in either case: one spelling."""
+    return value.lower() if HEX24.fullmatch(value) else value
 SETUP_HINT = (
     "Generate one with `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`, set "
     "it as STREAMPIXEL_WEBHOOK_TOKEN, and paste https://<your-host>/webhook/<token> as the "
@@ -65,10 +77,10 @@ class Rules:
     allow_projects: frozenset[str] = frozenset()
 
     def allowed(self, project_id: str) -> bool:
-        return not self.allow_projects or project_id in self.allow_projects
+        return not self.allow_projects or normalise_id(project_id) in self.allow_projects
 
     def rule_for(self, project_id: str) -> Rule | None:
-        return self.projects.get(project_id, self.default)
+        return self.projects.get(normalise_id(project_id), self.default)
 
     def uses(self, action: str) -> bool:
         rules = [*self.projects.values(), *([self.default] if self.default else [])]
@@ -87,6 +99,9 @@ class ListenerConfig:
     connection_limit: int
     paused: bool
     ready_file: Path | None
+    request_timeout: int
+    max_pending: int
+    retention_days: int
     github_token: str = field(repr=False)
     github_api_url: str
     max_attempts: int
@@ -152,7 +167,7 @@ def parse_rules(data: Any, extra_allow: Sequence[str] = ()) -> Rules:
     for project_id, raw in raw_projects.items():
         rule = _rule(raw, f"actions.projects.{project_id}", problems)
         if rule is not None:
-            projects[project_id] = rule
+            projects[normalise_id(str(project_id))] = rule
     default = None
     if data.get("default") is not None:
         default = _rule(data["default"], "actions.default", problems)
@@ -164,7 +179,7 @@ def parse_rules(data: Any, extra_allow: Sequence[str] = ()) -> Rules:
     if problems:
         raise InvalidInput(problems, title="Invalid listener actions")
     return Rules(projects=projects, default=default,
-                 allow_projects=frozenset([*allow, *extra_allow]))
+                 allow_projects=frozenset(normalise_id(p) for p in [*allow, *extra_allow]))
 
 
 def load_rules(value: str | None, extra_allow: Sequence[str] = ()) -> Rules:
@@ -235,6 +250,12 @@ def load_config(args: Any, environ: Mapping[str, str]) -> ListenerConfig:
                          "STREAMPIXEL_LISTEN_CONNECTION_LIMIT", 1000, 10, 100_000)
     max_attempts = number("max-attempts", args.max_attempts, "STREAMPIXEL_LISTEN_MAX_ATTEMPTS",
                           5, 1, 100)
+    request_timeout = number("request-timeout", args.request_timeout,
+                             "STREAMPIXEL_LISTEN_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 1, 60)
+    max_pending = number("max-pending", args.max_pending, "STREAMPIXEL_LISTEN_MAX_PENDING",
+                         DEFAULT_MAX_PENDING, 1, 1_000_000)
+    retention_days = number("retention-days", args.retention_days,
+                            "STREAMPIXEL_LISTEN_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1, 3650)
     paused_raw = _pick("true" if args.paused else None, environ, "STREAMPIXEL_LISTEN_PAUSED")
     paused = (paused_raw or "false").lower() in ("1", "true", "yes")
     host = _pick(args.host, environ, "STREAMPIXEL_LISTEN_HOST") or "127.0.0.1"
@@ -264,6 +285,7 @@ def load_config(args: Any, environ: Mapping[str, str]) -> ListenerConfig:
     return ListenerConfig(
         host=host, port=port, token=token, queue=queue, rules=rules, body_limit=body_limit,
         threads=threads, connection_limit=connections, paused=paused,
-        ready_file=Path(ready) if ready else None,
+        ready_file=Path(ready) if ready else None, request_timeout=request_timeout,
+        max_pending=max_pending, retention_days=retention_days,
         github_token=github_token, github_api_url=github_api, max_attempts=max_attempts,
     )

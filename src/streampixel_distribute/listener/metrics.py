@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .. import __version__
 from .config import KNOWN_EVENTS
@@ -36,6 +36,9 @@ class Metrics:
         self.response_seconds = 0.0
         self.responses = 0
         self.response_max = 0.0
+        self.dropped: dict[str, int] = defaultdict(int)
+        #: Open HTTP connections, read at scrape time (set once the server exists).
+        self.open_connections: Callable[[], int] = lambda: 0
 
     def delivery(self, event: object, outcome: str, seconds: float) -> None:
         with self._lock:
@@ -43,6 +46,10 @@ class Metrics:
             self.response_seconds += seconds
             self.responses += 1
             self.response_max = max(self.response_max, seconds)
+
+    def connection_dropped(self, reason: str) -> None:
+        with self._lock:
+            self.dropped[reason] += 1
 
     def action(self, action: str, result: str) -> None:
         with self._lock:
@@ -57,7 +64,8 @@ class Metrics:
             self.wait_seconds += seconds
             self.waits += 1
 
-    def render(self, depth: Mapping[str, int], *, healthy: bool, paused: bool) -> str:
+    def render(self, depth: Mapping[str, int], *, healthy: bool, paused: bool,
+               capacity: int | None = None) -> str:
         p = PREFIX
         lines: list[str] = []
 
@@ -74,9 +82,11 @@ class Metrics:
             actions = dict(self.actions)
             rate_limited, wait_s, waits = self.rate_limited, self.wait_seconds, self.waits
             resp_s, resps, resp_max = self.response_seconds, self.responses, self.response_max
+            dropped = dict(self.dropped)
         family("info", "gauge", "Version of the listener.")
         sample("info", 1, version=__version__)
-        family("up", "gauge", "1 when the queue database answers.")
+        family("up", "gauge", "1 when a delivery would be queued now (a committed test write "
+               "succeeds).")
         sample("up", 1 if healthy else 0)
         family("paused", "gauge", "1 when started with --paused (deliveries queue up, none "
                "is acted on).")
@@ -87,6 +97,17 @@ class Metrics:
         family("queue_depth", "gauge", "Queued deliveries by state.")
         for state, n in sorted(depth.items()):
             sample("queue_depth", n, state=state)
+        if capacity is not None:
+            family("queue_capacity", "gauge", "Most pending+working items; deliveries beyond it "
+                   "get 503 (outcome queue_full).")
+            sample("queue_capacity", capacity)
+        family("connections_open", "gauge", "Open HTTP connections.")
+        sample("connections_open", self.open_connections())
+        family("connections_dropped_total", "counter", "Connections closed by the listener: "
+               "deadline (request not whole in time), evicted (oldest idle one, all slots "
+               "taken).")
+        for reason in ("deadline", "evicted"):
+            sample("connections_dropped_total", dropped.get(reason, 0), reason=reason)
         family("actions_total", "counter", "Actions taken on queued deliveries, by result.")
         for (action, result), n in sorted(actions.items()):
             sample("actions_total", n, action=action, result=result)

@@ -8,7 +8,11 @@ copies arrive at the same instant on two server threads.
 
 States: pending -> working -> done | failed; an item found `working` at startup was in hand when
 the process died and goes back to `pending`. A retryable failure goes back to `pending` with a
-`not_before` time.
+`not_before` time. Done items are deleted after the retention period (`prune`).
+
+The file holds each delivery's `fileUrl`, which may be a presigned link: the database and its
+-wal/-shm files are created 0600 (SQLite gives those two the database file's mode), and a missing
+directory is created 0700.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +58,40 @@ CREATE INDEX IF NOT EXISTS deliveries_todo ON deliveries (state, action, not_bef
 """
 
 
+PROBE_INTERVAL = 1.0  # /healthz may be polled often: one real write per second at most
+_PROBE_EVENT = "listener.probe"  # the health probe's row; no delivery has an empty uploadId
+
+
 class QueueError(DistributeError):
     kind = "queue-error"
     exit_code = 2
     default_title = "Queue unavailable"
+
+
+class QueueFull(Exception):
+    """The queue holds `max_pending` undone items: a new delivery is refused, not stored."""
+
+
+def _private_dirs(directory: Path) -> None:
+    """Create `directory` and any missing parents 0700 (no other user may list the queue)."""
+    missing: list[Path] = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        with suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+
+
+def _private_files(path: Path) -> None:
+    """Create the database 0600 before SQLite does; tighten an older queue's files."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -73,13 +108,17 @@ class Item:
 
 
 class Queue:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_pending: int | None = None) -> None:
         self.path = path
+        self.max_pending = max_pending
         self._lock = threading.Lock()
         self._owner: int | None = None
+        self._probed_at = -PROBE_INTERVAL
+        self._probe_error: str | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_dirs(path.parent)
             self._own(path)
+            _private_files(path)
             # One connection shared under a lock: every statement is short, and SQLite
             # serialises writers anyway.
             self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000,
@@ -92,11 +131,19 @@ class Queue:
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.executescript(_DDL)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
+            self._write_probe()  # SQLite opens a read-only file read-only, without a word
+        except (sqlite3.Error, OSError) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
+            if self._owner is not None:
+                os.close(self._owner)
+                self._owner = None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise QueueError(
-                f"cannot open the queue database {path}: {exc}",
-                hint="Point `--queue` (STREAMPIXEL_QUEUE) at a writable path on a local disk; "
-                "in a container, mount a volume there so the queue survives restarts.",
+                f"cannot open the queue database {path} for writing: {reason}",
+                hint="Point `--queue` (STREAMPIXEL_QUEUE) at a writable path on a local disk "
+                "(in a container: a volume writable by the user the listener runs as, e.g. "
+                "`chown 10001 DIR` for the image's listener user).",
             ) from None
 
     def _own(self, path: Path) -> None:
@@ -121,10 +168,14 @@ class Queue:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # Also when COMMIT fails (disk full, I/O error): a transaction left open would
+                # make every later BEGIN fail, long after the disk has space again.
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):  # the original error says why
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -137,8 +188,17 @@ class Queue:
 
     def enqueue(self, *, upload_id: str, event: str, project_id: str, action: str,
                 rule: Mapping[str, Any], body: Mapping[str, Any], now: float) -> int | None:
-        """Insert one delivery; the new id, or None when (upload_id, event) is already known."""
+        """Insert one delivery; the new id, or None when (upload_id, event) is already known.
+
+        Raises QueueFull when `max_pending` items are not done yet (a duplicate is still None).
+        """
         with self._tx() as db:
+            known = db.execute("SELECT 1 FROM deliveries WHERE upload_id = ? AND event = ?",
+                               (upload_id, event)).fetchone()
+            if known:
+                return None
+            if self.max_pending is not None and self._undone(db) >= self.max_pending:
+                raise QueueFull(self.max_pending)
             cursor = db.execute(
                 "INSERT INTO deliveries (upload_id, event, project_id, action, rule, body, "
                 "received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -147,6 +207,46 @@ class Queue:
                  now, now),
             )
             return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    @staticmethod
+    def _undone(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT COUNT(*) FROM deliveries "
+                         "WHERE state IN ('pending', 'working')").fetchone()
+        return int(row[0])
+
+    def full(self) -> bool:
+        if self.max_pending is None:
+            return False
+        with self._lock:
+            return self._undone(self._db) >= self.max_pending
+
+    def _write_probe(self) -> None:
+        """What a delivery does, committed: an insert into the queue (removed again at once).
+
+        Committing writes and fsyncs the WAL, so a full disk, a read-only file or filesystem, a
+        lost lock or an insert the schema refuses all show here as they would for a delivery.
+        """
+        with self._tx() as db:
+            db.execute("INSERT INTO deliveries (upload_id, event, project_id, action, rule, body, "
+                       "received_at, updated_at, state) VALUES ('', ?, '', '', '{}', '{}', 0, 0, "
+                       "'probe')", (_PROBE_EVENT,))
+            db.execute("DELETE FROM deliveries WHERE event = ? AND state = 'probe'",
+                       (_PROBE_EVENT,))
+            # Give the probe's id back, so the ids that deliveries are answered with stay
+            # consecutive however often /healthz is polled (the probe's id was never shown).
+            db.execute("UPDATE sqlite_sequence SET seq = seq - 1 WHERE name = 'deliveries'")
+
+    def writable(self) -> str | None:
+        """None when a delivery could be committed now, else why not (at most one probe/s)."""
+        now = time.monotonic()
+        if now - self._probed_at >= PROBE_INTERVAL:
+            try:
+                self._write_probe()
+                self._probe_error = None
+            except sqlite3.Error as exc:
+                self._probe_error = str(exc)
+            self._probed_at = now
+        return self._probe_error
 
     def ping(self) -> bool:
         try:
@@ -161,8 +261,14 @@ class Queue:
             rows = self._db.execute(
                 "SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
         counts = {"pending": 0, "working": 0, "done": 0, "failed": 0}
-        counts.update({str(state): int(n) for state, n in rows})
+        counts.update({str(state): int(n) for state, n in rows if state in counts})
         return counts
+
+    def prune(self, before: float) -> int:
+        """Delete done items last updated before `before`; how many. Failed ones stay."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM deliveries WHERE state = 'done' AND updated_at < ?",
+                              (before,)).rowcount
 
     # -- the worker side ------------------------------------------------------------------
 

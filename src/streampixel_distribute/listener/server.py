@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .config import ListenerConfig
+from .config import ListenerConfig, normalise_id
 from .log import JsonLog
 from .metrics import Metrics
-from .queue import Queue
+from .queue import Queue, QueueFull
 
 StartResponse = Callable[..., Any]
 WEBHOOK_PREFIX = "/webhook/"
@@ -84,6 +84,7 @@ class App:
         self.wake = wake
         self.now = now
         self._token = config.token.encode()
+        self._last_problem: str | None = None
 
     def __call__(self, environ: Mapping[str, Any],
                  start_response: StartResponse) -> Iterable[bytes]:
@@ -114,16 +115,34 @@ class App:
     # -- operations ---------------------------------------------------------------------------
 
     def _health(self, start_response: StartResponse) -> Iterable[bytes]:
-        if self.queue.ping():
-            return self._send(start_response, "200 OK", {"ok": True, "queue": "ok",
-                                                         "paused": self.config.paused})
-        return self._send(start_response, "503 Service Unavailable",
-                          {"ok": False, "queue": "unavailable"})
+        """200 only when a delivery would be queued now: the same insert, committed."""
+        problem = self._queue_problem()
+        if problem is not None:
+            return self._send(start_response, "503 Service Unavailable",
+                              {"ok": False, "queue": "unwritable"})
+        if self.queue.full():
+            return self._send(start_response, "503 Service Unavailable",
+                              {"ok": False, "queue": "full"})
+        return self._send(start_response, "200 OK", {"ok": True, "queue": "ok",
+                                                     "paused": self.config.paused})
+
+    def _queue_problem(self) -> str | None:
+        """Why the queue cannot take a delivery now (None: it can); logged when it changes."""
+        problem = self.queue.writable()
+        if problem != self._last_problem:
+            self._last_problem = problem
+            if problem is None:
+                self.log.info("the queue takes deliveries again")
+            else:
+                self.log.error("the queue cannot take a delivery: deliveries get 503",
+                               error=problem)
+        return problem
 
     def _metrics(self, start_response: StartResponse) -> Iterable[bytes]:
-        healthy = self.queue.ping()
-        depth = self.queue.depth() if healthy else {}
-        text = self.metrics.render(depth, healthy=healthy, paused=self.config.paused).encode()
+        healthy = self._queue_problem() is None
+        depth = self.queue.depth() if self.queue.ping() else {}
+        text = self.metrics.render(depth, healthy=healthy, paused=self.config.paused,
+                                   capacity=self.queue.max_pending).encode()
         start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
                                   ("Content-Length", str(len(text)))])
         return [text]
@@ -183,6 +202,9 @@ class App:
             self, body: dict[str, Any],
                 fields: dict[str, Any]) -> tuple[str, Mapping[str, Any], str]:
         event, project_id, upload_id = body["event"], body["projectId"], body["uploadId"]
+        # One spelling per ObjectId, so `…C77` after `…c77` is the duplicate it is.
+        project_id = normalise_id(project_id)
+        upload_id = normalise_id(upload_id) if isinstance(upload_id, str) else upload_id
         rules = self.config.rules
         if not rules.allowed(project_id):
             return ("403 Forbidden", {"message": "Project not served by this listener"},
@@ -205,6 +227,10 @@ class App:
             item = self.queue.enqueue(upload_id=upload_id, event=event, project_id=project_id,
                                       action=rule.action, rule=rule.as_dict(), body=body,
                                       now=self.now())
+        except QueueFull:
+            self.log.emit("error", "queue full: delivery refused",
+                          max_pending=self.queue.max_pending, **fields)
+            return "503 Service Unavailable", {"message": "Queue full"}, "queue_full"
         except sqlite3.Error as exc:
             self.log.emit("error", "could not queue a delivery", error=str(exc), **fields)
             return "503 Service Unavailable", {"message": "Queue unavailable"}, "queue_error"

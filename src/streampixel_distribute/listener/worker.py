@@ -20,6 +20,8 @@ from .metrics import Metrics
 from .queue import Item, Queue
 
 IDLE_POLL = 5.0  # also picks up items whose retry time has come
+RECORD_RETRY_FIRST = 1.0
+RECORD_RETRY_CAP = 30.0
 RETRY_BASE = 60.0
 RETRY_CAP = 3600.0
 RESULT_LABELS = {"distribute": "triggered", "dispatch": "dispatched"}
@@ -54,12 +56,12 @@ class Worker(threading.Thread):
         while not self.stop.is_set():
             try:
                 item = self.queue.claim(kind, self.now())
+                due = self.queue.next_due(kind) if item is None else None
             except Exception as exc:  # noqa: BLE001 - a locked or broken DB must not kill us
                 self.log.emit("error", "could not read the queue", error=scrub(str(exc)))
                 self.stop.wait(IDLE_POLL)
                 continue
             if item is None:
-                due = self.queue.next_due(kind)
                 wait = IDLE_POLL if due is None else min(IDLE_POLL, max(0.05, due - self.now()))
                 self.wake.wait(wait)
                 self.wake.clear()
@@ -71,7 +73,7 @@ class Worker(threading.Thread):
         log = self.log.bind(item=item.id, event=item.event, projectId=item.project_id,
                             uploadId=item.upload_id, action=kind, attempt=item.attempts)
         if self.stop.is_set():
-            self.queue.requeue(item.id, self.now())
+            self._record(log, "requeue", lambda: self.queue.requeue(item.id, self.now()))
             return
         log.info(f"acting on {item.event}: {kind}")
         try:
@@ -85,21 +87,46 @@ class Worker(threading.Thread):
         now = self.now()
         result = outcome.result
         if outcome.state == "done":
-            self.queue.finish(item.id, "done", result, now)
+            self._record(log, "done", lambda: self.queue.finish(item.id, "done", result, now))
             self.metrics.action(kind, RESULT_LABELS.get(kind, "ok"))
             log.info(f"{kind} done", result=result)
         elif outcome.state == "requeue":
-            self.queue.requeue(item.id, now)
+            self._record(log, "requeue", lambda: self.queue.requeue(item.id, now))
             self.metrics.action(kind, "requeued")
             log.info("stopping: the item goes back to the queue and is acted on after the "
                      "restart", result=result)
         elif outcome.state == "retry" and item.attempts < self.max_attempts:
             delay = retry_delay(item.attempts)
-            self.queue.retry_later(item.id, now + delay, result, now)
+            self._record(log, "retry",
+                         lambda: self.queue.retry_later(item.id, now + delay, result, now))
             self.metrics.action(kind, "retry")
             log.warning(f"{kind} failed for now; retrying in {delay:g} s "
                         f"(attempt {item.attempts} of {self.max_attempts})", result=result)
         else:
-            self.queue.finish(item.id, "failed", result, now)
+            self._record(log, "failed", lambda: self.queue.finish(item.id, "failed", result, now))
             self.metrics.action(kind, "failed")
             log.error(f"{kind} failed: {result.get('title', 'error')}", result=result)
+
+    def _record(self, log: JsonLog, state: str, write: Callable[[], None]) -> None:
+        """Commit an item's outcome, retrying until it is written or the listener stops.
+
+        The action has already happened: if its outcome were not recorded the item would stay
+        `working`, and the next start would act on it again (distribute twice). A full disk or a
+        read-only queue is waited out instead; this worker takes no other item meanwhile.
+        """
+        delay = RECORD_RETRY_FIRST
+        while True:
+            try:
+                write()
+            except Exception as exc:  # noqa: BLE001 - sqlite3.Error, or the queue closed under us
+                if self.stop.is_set():
+                    log.emit("error", f"could not record the result ({state}) before stopping; "
+                             "the item is acted on again at the next start",
+                             error=scrub(str(exc)))
+                    return
+                log.emit("error", f"could not record the result ({state}); retrying in "
+                         f"{delay:g} s", error=scrub(str(exc)))
+                self.stop.wait(delay)
+                delay = min(RECORD_RETRY_CAP, delay * 2)
+                continue
+            return
