@@ -30,7 +30,8 @@ run() {
   echo "[lint] $name"
   "$@" || failed+=("$name")
 }
-workflows=(.github/workflows/*.yml)
+# tests/act/: the workflow tests/test_act.py runs under nektos/act (a second runner).
+workflows=(.github/workflows/*.yml tests/act/*.yml)
 
 run action.yml "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-actions action.yml
 run workflows "$VENV/bin/check-jsonschema" --builtin-schema vendor.github-workflows "${workflows[@]}"
@@ -40,7 +41,8 @@ run hadolint "$VENV/bin/hadolint" Dockerfile scripts/gitlab-ci-local/Containerfi
 run actionlint "$VENV/bin/actionlint" -no-color "${workflows[@]}"
 # --offline: no GitHub API calls (CI machines cannot reach it); the online-only audits
 # (known-vulnerable actions, impostor commits) are left to zizmor's own GitHub App / local runs.
-run zizmor "$VENV/bin/zizmor" --offline --strict-collection --no-progress .github/workflows
+run zizmor "$VENV/bin/zizmor" --offline --strict-collection --no-progress .github/workflows \
+  tests/act/*.yml
 # SC2317 ("unreachable command") is excluded: ShellCheck 0.9 (Debian 12) reports every command
 # of a function that only a `trap` calls.
 if command -v shellcheck >/dev/null; then

@@ -8,6 +8,7 @@ pytest_plugins = [
     "support.ledger_contract",
     "support.emulator",
     "support.container",
+    "support.act",
     "support.listener",
     "support.git_server",
     "support.redis_server",
