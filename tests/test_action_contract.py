@@ -1,29 +1,80 @@
-"""action.yml against the code: every input with the default the program applies, every output
-the reporter writes. Pure Python, so it runs wherever the tests run (not only with podman)."""
+"""The one table of inputs (settings/inputs.py) against every place that states it: action.yml,
+the README's input table, the CLI flags and the `STREAMPIXEL_*` names; and action.yml's outputs
+against what the reporter writes. Pure Python, so it runs wherever the tests run."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from streampixel_distribute.cli import build_parser
 from streampixel_distribute.report import OUTPUT_NAMES
-from streampixel_distribute.settings import BY_NAME as SPECS
-from support.container import action_inputs
+from streampixel_distribute.settings import Command, load
+from streampixel_distribute.settings.inputs import ACTION_COMMANDS, INPUTS, Kind, inputs_of
+from support.container import declared_inputs
 from support.runner import parse_output_file
 
-ACTION_YML = Path(__file__).parents[1] / "action.yml"
+ROOT = Path(__file__).parents[1]
+ACTION_YML = ROOT / "action.yml"
 
 
-def test_action_yml_declares_every_input_with_the_settings_default() -> None:
-    declared = action_inputs(ACTION_YML)
-    assert set(declared) == set(SPECS)
-    for name, spec in SPECS.items():
-        if name == "github-token":
-            assert declared[name] == "${{ github.token }}"
-        else:
-            # An input without a default in the code has none in action.yml either.
-            assert declared[name] == (spec.default or None), name
+def sync_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sync_inputs", ROOT / "scripts/sync_inputs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ACTION_INPUTS = [spec for spec in INPUTS if spec.used_by & set(ACTION_COMMANDS)]
+
+
+def test_action_yml_states_every_input_as_the_table_does() -> None:
+    declared = declared_inputs(ACTION_YML)
+    assert list(declared) == [spec.name for spec in ACTION_INPUTS]
+    for spec in ACTION_INPUTS:
+        found = declared[spec.name]
+        assert found.description == spec.description, spec.name
+        assert found.required is spec.action_required, spec.name
+        assert found.default == (spec.action_default or spec.default or None), spec.name
+
+
+def test_action_yml_and_the_readme_are_what_the_table_makes() -> None:
+    """`python scripts/sync_inputs.py` rewrites both; this fails until it has been run."""
+    assert sync_script().main(["--check"]) == 0
+
+
+def test_the_readme_table_names_every_input_and_its_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for spec in ACTION_INPUTS:
+        assert f"| `{spec.name}` | `{spec.env_name}` |" in readme, spec.name
+
+
+@pytest.mark.parametrize("command", list(Command))
+def test_each_command_has_a_flag_per_input_it_takes(command: Command) -> None:
+    options = {action.dest: action for action in build_parser(command)._actions}
+    for spec in inputs_of(command):
+        action = options[spec.attribute]
+        assert spec.flag in action.option_strings
+        assert action.help == spec.description
+        if spec.kind is Kind.FLAG:
+            assert action.const == "true"  # `--dry-run` alone means true
+    taken = {spec.attribute for spec in inputs_of(command)}
+    others = {spec.attribute for spec in INPUTS} - taken
+    assert not others & set(options), f"{command} offers flags it ignores"
+
+
+def test_every_input_is_read_from_its_streampixel_variable() -> None:
+    env = {spec.env_name: value for spec, value in zip(ACTION_INPUTS, [
+        "sk-contract-0123456789", "663d0a1b2c3e4f5a6b7c8d9e", "664f1a2b3c4d5e6f7a8b9c0d",
+        "665a2b3c4d5e6f7a8b9c0e1f", "https://api.example.test/api", "none", "ghs_contract1234",
+        "60", "600", "10", "2", "true", "true"], strict=True)}
+    job = load(Command.DISTRIBUTE, {}, env)
+    assert dict(job.sources) == {
+        spec.name: spec.env_name for spec in ACTION_INPUTS}
 
 
 def test_action_yml_declares_every_output_the_reporter_writes() -> None:

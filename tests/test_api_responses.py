@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streampixel_distribute import redact
-from streampixel_distribute.api import (
+from streampixel_distribute.answers import (
     MAX_RETRY_AFTER,
     TooManyRequests,
     excerpt,

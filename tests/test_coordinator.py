@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streampixel_distribute.api import Result, TooManyRequests
+from streampixel_distribute.answers import Result, TooManyRequests
 from streampixel_distribute.coordinator import (
     HEARTBEAT_SECONDS,
     PREPARE_LEAD,

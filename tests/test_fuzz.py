@@ -32,7 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streampixel_distribute import cli, redact
-from streampixel_distribute.api import MAX_RETRY_AFTER, Result, interpret, parse_retry_after
+from streampixel_distribute.answers import (
+    MAX_RETRY_AFTER,
+    Result,
+    interpret,
+    parse_retry_after,
+)
 from streampixel_distribute.errors import DistributeError
 from streampixel_distribute.report import OUTPUT_NAMES
 from streampixel_distribute.settings import INPUTS

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streampixel_distribute import redact
-from streampixel_distribute.api import TooManyRequests
+from streampixel_distribute.answers import TooManyRequests
 from streampixel_distribute.coordinator import HEARTBEAT_SECONDS, Coordinator, Progress
 from streampixel_distribute.errors import (
     Cancelled,

@@ -137,7 +137,7 @@ def run(command: Command, parsed: argparse.Namespace, environ: Mapping[str, str]
     """A write command: load the job, run it, report. Returns the exit code."""
     # Imported here: `--help` and the other subcommands need none of it.
     from . import commands  # noqa: PLC0415
-    from .api import Result  # noqa: PLC0415
+    from .answers import Result  # noqa: PLC0415
     from .clock import SystemClock  # noqa: PLC0415
     from .coordinator import Progress  # noqa: PLC0415
     from .report import Reporter, build_report  # noqa: PLC0415

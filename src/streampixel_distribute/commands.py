@@ -10,7 +10,8 @@ import re
 from collections.abc import Mapping
 from contextlib import closing
 
-from .api import Result, StreampixelClient
+from .answers import Result
+from .api import StreampixelClient
 from .clock import Clock
 from .coordinator import Coordinator, Log, Progress
 from .errors import NotReady
@@ -56,17 +57,13 @@ def run(job: Job, *, environ: Mapping[str, str], clock: Clock, log: Log,
     ledger = choose_ledger(account.ledger, github_token=account.github_token, environ=environ,
                            now=clock.time, notes=log)
     with closing(ledger):
-        progress.ledger = ledger.description
         coordinator = Coordinator(account, ledger=ledger, clock=clock, log=log, progress=progress)
         client = StreampixelClient(account.api_url, timeout=account.timeout)
         call = Distribute(client, account, job.target)
         if job.dry_run:
             coordinator.dry_run(call)
             return None
-        try:
-            return coordinator.run(call)
-        finally:
-            progress.ledger = ledger.description  # `auto` may have degraded meanwhile
+        return coordinator.run(call)
 
 
 def rejected_build(job: Job) -> NotReady | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from .api import Result, TooManyRequests
+from .answers import Result, TooManyRequests
 from .clock import Clock, backoff, from_now, hms, iso
 from .errors import DistributeError, RateLimited
 from .ledger import Ledger, account_key
@@ -233,6 +233,7 @@ class Coordinator:
         return slot
 
     def _note_slot(self, slot: float, earliest: float) -> None:
+        self.progress.ledger = self.ledger.description  # `auto` may have degraded to `none`
         self.progress.slot_at = slot
         # Position = how many reservations are ahead of ours. Reservations are `spacing` apart,
         # so it is the distance past the earliest time we could have had, in whole spacings;

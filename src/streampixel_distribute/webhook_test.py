@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from . import redact
-from .api import StreampixelClient, interpret
+from .answers import interpret
+from .api import StreampixelClient
 from .cli import flags_of, guarded
 from .errors import DistributeError, InvalidInput, NotFound, Unauthorized, WebhookNotDelivered
 from .redact import scrub

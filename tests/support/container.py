@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pytest
 
@@ -38,27 +38,42 @@ CONTAINER_SH = REPO / "scripts" / "container.sh"
 EMULATOR_START_TIMEOUT = 30.0
 
 
-def action_inputs(path: Path = REPO / "action.yml") -> dict[str, str | None]:
-    """Input name -> default (None: no default) from action.yml.
+class DeclaredInput(NamedTuple):
+    description: str
+    required: bool
+    default: str | None
 
-    A deliberately small reader for the file's own layout (two-space indents, one key per line),
-    so the tests need no YAML library; test_container checks it against the settings specs.
+
+def declared_inputs(path: Path = REPO / "action.yml") -> dict[str, DeclaredInput]:
+    """Each input of action.yml with its description, `required` and default (None: none).
+
+    A deliberately small reader for the file's own layout (two-space indents, one key per line,
+    plain or double-quoted scalars), so the tests need no YAML library.
     """
-    inputs: dict[str, str | None] = {}
+    raw: dict[str, dict[str, str]] = {}
     section = current = ""
-    for raw in path.read_text().splitlines():
-        if not raw.strip() or raw.lstrip().startswith("#"):
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        indent = len(raw) - len(raw.lstrip())
-        key, _, value = raw.strip().partition(":")
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":")
+        value = value.strip()
+        if value.startswith('"'):
+            value = json.loads(value)
         if indent == 0:
             section = key
         elif section == "inputs" and indent == 2:
             current = key
-            inputs[current] = None
-        elif section == "inputs" and indent == 4 and key == "default":
-            inputs[current] = value.strip().strip("\"'")
-    return inputs
+            raw[current] = {}
+        elif section == "inputs" and indent == 4:
+            raw[current][key] = value
+    return {name: DeclaredInput(fields.get("description", ""), fields.get("required") == "true",
+                                fields.get("default")) for name, fields in raw.items()}
+
+
+def action_inputs(path: Path = REPO / "action.yml") -> dict[str, str | None]:
+    """Input name -> default (None: no default) from action.yml."""
+    return {name: spec.default for name, spec in declared_inputs(path).items()}
 
 
 def runner_inputs(env: Mapping[str, str]) -> dict[str, str]:

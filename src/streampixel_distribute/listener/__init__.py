@@ -19,11 +19,13 @@ from pathlib import Path
 
 from .. import redact
 from ..cli import flags_of, guarded
-from ..errors import DistributeError
+from ..errors import DistributeError, InvalidInput
 from ..settings import Command, load, secret_candidates
 from .config import ListenerConfig, load_config
 from .log import JsonLog, route_library_logs
-from .service import Listener, report, require_waitress
+
+#: What `pip install 'streampixel-distribute[listen]'` adds, by import name.
+EXTRA = ("waitress", "jsonschema", "prometheus_client")
 
 #: A listener may hold a backlog of approvals: each waits for its turn longer than a CI job would.
 LISTENER_MAX_WAIT = "21600"
@@ -39,8 +41,8 @@ def serve(parsed: argparse.Namespace, environ: Mapping[str, str]) -> int:
                    environ.get("STREAMPIXEL_WEBHOOK_TOKEN", ""), environ.get("GITHUB_TOKEN", "")]:
         redact.register(secret.strip())
 
-    def start() -> Listener:
-        require_waitress()
+    def start_and_serve() -> int:
+        _require_extra()
         config = load_config(parsed, environ)
         account = None
         if config.rules.uses("distribute"):
@@ -48,13 +50,30 @@ def serve(parsed: argparse.Namespace, environ: Mapping[str, str]) -> int:
             for warning in job.warnings:
                 log.warning(warning, title="Input")
             account = job.account
-        return Listener(config, account, environ, log)
+        from .service import Listener  # noqa: PLC0415 - needs the extra, checked above
 
-    listener = guarded(start)
-    if isinstance(listener, DistributeError):
-        report(log, listener)
-        return listener.code
-    return listener.serve()
+        return Listener(config, account, environ, log).serve()
+
+    outcome = guarded(start_and_serve)
+    if isinstance(outcome, InvalidInput):
+        log.error(outcome.title, problems=[str(p) for p in outcome.problems])
+    elif isinstance(outcome, DistributeError):
+        log.error(f"{outcome.title}: {outcome.detail}", hint=outcome.hint)
+    if isinstance(outcome, DistributeError):
+        return outcome.code
+    return outcome
+
+
+def _require_extra() -> None:
+    import importlib.util  # noqa: PLC0415
+
+    missing = [name for name in EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DistributeError(
+            f"the listener needs {', '.join(missing)}, which is not installed",
+            title="Missing dependency",
+            hint="Install the listener extra: pip install 'streampixel-distribute[listen]' "
+            "(the container image includes it).")
 
 
 def _listener_flags(flags: Mapping[str, str | None], environ: Mapping[str, str],

@@ -17,7 +17,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from ..api import Result, StreampixelClient, TooManyRequests, excerpt, http_session
+from ..answers import Result, TooManyRequests, excerpt
+from ..api import HttpClient, StreampixelClient
 from ..commands import Distribute
 from ..coordinator import Coordinator, Progress
 from ..errors import Cancelled, DistributeError, InvalidInput, LedgerError, RateLimited
@@ -117,23 +118,15 @@ class DistributeAction:
         })
 
 
-class DispatchAction:
+class DispatchAction(HttpClient):
     """`POST /repos/{owner}/{repo}/dispatches`; GitHub answers 204 No Content on success."""
 
     kind = "dispatch"
 
     def __init__(self, *, token: str, api_url: str, timeout: float = 30.0,
                  session: requests.Session | None = None) -> None:
+        super().__init__(api_url, timeout=timeout, session=session)
         self.token = token
-        self.api_url = api_url.rstrip("/")
-        self.timeout = timeout
-        self._session = session
-
-    @property
-    def session(self) -> requests.Session:
-        if self._session is None:
-            self._session = http_session()
-        return self._session
 
     def run(self, item: Item, log: JsonLog) -> Outcome:
         import requests  # noqa: PLC0415

@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import InvalidInput, Problem
 from ..urls import is_loopback_host
@@ -46,6 +46,42 @@ DEFAULT_MAX_PENDING = 1000
 #: Done items are deleted after this many days (their uploadId is then forgotten for dedup).
 DEFAULT_RETENTION_DAYS = 30
 HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+
+
+class Number(NamedTuple):
+    """A whole-number option of the listener: flag, variable, default, bounds and help."""
+
+    name: str
+    env: str
+    default: int
+    low: int
+    high: int
+    help: str
+
+    @property
+    def attribute(self) -> str:
+        return self.name.replace("-", "_")
+
+
+NUMBERS = (
+    Number("port", "STREAMPIXEL_LISTEN_PORT", 8788, 0, 65535, "port; 0 picks a free one"),
+    Number("max-body", "STREAMPIXEL_LISTEN_MAX_BODY", DEFAULT_BODY_LIMIT, 1024, 1024 * 1024,
+           "largest accepted body in bytes"),
+    Number("threads", "STREAMPIXEL_LISTEN_THREADS", 8, 1, 64, "HTTP worker threads"),
+    Number("connection-limit", "STREAMPIXEL_LISTEN_CONNECTION_LIMIT", 1000, 10, 100_000,
+           "open connections at once; beyond it the oldest one not being served is closed "
+           "for the new one"),
+    Number("request-timeout", "STREAMPIXEL_LISTEN_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 1,
+           60, "seconds a request may take to arrive whole, headers and body; slower clients "
+           "are dropped"),
+    Number("max-attempts", "STREAMPIXEL_LISTEN_MAX_ATTEMPTS", 5, 1, 100,
+           "attempts per delivery on transient failures"),
+    Number("max-pending", "STREAMPIXEL_LISTEN_MAX_PENDING", DEFAULT_MAX_PENDING, 1, 1_000_000,
+           "most deliveries waiting to be acted on; more get 503"),
+    Number("retention-days", "STREAMPIXEL_LISTEN_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1,
+           3650, "days a done delivery is kept (and recognised as a duplicate) before it is "
+           "deleted"),
+)
 
 
 def normalise_id(value: str) -> str:
@@ -218,7 +254,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--host", help="address to listen on (STREAMPIXEL_LISTEN_HOST; default 127.0.0.1, use "
       "0.0.0.0 in a container)")
-    a("--port", help="port; 0 picks a free one (STREAMPIXEL_LISTEN_PORT; default 8788)")
     a("--token", help="the secret in the delivery path /webhook/<token> "
       "(STREAMPIXEL_WEBHOOK_TOKEN; prefer the variable)")
     a("--queue", help="SQLite queue file; keep it on a persistent volume (STREAMPIXEL_QUEUE; "
@@ -227,26 +262,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "(STREAMPIXEL_WEBHOOK_ACTIONS; default: distribute on build.approved)")
     a("--allow-projects", help="comma-separated project ids; others get 403 "
       "(STREAMPIXEL_ALLOW_PROJECTS)")
-    a("--max-body", help="largest accepted body in bytes (STREAMPIXEL_LISTEN_MAX_BODY; "
-      "default 65536)")
-    a("--threads", help="HTTP worker threads (STREAMPIXEL_LISTEN_THREADS; default 8)")
-    a("--connection-limit", help="open connections at once; beyond it the oldest one not being "
-      "served is closed for the new one (STREAMPIXEL_LISTEN_CONNECTION_LIMIT; default 1000)")
-    a("--request-timeout", help="seconds a request may take to arrive whole, headers and body; "
-      "slower clients are dropped (STREAMPIXEL_LISTEN_REQUEST_TIMEOUT; default 5)")
-    a("--max-attempts", help="attempts per delivery on transient failures "
-      "(STREAMPIXEL_LISTEN_MAX_ATTEMPTS; default 5)")
-    a("--max-pending", help="most deliveries waiting to be acted on; more get 503 "
-      "(STREAMPIXEL_LISTEN_MAX_PENDING; default 1000)")
-    a("--retention-days", help="days a done delivery is kept (and recognised as a duplicate) "
-      "before it is deleted (STREAMPIXEL_LISTEN_RETENTION_DAYS; default 30)")
+    for number in NUMBERS:
+        a(f"--{number.name}", dest=number.attribute,
+          help=f"{number.help} ({number.env}; default {number.default})")
     a("--paused", action="store_true", help="queue deliveries but act on none, e.g. during "
       "maintenance; restart without it to work off the backlog (STREAMPIXEL_LISTEN_PAUSED)")
     a("--ready-file", help="write {\"port\", \"pid\"} here once listening "
       "(STREAMPIXEL_LISTEN_READY_FILE)")
 
 
-def _pick(flag: Any, environ: Mapping[str, str], *names: str) -> str | None:
+def _pick(flag: object, environ: Mapping[str, str], *names: str) -> str | None:
     if flag is not None and str(flag).strip():
         return str(flag).strip()
     for name in names:
@@ -266,34 +291,8 @@ def load_config(args: Any, environ: Mapping[str, str]) -> ListenerConfig:
         problems.append(Problem("webhook-token", "must be 16 to 256 characters of A-Z, a-z, "
                                 "0-9, `-` and `_` (it is part of a URL path).", SETUP_HINT))
 
-    def number(name: str, flag: Any, env: str, default: int, low: int, high: int) -> int:
-        raw = _pick(flag, environ, env)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            problems.append(Problem(name, f"must be a whole number from {low} to {high}.",
-                                    f"Set `--{name}` or {env} accordingly."))
-            return default
-        return value
-
-    port = number("port", args.port, "STREAMPIXEL_LISTEN_PORT", 8788, 0, 65535)
-    body_limit = number("max-body", args.max_body, "STREAMPIXEL_LISTEN_MAX_BODY",
-                        DEFAULT_BODY_LIMIT, 1024, 1024 * 1024)
-    threads = number("threads", args.threads, "STREAMPIXEL_LISTEN_THREADS", 8, 1, 64)
-    connections = number("connection-limit", args.connection_limit,
-                         "STREAMPIXEL_LISTEN_CONNECTION_LIMIT", 1000, 10, 100_000)
-    max_attempts = number("max-attempts", args.max_attempts, "STREAMPIXEL_LISTEN_MAX_ATTEMPTS",
-                          5, 1, 100)
-    request_timeout = number("request-timeout", args.request_timeout,
-                             "STREAMPIXEL_LISTEN_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT, 1, 60)
-    max_pending = number("max-pending", args.max_pending, "STREAMPIXEL_LISTEN_MAX_PENDING",
-                         DEFAULT_MAX_PENDING, 1, 1_000_000)
-    retention_days = number("retention-days", args.retention_days,
-                            "STREAMPIXEL_LISTEN_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, 1, 3650)
+    numbers = {number.attribute: _number(number, getattr(args, number.attribute), environ,
+                                         problems) for number in NUMBERS}
     paused_raw = _pick("true" if args.paused else None, environ, "STREAMPIXEL_LISTEN_PAUSED")
     paused = (paused_raw or "false").lower() in ("1", "true", "yes")
     host = _pick(args.host, environ, "STREAMPIXEL_LISTEN_HOST") or "127.0.0.1"
@@ -321,9 +320,28 @@ def load_config(args: Any, environ: Mapping[str, str]) -> ListenerConfig:
         raise InvalidInput(problems, title="Invalid listener configuration")
     ready = _pick(args.ready_file, environ, "STREAMPIXEL_LISTEN_READY_FILE")
     return ListenerConfig(
-        host=host, port=port, token=token, queue=queue, rules=rules, body_limit=body_limit,
-        threads=threads, connection_limit=connections, paused=paused,
-        ready_file=Path(ready) if ready else None, request_timeout=request_timeout,
-        max_pending=max_pending, retention_days=retention_days,
-        github_token=github_token, github_api_url=github_api, max_attempts=max_attempts,
+        host=host, port=numbers["port"], token=token, queue=queue, rules=rules,
+        body_limit=numbers["max_body"], threads=numbers["threads"],
+        connection_limit=numbers["connection_limit"], paused=paused,
+        ready_file=Path(ready) if ready else None, request_timeout=numbers["request_timeout"],
+        max_pending=numbers["max_pending"], retention_days=numbers["retention_days"],
+        github_token=github_token, github_api_url=github_api,
+        max_attempts=numbers["max_attempts"],
     )
+
+
+def _number(number: Number, flag: object, environ: Mapping[str, str],
+            problems: list[Problem]) -> int:
+    raw = _pick(flag, environ, number.env)
+    if raw is None:
+        return number.default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = number.low - 1
+    if not number.low <= value <= number.high:
+        problems.append(Problem(number.name, f"must be a whole number from {number.low} to "
+                                f"{number.high}.", f"Set `--{number.name}` or {number.env} "
+                                "accordingly."))
+        return number.default
+    return value

@@ -12,12 +12,13 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from .. import redact
+from ..clock import iso
 
 
 class JsonLog:
@@ -33,7 +34,7 @@ class JsonLog:
 
     def emit(self, level: str, msg: str, **fields: Any) -> None:
         record = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": iso(time.time(), millis=True),
             "level": level,
             "msg": msg,
             **self.fields,

@@ -1,19 +1,28 @@
-"""Prometheus text exposition (format 0.0.4), written by hand: a few counters need no library.
+"""`/metrics` in the Prometheus text format, through `prometheus_client`.
 
-Counters live in memory and restart at zero with the process, as Prometheus expects; the queue
-depth is read from the database at scrape time, so it is right after a restart too.
+Counters and histograms live in memory and restart at zero with the process, as Prometheus
+expects. What the queue holds, whether it accepts writes and how many connections are open are
+read at scrape time (a collector), so they are right after a restart too. Every listener has its
+own registry: several can run in one process (the tests do).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .. import __version__
 from .config import KNOWN_EVENTS
 
 PREFIX = "streampixel_listener"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Streampixel waits 10 s for a delivery's answer and never retries: the buckets end there.
+RESPONSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Waits for the account's slots: one interval is 120 s; a backlog takes many.
+WAIT_BUCKETS = (0.0, 1.0, 10.0, 60.0, 125.0, 250.0, 500.0, 1000.0, 3600.0, 21600.0)
 
 
 def event_label(event: object) -> str:
@@ -21,110 +30,88 @@ def event_label(event: object) -> str:
     return event if isinstance(event, str) and event in KNOWN_EVENTS else "other"
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class State:
+    """What is read at scrape time."""
+
+    def __init__(self) -> None:
+        self.healthy: Callable[[], bool] = lambda: True
+        self.depth: Callable[[], Mapping[str, int]] = dict
+        self.paused = False
+        self.capacity: int | None = None
+        self.open_connections: Callable[[], int] = lambda: 0
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state
+        healthy = state.healthy()
+        info = GaugeMetricFamily(f"{PREFIX}_info", "Version of the listener.",
+                                 labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily(f"{PREFIX}_up", "1 when a delivery would be queued now (a "
+                                "committed test write succeeds).", value=1 if healthy else 0)
+        yield GaugeMetricFamily(f"{PREFIX}_paused", "1 when started with --paused (deliveries "
+                                "queue up, none is acted on).", value=1 if state.paused else 0)
+        depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Queued deliveries by state.",
+                                  labels=["state"])
+        for name, count in sorted((state.depth() if healthy else {}).items()):
+            depth.add_metric([name], count)
+        yield depth
+        if state.capacity is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_queue_capacity", "Most pending+working items; "
+                                    "deliveries beyond it get 503 (outcome queue_full).",
+                                    value=state.capacity)
+        yield GaugeMetricFamily(f"{PREFIX}_connections_open", "Open HTTP connections.",
+                                value=state.open_connections())
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.deliveries: dict[tuple[str, str], int] = defaultdict(int)
-        self.actions: dict[tuple[str, str], int] = defaultdict(int)
-        self.rate_limited = 0
-        self.wait_seconds = 0.0
-        self.waits = 0
-        self.response_seconds = 0.0
-        self.responses = 0
-        self.response_max = 0.0
-        self.dropped: dict[str, int] = defaultdict(int)
-        #: Open HTTP connections, read at scrape time (set once the server exists).
-        self.open_connections: Callable[[], int] = lambda: 0
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.state = State()
+        self.registry.register(_StateCollector(self.state))
+        r = self.registry
+        self._deliveries = Counter(f"{PREFIX}_deliveries", "Webhook deliveries by event and "
+                                   "outcome.", ["event", "outcome"], registry=r)
+        self._response = Histogram(f"{PREFIX}_response_seconds", "Time to answer a webhook "
+                                   "delivery (Streampixel gives up after 10 s).",
+                                   buckets=RESPONSE_BUCKETS, registry=r)
+        self._dropped = Counter(f"{PREFIX}_connections_dropped", "Connections closed by the "
+                                "listener: deadline (request not whole in time), evicted (oldest "
+                                "idle one, all slots taken).", ["reason"], registry=r)
+        self._actions = Counter(f"{PREFIX}_actions", "Actions taken on queued deliveries, by "
+                                "result.", ["action", "result"], registry=r)
+        self._distributions = Counter(f"{PREFIX}_distributions", "distribute-file outcomes by "
+                                      "result.", ["result"], registry=r)
+        self._rate_limited = Counter(f"{PREFIX}_rate_limited", "HTTP 429 answers from "
+                                     "Streampixel.", registry=r)
+        self._wait = Histogram(f"{PREFIX}_wait_seconds", "Time spent waiting for the account's "
+                               "rate-limit slots before distribute-file.", buckets=WAIT_BUCKETS,
+                               registry=r)
+        for reason in ("deadline", "evicted"):
+            self._dropped.labels(reason)  # shown as 0 from the start
 
     def delivery(self, event: object, outcome: str, seconds: float) -> None:
-        with self._lock:
-            self.deliveries[(event_label(event), outcome)] += 1
-            self.response_seconds += seconds
-            self.responses += 1
-            self.response_max = max(self.response_max, seconds)
+        self._deliveries.labels(event_label(event), outcome).inc()
+        self._response.observe(seconds)
 
     def connection_dropped(self, reason: str) -> None:
-        with self._lock:
-            self.dropped[reason] += 1
+        self._dropped.labels(reason).inc()
 
     def action(self, action: str, result: str) -> None:
-        with self._lock:
-            self.actions[(action, result)] += 1
+        self._actions.labels(action, result).inc()
+        if action == "distribute":
+            self._distributions.labels(result).inc()
 
     def rate_limit_hit(self) -> None:
-        with self._lock:
-            self.rate_limited += 1
+        self._rate_limited.inc()
 
     def waited(self, seconds: float) -> None:
-        with self._lock:
-            self.wait_seconds += seconds
-            self.waits += 1
+        self._wait.observe(seconds)
 
-    def render(self, depth: Mapping[str, int], *, healthy: bool, paused: bool,
-               capacity: int | None = None) -> str:
-        p = PREFIX
-        lines: list[str] = []
-
-        def family(name: str, kind: str, text: str) -> None:
-            lines.append(f"# HELP {p}_{name} {text}")
-            lines.append(f"# TYPE {p}_{name} {kind}")
-
-        def sample(name: str, value: float, **labels: str) -> None:
-            label = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            lines.append(f"{p}_{name}{{{label}}} {value:g}" if label else f"{p}_{name} {value:g}")
-
-        with self._lock:
-            deliveries = dict(self.deliveries)
-            actions = dict(self.actions)
-            rate_limited, wait_s, waits = self.rate_limited, self.wait_seconds, self.waits
-            resp_s, resps, resp_max = self.response_seconds, self.responses, self.response_max
-            dropped = dict(self.dropped)
-        family("info", "gauge", "Version of the listener.")
-        sample("info", 1, version=__version__)
-        family("up", "gauge", "1 when a delivery would be queued now (a committed test write "
-               "succeeds).")
-        sample("up", 1 if healthy else 0)
-        family("paused", "gauge", "1 when started with --paused (deliveries queue up, none "
-               "is acted on).")
-        sample("paused", 1 if paused else 0)
-        family("deliveries_total", "counter", "Webhook deliveries by event and outcome.")
-        for (event, outcome), n in sorted(deliveries.items()):
-            sample("deliveries_total", n, event=event, outcome=outcome)
-        family("queue_depth", "gauge", "Queued deliveries by state.")
-        for state, n in sorted(depth.items()):
-            sample("queue_depth", n, state=state)
-        if capacity is not None:
-            family("queue_capacity", "gauge", "Most pending+working items; deliveries beyond it "
-                   "get 503 (outcome queue_full).")
-            sample("queue_capacity", capacity)
-        family("connections_open", "gauge", "Open HTTP connections.")
-        sample("connections_open", self.open_connections())
-        family("connections_dropped_total", "counter", "Connections closed by the listener: "
-               "deadline (request not whole in time), evicted (oldest idle one, all slots "
-               "taken).")
-        for reason in ("deadline", "evicted"):
-            sample("connections_dropped_total", dropped.get(reason, 0), reason=reason)
-        family("actions_total", "counter", "Actions taken on queued deliveries, by result.")
-        for (action, result), n in sorted(actions.items()):
-            sample("actions_total", n, action=action, result=result)
-        family("distributions_total", "counter", "distribute-file outcomes by result.")
-        for (action, result), n in sorted(actions.items()):
-            if action == "distribute":
-                sample("distributions_total", n, result=result)
-        family("rate_limited_total", "counter", "HTTP 429 answers from Streampixel.")
-        sample("rate_limited_total", rate_limited)
-        family("wait_seconds", "summary", "Time spent waiting for the account's rate-limit "
-               "slots before distribute-file.")
-        sample("wait_seconds_sum", wait_s)
-        sample("wait_seconds_count", waits)
-        family("response_seconds", "summary", "Time to answer a webhook delivery.")
-        sample("response_seconds_sum", resp_s)
-        sample("response_seconds_count", resps)
-        family("response_seconds_max", "gauge", "Slowest webhook answer since start.")
-        sample("response_seconds_max", resp_max)
-        return "\n".join(lines) + "\n"
-
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -22,7 +22,7 @@ from typing import Any
 
 from .config import ListenerConfig, normalise_id
 from .log import JsonLog
-from .metrics import Metrics
+from .metrics import CONTENT_TYPE, Metrics
 from .queue import Queue, QueueFull
 
 StartResponse = Callable[..., Any]
@@ -83,6 +83,11 @@ class App:
         self.log = log
         self.wake = wake
         self.now = now
+        state = metrics.state
+        state.healthy = lambda: self._queue_problem() is None
+        state.depth = lambda: self.queue.depth() if self.queue.ping() else {}
+        state.paused = config.paused
+        state.capacity = queue.max_pending
         self._token = config.token.encode()
         self._last_problem: str | None = None
 
@@ -139,11 +144,8 @@ class App:
         return problem
 
     def _metrics(self, start_response: StartResponse) -> Iterable[bytes]:
-        healthy = self._queue_problem() is None
-        depth = self.queue.depth() if self.queue.ping() else {}
-        text = self.metrics.render(depth, healthy=healthy, paused=self.config.paused,
-                                   capacity=self.queue.max_pending).encode()
-        start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+        text = self.metrics.render()
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE),
                                   ("Content-Length", str(len(text)))])
         return [text]
 

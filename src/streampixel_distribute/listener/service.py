@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..errors import DistributeError, InvalidInput
+from ..errors import InvalidInput, Problem
 from ..ledger import Ledger
 from ..ledger.policy import choose_ledger
 from ..settings import Account
@@ -33,14 +33,6 @@ from .worker import Worker
 SHUTDOWN_GRACE = 60.0
 PRUNE_EVERY = 3600.0
 DAY = 86400.0
-
-
-def report(log: JsonLog, exc: DistributeError) -> None:
-    """A startup failure, as one JSON log line with the fix."""
-    if isinstance(exc, InvalidInput):
-        log.error(exc.title, problems=[str(p) for p in exc.problems])
-    else:
-        log.error(f"{exc.title}: {exc.detail}", hint=exc.hint)
 
 
 class Listener:
@@ -97,7 +89,7 @@ class Listener:
             clear_untrusted_proxy_headers=True,
         )
         channels = server.active_channels
-        self.metrics.open_connections = lambda: len(channels)
+        self.metrics.state.open_connections = lambda: len(channels)
         return server
 
     def prune(self) -> None:
@@ -122,24 +114,40 @@ class Listener:
         try:
             server = self._create_server(limit)
         except OSError as exc:
-            report(self.log, DistributeError(
-                f"cannot listen on {self.config.host}:{self.config.port}: "
-                f"{exc.strerror or exc}", title="Cannot listen",
-                hint="Pick another --port (STREAMPIXEL_LISTEN_PORT), or stop what uses it."))
             self.queue.close()
-            return 2
+            raise InvalidInput([Problem(
+                "port", f"cannot listen on {self.config.host}:{self.config.port}: "
+                f"{exc.strerror or exc}.",
+                "Pick another --port (STREAMPIXEL_LISTEN_PORT), or stop what uses it.")],
+                title="Cannot listen") from None
         port = int(server.effective_port)
         if not self.config.paused:
             for worker in self.workers:
                 worker.start()
         threading.Thread(target=self.prune, name="prune", daemon=True).start()
+        self._stop_on_signals()
+        if self.config.ready_file:
+            _write_ready(self.config.ready_file, {"port": port, "pid": os.getpid()})
+        self.log.info("listening", host=self.config.host, port=port,
+                      webhook_path="/webhook/<token>", queue=str(self.config.queue),
+                      workers=[w.action.kind for w in self.workers], paused=self.config.paused,
+                      ledger=self.ledger.description if self.ledger else None,
+                      depth=self.queue.depth())
+        try:
+            server.run()
+        finally:
+            self._close(server)
+        return 0
+
+    def _stop_on_signals(self) -> None:
+        """SIGTERM/SIGINT: keep accepting (and queueing) deliveries while the workers finish or
+        give back their item; only then stop the HTTP server. A second signal stops at once (an
+        item in hand is queued again at the next start)."""
         drained = threading.Event()
         main_thread = threading.get_ident()
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             if drained.is_set() or self.stop.is_set():
-                # The drain is over (or a second signal: stop now; in-hand items are re-queued
-                # at the next start).
                 raise SystemExit(0)
             self.log.info(f"received {signal.Signals(signum).name}: finishing the item in hand,"
                           " still accepting deliveries meanwhile")
@@ -147,8 +155,6 @@ class Listener:
             threading.Thread(target=drain, name="drain", daemon=True).start()
 
         def drain() -> None:
-            # Keep accepting (and queueing) deliveries while the workers finish or give back
-            # their item; only then stop the HTTP server.
             deadline = time.monotonic() + SHUTDOWN_GRACE
             for worker in self.workers:
                 worker.wake.set()
@@ -160,39 +166,20 @@ class Listener:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
+
+    def _close(self, server: Any) -> None:
+        self.stop.set()
+        server.close()
+        for worker in self.workers:
+            if worker.is_alive():
+                worker.join(1.0)
+        busy = [w.name for w in self.workers if w.is_alive()]
+        if self.ledger is not None and not busy:
+            self.ledger.close()
+        self.queue.close()
         if self.config.ready_file:
-            _write_ready(self.config.ready_file, {"port": port, "pid": os.getpid()})
-        self.log.info("listening", host=self.config.host, port=port,
-                      webhook_path="/webhook/<token>", queue=str(self.config.queue),
-                      workers=[w.action.kind for w in self.workers], paused=self.config.paused,
-                      ledger=self.ledger.description if self.ledger else None,
-                      depth=self.queue.depth())
-        try:
-            server.run()
-        finally:
-            self.stop.set()
-            server.close()
-            for worker in self.workers:
-                if worker.is_alive():
-                    worker.join(1.0)
-            busy = [w.name for w in self.workers if w.is_alive()]
-            if self.ledger is not None and not busy:
-                self.ledger.close()
-            self.queue.close()
-            if self.config.ready_file:
-                self.config.ready_file.unlink(missing_ok=True)
-            self.log.info("stopped", unfinished_workers=busy)
-        return 0
-
-
-def require_waitress() -> None:
-    try:
-        import waitress  # noqa: F401, PLC0415
-    except ImportError:
-        raise DistributeError(
-            "the `waitress` HTTP server is not installed", title="Missing dependency",
-            hint="Install the listener extra: pip install 'streampixel-distribute[listen]' "
-            "(the container image includes it).") from None
+            self.config.ready_file.unlink(missing_ok=True)
+        self.log.info("stopped", unfinished_workers=busy)
 
 
 def _raise_fd_limit(wanted: int) -> int:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from .. import redact
-from ..api import Result
+from ..answers import Result
 from ..clock import iso
 from ..coordinator import Progress
 from ..errors import DistributeError

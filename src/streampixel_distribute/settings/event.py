@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .. import redact
 
@@ -49,7 +49,7 @@ def read_event(environ: Mapping[str, str], keys: tuple[str, ...]) -> EventInfo: 
             content = handle.read(EVENT_FILE_CAP + 1)
         if len(content) > EVENT_FILE_CAP:
             return EventInfo(None, "the event payload file is too large to read", "")
-        data: Any = json.loads(content)
+        data: object = json.loads(content)
     except (OSError, ValueError, RecursionError):
         return EventInfo(None, "the event payload file (GITHUB_EVENT_PATH) could not be read "
                          "as JSON", "")
@@ -89,20 +89,19 @@ def read_event(environ: Mapping[str, str], keys: tuple[str, ...]) -> EventInfo: 
     )
 
 
-def event_name(environ: Mapping[str, str]) -> str:
-    return redact.one_line(environ.get("GITHUB_EVENT_NAME", ""), 64)
-
-
-def _fork_note(data: Mapping[str, Any]) -> str:
+def _fork_note(data: Mapping[str, object]) -> str:
     """Why secrets may be missing for this event (pull requests from forks get none)."""
-    pull = data.get("pull_request")
-    if not isinstance(pull, dict):
-        return ""
-    try:
-        head = pull["head"]["repo"]["full_name"]
-        base = pull["base"]["repo"]["full_name"]
-    except (KeyError, TypeError):
-        return ""
+    head, base = (_dig(data, "pull_request", side, "repo", "full_name")
+                  for side in ("head", "base"))
     if isinstance(head, str) and isinstance(base, str) and head != base:
         return "This run is for a pull request from a fork, and GitHub gives such runs no secrets."
     return ""
+
+
+def _dig(data: object, *keys: str) -> object:
+    """`data[k1][k2]…`, or None where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
