@@ -9,8 +9,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streampixel_distribute.cli import build_parser
+from streampixel_distribute.cli import build_parser, fast_parse, parse
 from streampixel_distribute.report import OUTPUT_NAMES
 from streampixel_distribute.settings import Command, load
 from streampixel_distribute.settings.inputs import ACTION_COMMANDS, INPUTS, Kind, inputs_of
@@ -94,3 +96,32 @@ def test_github_output_parser_reads_both_forms() -> None:
         "status": "triggered", "message": "line one\nline=two", "error": ""}
     with pytest.raises(ValueError, match="never closes"):
         parse_output_file("message<<EOF\nno end\n")
+
+
+_TOKENS = st.sampled_from([
+    "--api-key", "--api-key=sk-x-0123456789", "sk-y-0123456789", "--user-id", "--dry-run",
+    "--dry-run=false", "false", "true", "--strict-ids", "--json", "--json=1", "--debug",
+    "--dotenv", "out.env", "--summary-file=s.md", "--output-file", "-x", "--", "--api",
+    "--max-wait", "-5", "900", "--help", "--version", "--ledger=none", "--unknown", "",
+    "--timeout=", "--retries", "3", "--project-id", "664f1a2b3c4d5e6f7a8b9c0d",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(argv=st.lists(_TOKENS, max_size=8))
+def test_the_fast_parser_agrees_with_argparse_or_leaves_it_to_argparse(argv: list[str]) -> None:
+    """fast_parse skips argparse's start-up cost for the usual command lines; whatever it
+    accepts, argparse reads the same way."""
+    fast = fast_parse(Command.DISTRIBUTE, argv)
+    if fast is None:
+        return
+    slow = parse(build_parser(Command.DISTRIBUTE), argv)
+    assert not isinstance(slow, int), f"argparse refuses {argv} which fast_parse accepted"
+    assert vars(fast) == vars(slow)
+
+
+def test_the_fast_parser_takes_the_usual_lines() -> None:
+    assert fast_parse(Command.DISTRIBUTE, ["--dry-run", "--json", "--ledger", "none"]) is not None
+    assert fast_parse(Command.DISTRIBUTE, ["--dry-run", "false", "--dotenv=o.env"]) is not None
+    assert fast_parse(Command.DISTRIBUTE, ["--help"]) is None
+    assert fast_parse(Command.DISTRIBUTE, ["--api", "x"]) is None  # argparse's abbreviation

@@ -426,10 +426,20 @@ def test_a_job_whose_slot_is_near_asks_for_one_after_its_set_up(tmp_path: Path) 
     clock = FakeClock()
     ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
-    client.setup = 0.4
+    client.setup = 3.0  # more than the 1 s guard at 120 s: the guard absorbs 1 s of it
     start = clock.now
     coordinator.run(client)
     assert client.prepared_at == start  # right after reserving
     # The slot starts once the call is set up, so it is not late for the job after it.
-    assert coordinator.progress.slot_at == pytest.approx(start + 0.4)
-    assert client.calls == [pytest.approx(start + 0.4)]
+    assert coordinator.progress.slot_at == pytest.approx(start + 2.0)
+    assert client.calls == [pytest.approx(start + 2.0)]
+
+
+def test_set_up_within_the_guard_costs_no_wait(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    client.setup = 0.4
+    start = clock.now
+    coordinator.run(client)
+    assert client.calls == [start]

@@ -8,7 +8,6 @@ retry may help (`retryable`) and whether the request may have reached the server
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import urllib.parse
@@ -90,6 +89,7 @@ def parse_retry_after(header: str | None, message: str, *, now: float) -> tuple[
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """A short, single-line, scrubbed excerpt of a body that was not the expected JSON."""
+    import html  # noqa: PLC0415 - only an unexpected body needs it
     text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", text)
     text = re.sub(r"(?s)<[^>]*>", " ", text)
     return one_line(html.unescape(text), limit)

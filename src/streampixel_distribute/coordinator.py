@@ -11,7 +11,6 @@ have reached the server (it may have used the account's window).
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
@@ -84,6 +83,12 @@ class Progress:
         self.warnings: list[str] = []
 
 
+def _random() -> float:
+    import random  # noqa: PLC0415 - only a transient failure needs it; start-up stays light
+
+    return random.random()  # noqa: S311 - jitter, not security
+
+
 def spacing(interval: float) -> float:
     """The distance between two reserved slots: the interval plus the guard."""
     return interval + min(GUARD_MAX, max(GUARD_MIN, GUARD_FRACTION * interval))
@@ -104,7 +109,7 @@ class Coordinator:
         clock: Clock,
         log: Log,
         progress: Progress | None = None,
-        jitter: Callable[[], float] = random.random,
+        jitter: Callable[[], float] | None = None,
     ) -> None:
         self.account = account
         self.ledger = ledger
@@ -113,7 +118,7 @@ class Coordinator:
         self.progress = progress or Progress()
         self.progress.ledger = ledger.description
         self.key = account_key(account.api_url, account.user_id)
-        self.jitter = jitter
+        self.jitter = jitter or _random
         self.spacing = spacing(account.rate_limit_interval)
 
     # -- public -----------------------------------------------------------------------------
@@ -201,8 +206,9 @@ class Coordinator:
         # one interval to the next job's. A reservation costs about two peeks (read, then
         # write), so ask for a slot that starts after it has been stored, and after the call
         # has been set up (`setup`: jobs reserve before they import the HTTP stack, so that
-        # only the one whose slot is near spends the CPU on it).
-        lead = 2.0 * (now - started) + setup
+        # only the one whose slot is near spends the CPU on it), less the guard between slots,
+        # which absorbs that much lateness anyway.
+        lead = 2.0 * (now - started) + max(0.0, setup - guard)
         for attempt in range(1, MAX_LATE_SLOTS + 1):
             earliest = max(not_before, now + lead)
             eta = max(now, earliest, peeked)

@@ -12,7 +12,6 @@ project, 6 Streampixel unreachable).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ from typing import Any, NamedTuple
 from . import redact
 from .answers import interpret
 from .api import StreampixelClient
-from .cli import flags_of, guarded
+from .cli import Parsed, flags_of, guarded
 from .errors import DistributeError, InvalidInput, NotFound, Unauthorized, WebhookNotDelivered
 from .redact import scrub
 from .settings import Command, load, secret_candidates
@@ -93,7 +92,7 @@ def _diagnosis(code: int) -> str:
     return "Check the receiver's logs for this request."
 
 
-def test_webhook(parsed: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def test_webhook(parsed: Parsed, environ: Mapping[str, str]) -> int:
     """Run `test-webhook` from parsed arguments; returns the exit code."""
     flags = flags_of(Command.TEST_WEBHOOK, parsed)
     for secret in secret_candidates(flags, environ):

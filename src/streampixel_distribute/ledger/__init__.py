@@ -17,7 +17,6 @@ The `ledger` value itself is checked in spec.py (credentials, control characters
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import time
 from abc import ABC, abstractmethod
@@ -58,6 +57,14 @@ class LedgerContext(NamedTuple):
     now: Now = time.time
 
 
+try:  # CPython's built-in SHA-256: hashlib would load OpenSSL (milliseconds) for one hash
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # Python 3.11, or another implementation
+    try:
+        from _sha256 import sha256 as _sha256  # type: ignore[import-not-found, no-redef, unused-ignore]
+    except ImportError:
+        from hashlib import sha256 as _sha256  # type: ignore[assignment, unused-ignore]
+
 # scheme -> "module:Class", imported lazily.
 REGISTRY: dict[str, str] = {
     "none": ".none:NoLedger",
@@ -89,5 +96,5 @@ def open_ledger(spec: str, context: LedgerContext | None = None) -> Ledger:
 def account_key(api_url: str, user_id: str) -> str:
     """The per-account key: a hash of the API host and user id (never the raw id or the key)."""
     host = urls.host(api_url)
-    digest = hashlib.sha256(f"{host}\0{user_id}".encode()).hexdigest()
+    digest = _sha256(f"{host}\0{user_id}".encode()).hexdigest()
     return f"sp-{digest[:32]}"

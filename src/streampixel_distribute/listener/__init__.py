@@ -13,12 +13,11 @@ app), connections (waitress with request deadlines and eviction against slow cli
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
 from .. import redact
-from ..cli import flags_of, guarded
+from ..cli import Parsed, flags_of, guarded
 from ..errors import DistributeError, InvalidInput
 from ..settings import Command, load, secret_candidates
 from .config import ListenerConfig, load_config
@@ -31,7 +30,7 @@ EXTRA = ("waitress", "jsonschema", "prometheus_client")
 LISTENER_MAX_WAIT = "21600"
 
 
-def serve(parsed: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def serve(parsed: Parsed, environ: Mapping[str, str]) -> int:
     """Start the listener from parsed arguments; returns the exit code when it stops."""
     log = JsonLog()
     route_library_logs(log)

@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TextIO
 
 from ..errors import DistributeError, InvalidInput
@@ -31,9 +30,9 @@ class Reporter:
         on_github: bool,
         environ: Mapping[str, str] | None = None,
         json_stdout: bool = False,
-        dotenv: Path | None = None,
-        summary_file: Path | None = None,
-        output_file: Path | None = None,
+        dotenv: str | None = None,
+        summary_file: str | None = None,
+        output_file: str | None = None,
         stdout: TextIO | None = None,
         stderr: TextIO | None = None,
     ) -> None:
@@ -131,7 +130,7 @@ class Reporter:
                            (self.summary_file, summary + "\n"),
                            (self.dotenv, plain.dotenv(outputs))):
             if path is not None:
-                writes.append((str(path), functools.partial(path.write_text, text, "utf-8")))
+                writes.append((path, functools.partial(_write_text, path, text)))
         for what, write in writes:
             try:
                 write()
@@ -141,3 +140,8 @@ class Reporter:
         if self.json_stdout:
             self.stdout.write(json.dumps(outputs) + "\n")
             self.stdout.flush()
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)

@@ -17,8 +17,8 @@ neutralised by `plain_line` before they are printed.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Mapping
 
 ZWSP = "\u200b"
@@ -90,9 +90,9 @@ def output_records(outputs: Mapping[str, str]) -> str:
     """`$GITHUB_OUTPUT` records in the multi-line form `@actions/core` uses for every value."""
     records = []
     for name, value in outputs.items():
-        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        delimiter = f"ghadelimiter_{os.urandom(16).hex()}"
         while delimiter in value:  # astronomically unlikely; never let a value end the record
-            delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+            delimiter = f"ghadelimiter_{os.urandom(16).hex()}"
         records.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
     return "".join(records)
 
