@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from . import STARTUP_CPU, __version__
+from . import __version__
 from .answers import Result, excerpt, interpret
 from .errors import NetworkError
 
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 DISTRIBUTE_PATH = "/projects/distribute-file"
 MAX_BODY_BYTES = 64 * 1024  # a 1 MB error page is read no further than this
 USER_AGENT = f"streampixel-distribute/{__version__}"
-PREPARE_COST_FLOOR, PREPARE_COST_CAP = 0.1, 3.0
-REQUESTS_PER_STARTUP = 8.0
+
 
 
 def http_session() -> requests.Session:
@@ -58,13 +57,9 @@ class StreampixelClient(HttpClient):
         """Set up the HTTP session ahead of time, so the call leaves the moment its slot starts."""
         _ = self.session
 
-    def prepare_cost(self) -> float:
-        """About how long `prepare` takes: importing requests costs about eight times what the
-        interpreter's own start-up cost this process, on this machine under its present load
-        and instrumentation; nothing once it is done."""
-        if self._session is not None:
-            return 0.0
-        return min(PREPARE_COST_CAP, max(PREPARE_COST_FLOOR, REQUESTS_PER_STARTUP * STARTUP_CPU))
+    @property
+    def prepared(self) -> bool:
+        return self._session is not None
 
     def distribute(self, *, api_key: str, user_id: str, project_id: str, upload_id: str) -> Result:
         payload = {"apiKey": api_key, "userId": user_id, "projectId": project_id,

@@ -7,9 +7,11 @@ the action and the listener differ only in where the account and the target come
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from contextlib import closing
 
+from . import STARTED
 from .answers import Result
 from .api import StreampixelClient
 from .clock import Clock
@@ -22,15 +24,29 @@ from .settings.event import REJECTED
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
 
 
+#: Importing requests and setting up its session costs about this many times what the start-up
+#: up to the ledger cost (imports, parsing, checks): both are Python start-up work, slowed alike
+#: by the machine's load and by instrumentation such as coverage.
+SETUP_PER_START = 4.0
+SETUP_CAP = 3.0
+
+
+def setup_estimate() -> float:
+    """Seconds `Distribute.prepare` will likely take, from how long this process took so far."""
+    return min(SETUP_CAP, SETUP_PER_START * (time.perf_counter() - STARTED))
+
+
 class Distribute:
     """`POST /projects/distribute-file`: push an uploaded build to the streaming servers."""
 
     name = "distribute-file"
 
-    def __init__(self, client: StreampixelClient, account: Account, target: Target) -> None:
+    def __init__(self, client: StreampixelClient, account: Account, target: Target,
+                 *, setup: float = 0.0) -> None:
         self.client = client
         self.account = account
         self.target = target
+        self.setup = setup
 
     def describe(self) -> str:
         return f"for project {self.target.project_id}, upload {self.target.upload_id}"
@@ -39,7 +55,7 @@ class Distribute:
         self.client.prepare()
 
     def prepare_cost(self) -> float:
-        return self.client.prepare_cost()
+        return 0.0 if self.client.prepared else self.setup
 
     def send(self) -> Result:
         return self.client.distribute(
@@ -54,12 +70,13 @@ def run(job: Job, *, environ: Mapping[str, str], clock: Clock, log: Log,
     if rejected is not None:
         raise rejected
     account = job.account
+    setup = setup_estimate()  # measured before the ledger, whose I/O is not start-up work
     ledger = choose_ledger(account.ledger, github_token=account.github_token, environ=environ,
                            now=clock.time, notes=log)
     with closing(ledger):
         coordinator = Coordinator(account, ledger=ledger, clock=clock, log=log, progress=progress)
         client = StreampixelClient(account.api_url, timeout=account.timeout)
-        call = Distribute(client, account, job.target)
+        call = Distribute(client, account, job.target, setup=setup)
         if job.dry_run:
             coordinator.dry_run(call)
             return None
