@@ -59,9 +59,11 @@ def _default_cell(spec: Input) -> str:
         return f"`{spec.action_default}`"
     if spec.default:
         return f"`{spec.default}`"
-    if spec.payload_key:
-        return "required, or from the event payload"
-    return "required" if spec.required_for else "—"
+    needed = [c.value for c in ACTION_COMMANDS if c in spec.required_for]
+    if not needed:
+        return "—"
+    cell = "required" if len(needed) == len(ACTION_COMMANDS) else f"required ({', '.join(needed)})"
+    return cell + (", or from the event payload" if spec.payload_key else "")
 
 
 def readme_table() -> str:

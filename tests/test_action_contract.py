@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streampixel_distribute.cli import build_parser, fast_parse, parse
+from streampixel_distribute.cli import build_parser, cli_inputs, fast_parse, parse
 from streampixel_distribute.report import OUTPUT_NAMES
 from streampixel_distribute.settings import Command, load
 from streampixel_distribute.settings.inputs import ACTION_COMMANDS, INPUTS, Kind, inputs_of
@@ -58,25 +58,32 @@ def test_the_readme_table_names_every_input_and_its_variable() -> None:
 @pytest.mark.parametrize("command", list(Command))
 def test_each_command_has_a_flag_per_input_it_takes(command: Command) -> None:
     options = {action.dest: action for action in build_parser(command)._actions}
-    for spec in inputs_of(command):
+    assert "command" not in options  # the subcommand is the command on the command line
+    for spec in cli_inputs(command):
         action = options[spec.attribute]
         assert spec.flag in action.option_strings
         assert action.help == spec.description
         if spec.kind is Kind.FLAG:
             assert action.const == "true"  # `--dry-run` alone means true
-    taken = {spec.attribute for spec in inputs_of(command)}
+    taken = {spec.attribute for spec in cli_inputs(command)}
     others = {spec.attribute for spec in INPUTS} - taken
     assert not others & set(options), f"{command} offers flags it ignores"
 
 
-def test_every_input_is_read_from_its_streampixel_variable() -> None:
-    env = {spec.env_name: value for spec, value in zip(ACTION_INPUTS, [
-        "sk-contract-0123456789", "663d0a1b2c3e4f5a6b7c8d9e", "664f1a2b3c4d5e6f7a8b9c0d",
-        "665a2b3c4d5e6f7a8b9c0e1f", "https://api.example.test/api", "none", "ghs_contract1234",
-        "60", "600", "10", "2", "true", "true"], strict=True)}
-    job = load(Command.DISTRIBUTE, {}, env)
-    assert dict(job.sources) == {
-        spec.name: spec.env_name for spec in ACTION_INPUTS}
+GIVEN = {"command": "upload", "api-key": "sk-contract-0123456789",
+         "user-id": "663d0a1b2c3e4f5a6b7c8d9e", "project-id": "664f1a2b3c4d5e6f7a8b9c0d",
+         "upload-id": "665a2b3c4d5e6f7a8b9c0e1f", "file-url": "https://b.example.test/Game.zip",
+         "auto-release": "false", "api-url": "https://api.example.test/api", "ledger": "none",
+         "github-token": "ghs_contract1234", "rate-limit-interval": "60", "max-wait": "600",
+         "timeout": "10", "retries": "2", "dry-run": "true", "strict-ids": "true"}
+
+
+@pytest.mark.parametrize("command", ACTION_COMMANDS)
+def test_every_input_is_read_from_its_streampixel_variable(command: Command) -> None:
+    assert set(GIVEN) == {spec.name for spec in ACTION_INPUTS}
+    env = {spec.env_name: GIVEN[spec.name] for spec in ACTION_INPUTS}
+    job = load(command, {}, env)
+    assert dict(job.sources) == {spec.name: spec.env_name for spec in inputs_of(command)}
 
 
 def test_action_yml_declares_every_output_the_reporter_writes() -> None:

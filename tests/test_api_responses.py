@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from streampixel_distribute import redact
 from streampixel_distribute.answers import (
     MAX_RETRY_AFTER,
+    UPLOAD_FILE,
     TooManyRequests,
     excerpt,
     interpret,
@@ -73,9 +76,52 @@ def test_error_mapping(status: int, message: str, cls: type[DistributeError], ki
     assert error.kind == kind
     assert error.exit_code == code
     assert hint_part in error.hint
-    if not isinstance(error, InvalidInput):
-        assert error.http_status == status
-        assert message in error.detail
+    assert error.http_status == status
+    assert message in error.detail
+    if isinstance(error, InvalidInput):
+        assert [p.input for p in error.problems] == ["upload-id"]  # the input, not the field
+
+
+@pytest.mark.parametrize(("status", "message"), [(200, "Build queued for processing"),
+                                                 (201, "New build accepted by the pipeline")])
+def test_upload_file_succeeds_with_200_or_201(status: int, message: str) -> None:
+    raw = json.dumps({"message": message, "uploadId": "665a2b3c4d5e6f7a8b9c0e1f"}).encode()
+    result = interpret(status, {}, raw, now=NOW, endpoint=UPLOAD_FILE)
+    assert (result.http_status, result.message) == (status, message)
+    assert result.body["uploadId"] == "665a2b3c4d5e6f7a8b9c0e1f"
+    assert interpret(201, {}, b"{}", now=NOW, endpoint=UPLOAD_FILE).message == \
+        "Build queued for processing"
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "cls", "problem_or_hint"),
+    [
+        (400, "Invalid fileUrl: must end with .zip", InvalidInput, "file-url"),
+        (400, "Bad request", InvalidInput, "file-url"),
+        (400, "Missing required field: fileUrl", InvalidInput, "file-url"),
+        (400, "Missing required field: projectId", InvalidInput, "project-id"),
+        (401, "Unauthorized: Invalid API Key", Unauthorized, "rotated"),
+        (404, "Project not found", NotFound, "project-id"),
+        (404, "File not found", NotFound, "project-id"),  # no upload to blame in an upload
+    ],
+)
+def test_upload_file_answers(status: int, message: str, cls: type[DistributeError],
+                             problem_or_hint: str) -> None:
+    with pytest.raises(cls) as info:
+        interpret(status, {}, body(message), now=NOW, endpoint=UPLOAD_FILE)
+    error = info.value
+    assert type(error) is cls and error.http_status == status and not error.retryable
+    if isinstance(error, InvalidInput):
+        assert [p.input for p in error.problems] == [problem_or_hint]
+    else:
+        assert problem_or_hint in error.hint
+
+
+def test_upload_file_429_is_the_same_rate_limit() -> None:
+    with pytest.raises(TooManyRequests) as info:
+        interpret(429, {}, body("Rate limit exceeded. Try again in 2 minutes."), now=NOW,
+                  endpoint=UPLOAD_FILE)
+    assert info.value.retry_after == 120
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])

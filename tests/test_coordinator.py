@@ -15,6 +15,7 @@ import pytest
 
 from streampixel_distribute.answers import Result, TooManyRequests
 from streampixel_distribute.coordinator import (
+    CALLER_ALLOWANCE,
     HEARTBEAT_SECONDS,
     PREPARE_LEAD,
     Coordinator,
@@ -495,3 +496,44 @@ def test_a_late_set_up_alone_calls_late(tmp_path: Path) -> None:
     start = clock.now
     coordinator.run(call)
     assert call.calls == [at(start + 5.0)]
+
+
+def test_reserve_waits_for_its_turn_in_the_same_queue_and_sends_nothing(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    start = clock.now
+    first, first_call, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    first.run(first_call)  # a distribute took the slot at `start`
+    reserving, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    slot = reserving.reserve()
+    assert slot == at(start + reserving.spacing)
+    assert clock.now == at(slot)  # returns at the slot, not before
+    progress = reserving.progress
+    assert (progress.attempts, progress.http_status) == (0, None)  # no call of its own
+    assert progress.called_at == at(slot) and progress.slot_at == at(slot)
+    assert progress.position == 1
+    assert any("Reserved slot" in message for _, message in log.lines)
+
+
+def test_a_reserved_slot_is_held_longer_for_the_callers_start_up(tmp_path: Path) -> None:
+    """The other tool's call starts after this process ends: the next job's slot leaves room."""
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    reserving, _, _ = run(make_settings(), [], ledger=ledger, clock=clock)
+    slot = reserving.reserve()
+    after, after_call, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    after.run(after_call)
+    assert after_call.calls == [at(slot + after.spacing + CALLER_ALLOWANCE)]
+
+
+def test_reserve_past_max_wait_fails_at_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    for _ in range(3):
+        ledger.reserve(key, 121, 0)
+    reserving, _, _ = run(make_settings(max_wait=200), [], ledger=ledger, clock=clock)
+    with pytest.raises(RateLimited) as info:
+        reserving.reserve()
+    assert clock.sleeps == []
+    assert info.value.eta == at(clock.now + 363)

@@ -40,7 +40,8 @@ from streampixel_distribute.answers import (
 )
 from streampixel_distribute.errors import DistributeError
 from streampixel_distribute.report import OUTPUT_NAMES
-from streampixel_distribute.settings import INPUTS
+from streampixel_distribute.settings import Command
+from streampixel_distribute.settings.inputs import inputs_of
 from support.commands import assert_documented_commands
 from support.hostile import closed_port
 from support.runner import LEAK_KEY, LEAK_TOKEN, parse_output_file
@@ -232,7 +233,9 @@ _urls = st.one_of(
 )
 
 
-def _value_strategy(name: str, ledger_dir: Path) -> st.SearchStrategy[str]:
+def _value_strategy(  # noqa: PLR0911 - one strategy per kind of input
+    name: str, ledger_dir: Path
+) -> st.SearchStrategy[str]:
     common = st.one_of(_nasty, _long)
     if name in ("api-key", "github-token"):
         marker = "sk-FUZZKEY-" if name == "api-key" else "ghs_FUZZTOKEN"
@@ -256,23 +259,37 @@ def _value_strategy(name: str, ledger_dir: Path) -> st.SearchStrategy[str]:
         )
     if name in ("rate-limit-interval", "max-wait", "timeout", "retries"):
         return st.one_of(_numbers, common)
-    return st.one_of(_booleans, common)  # dry-run, strict-ids
+    if name == "command":
+        return st.one_of(st.sampled_from(["distribute", "reserve", "upload", "UPLOAD", "listen"]),
+                         common)
+    if name == "file-url":
+        return st.one_of(_urls, st.just(FILE_URL), st.builds(
+            lambda h, p: f"https://{h}/{p}.zip?sig={p}", _nasty, _nasty), common)
+    return st.one_of(_booleans, common)  # dry-run, strict-ids, auto-release
 
 
-def baseline() -> dict[str, str]:
-    return {"api-key": LEAK_KEY, "user-id": USER, "project-id": PROJECT, "upload-id": UPLOAD,
-            "api-url": "http://127.0.0.1:9/pixelStripeApi", "ledger": "none",
-            "github-token": LEAK_TOKEN, "dry-run": "true", "retries": "0"}
+FILE_URL = "https://builds.example.test/Game.zip?X-Amz-Signature=FUZZSIGNATURE0123456789"
 
 
-def run_cli(values: Mapping[str, str], *, via_env: bool, tmp: Path) -> tuple[int, str, str, str]:
-    """Run `cli.main` in-process, outside GitHub; returns (code, stdout, stderr, outputs)."""
+def baseline(command: Command = Command.DISTRIBUTE) -> dict[str, str]:
+    values = {"api-key": LEAK_KEY, "user-id": USER, "project-id": PROJECT,
+              "api-url": "http://127.0.0.1:9/pixelStripeApi", "ledger": "none",
+              "github-token": LEAK_TOKEN, "dry-run": "true", "retries": "0"}
+    if command is Command.UPLOAD:
+        return values | {"file-url": FILE_URL}
+    return values | {"upload-id": UPLOAD}
+
+
+def run_cli(values: Mapping[str, str], *, via_env: bool, tmp: Path,
+            command: Command | None = None) -> tuple[int, str, str, str]:
+    """Run `cli.main` in-process, outside GitHub; returns (code, stdout, stderr, outputs).
+    The `command` input always travels as STREAMPIXEL_COMMAND (the CLI names a subcommand)."""
     output = tmp / "outputs.txt"
     output.unlink(missing_ok=True)
-    argv = ["--output-file", str(output)]
+    argv = ([command.value] if command else []) + ["--output-file", str(output)]
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(tmp)}
     for name, value in values.items():
-        if via_env:
+        if via_env or name == "command":
             environ["STREAMPIXEL_" + name.upper().replace("-", "_")] = value
         else:
             argv.append(f"--{name}={value}")
@@ -297,17 +314,27 @@ def cli_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz-cli")
 
 
-@pytest.mark.parametrize("name", [spec.name for spec in INPUTS])
+_CASES = [(Command.DISTRIBUTE, spec.name) for spec in inputs_of(Command.DISTRIBUTE)] + [
+    (Command.UPLOAD, name) for name in ("file-url", "auto-release")]
+
+
+@pytest.mark.parametrize(("command", "name"), _CASES, ids=[f"{c}:{n}" for c, n in _CASES])
 @CLI
 @given(data=st.data(), via_env=st.booleans())
-def test_every_input_accepts_or_names_itself(name: str, cli_tmp: Path, data: st.DataObject,
-                                             via_env: bool) -> None:
+def test_every_input_accepts_or_names_itself(command: Command, name: str, cli_tmp: Path,
+                                             data: st.DataObject, via_env: bool) -> None:
     ledger_dir = cli_tmp / "ledgers"
     ledger_dir.mkdir(exist_ok=True)
     value = data.draw(_value_strategy(name, ledger_dir), label=name)
-    values = baseline()
+    values = baseline(command)
     values[name] = value
-    code, out, err, written = run_cli(values, via_env=via_env, tmp=cli_tmp)
+    if name == "command":
+        # As the action passes it: every input in the environment, no subcommand; an upload
+        # needs its file URL.
+        values["file-url"] = FILE_URL
+        via_env = True
+    code, out, err, written = run_cli(values, via_env=via_env, tmp=cli_tmp,
+                                      command=None if name == "command" else command)
     everything = out + err + written
     assert code != 1 and "Traceback" not in everything, everything
     outputs = dict(line.split("=", 1) for line in written.splitlines() if "=" in line)
@@ -327,7 +354,7 @@ def test_every_input_accepts_or_names_itself(name: str, cli_tmp: Path, data: st.
     for secret in (LEAK_KEY, LEAK_TOKEN):
         for form in encoded_forms(secret):
             assert form not in everything
-    if name in ("api-key", "github-token"):
+    if name in ("api-key", "github-token", "file-url"):
         for part in _secret_parts(value):
             assert part not in everything, (part, everything)
 

@@ -47,7 +47,13 @@ GIT_PASSWORD = "gitpw-LEAKCHECK-5e8a1f0c3b"
 # Passwords with a `/`: a strict URL parser splits them, so each half is searched for as well.
 SLASH_REDIS = ("RedisPassw0rd/Slash+Plus", "RedisPassw0rd", "Slash+Plus")
 SLASH_GIT = ("Tok3nAbc/Secr3tValue99", "Tok3nAbc", "Secr3tValue99")
-SECRETS = (LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD, GIT_PASSWORD, *SLASH_REDIS, *SLASH_GIT)
+# A presigned link is a credential: the link, its query and its signature alone.
+FILE_SIGNATURE = "c0ffee5eed1e4fc8b7a6LEAKSIG9d8e7f60a1b2c3"
+FILE_QUERY = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=3600"
+              f"&X-Amz-Signature={FILE_SIGNATURE}")
+FILE_URL = f"https://builds.s3.amazonaws.com/game/Build-77.zip?{FILE_QUERY}"
+SECRETS = (LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD, GIT_PASSWORD, *SLASH_REDIS, *SLASH_GIT,
+           FILE_URL, FILE_QUERY, FILE_SIGNATURE)
 USER, PROJECT, UPLOAD = "65de00000000000000000e01", "65de00000000000000000e02", \
     "65de00000000000000000e03"
 PROCESSING = "65de00000000000000000e04"
@@ -172,7 +178,7 @@ class Ctx:
         assert run.exit_code == expect, run.stdout + run.stderr
         assert "Traceback" not in run.stdout + run.stderr
         if github:
-            secret_inputs = ("api-key", "github-token", "ledger", "api-url")
+            secret_inputs = ("api-key", "github-token", "ledger", "api-url", "file-url")
             given = self.inputs(**overrides)
             assert_masks_first(run.stdout, [
                 *(given.get(name, "") for name in secret_inputs),
@@ -386,6 +392,30 @@ def _git_state(ctx: Ctx, sweep: LeakSweep) -> None:
                               text=True, check=True).stdout
         assert refs.strip(), f"no ledger ref in {repo}"
         sweep.add_git_repo(repo)
+
+
+@scenario("upload with a presigned file URL, and reserve")
+def _upload(ctx: Ctx, sweep: LeakSweep) -> None:
+    upload = {"command": "upload", "file-url": FILE_URL, "upload-id": ""}
+    ledger = ctx.tmp / "upload-ledger.json"
+    run = ctx.run(sweep, 0, inputs=upload | {"ledger": f"file://{ledger}"},
+                  env={"RUNNER_DEBUG": "1"})
+    assert run.outputs["status"] == "uploaded" and run.outputs["upload-id"]
+    ctx.run(sweep, 0, github=False, inputs=upload | {"auto-release": "false"})
+    ctx.run(sweep, 0, inputs=upload | {"dry-run": "true"})
+    sweep.add("file ledger", ledger.read_text())
+    # A server that quotes the link back, in every encoding, on every kind of answer.
+    echoes = " ".join(f"[{form}]" for secret in (FILE_URL, FILE_QUERY, FILE_SIGNATURE)
+                      for form in echo_forms(secret))
+    for status, code in ((400, 2), (401, 3), (404, 4), (500, 6), (200, 0)):
+        ctx.emu.fault(path="upload-file", status=status,
+                      body=json.dumps({"message": f"fileUrl {echoes}", "fileUrl": FILE_URL}))
+        ctx.run(sweep, code, inputs=upload, github=status != 200)
+    # Refused before any call: a sharing page, and a link pasted with its signature twice.
+    ctx.run(sweep, 2, inputs=upload | {"file-url": f"https://drive.google.com/x?{FILE_QUERY}"})
+    ctx.run(sweep, 2, inputs=upload | {"file-url": f"{FILE_URL} {FILE_SIGNATURE}"})
+    ctx.run(sweep, 2, github=False, inputs=upload | {"file-url": f"ftp://h/b.zip?{FILE_QUERY}"})
+    ctx.run(sweep, 0, inputs={"command": "reserve", "upload-id": "", "project-id": ""})
 
 
 @scenario("cancelled by SIGTERM while waiting")

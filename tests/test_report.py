@@ -41,7 +41,7 @@ def test_summary_on_failure_has_cause_fix_and_short_user() -> None:
         "STREAMPIXEL_API_KEY": "sk-report-test-1234", "STREAMPIXEL_USER_ID":
         "663d0a1b2c3e4f5a6b7c8d9e", "STREAMPIXEL_PROJECT_ID": "664f1a2b3c4d5e6f7a8b9c0d",
         "STREAMPIXEL_UPLOAD_ID": "665a2b3c4d5e6f7a8b9c0e1f", "STREAMPIXEL_LEDGER": "none"})
-    report = build_report(job, progress, None, error)
+    report = build_report(job.command, job, progress, None, error)
     assert report.outputs()["http-status"] == "404"
     text = render_summary(report)
     assert "`664f1a2b3c4d5e6f7a8b9c0d`" in text and "`665a2b3c4d5e6f7a8b9c0e1f`" in text

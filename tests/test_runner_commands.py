@@ -36,6 +36,7 @@ from streampixel_distribute.errors import (
 from streampixel_distribute.ledger import LedgerContext, account_key, open_ledger
 from streampixel_distribute.report import Reporter, build_report
 from streampixel_distribute.report import github as gh
+from streampixel_distribute.settings import Command as Subcommand
 from support.clock import FakeClock
 from support.commands import (
     Command,
@@ -157,7 +158,8 @@ def test_a_whole_waiting_run_prints_only_documented_commands(tmp_path: Path) -> 
                               jitter=lambda: 0.5)
     assert coordinator.run(client) is OK
     reporter.error(RateLimited("late", hint="later"))
-    reporter.finish(build_report(None, Progress(), None, RateLimited("late")))
+    reporter.finish(build_report(Subcommand.DISTRIBUTE, None, Progress(), None,
+                                 RateLimited("late")))
     text = out.getvalue()
     assert_documented_commands(text)
     commands = [c for c in (github_parse(line) for line in text.splitlines()) if c]

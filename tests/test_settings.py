@@ -23,12 +23,12 @@ from streampixel_distribute.errors import InvalidInput, NotReady, Problem
 from streampixel_distribute.settings import (
     BY_NAME,
     DEFAULT_API_URL,
-    INPUTS,
     Command,
     Job,
     load,
     secret_candidates,
 )
+from streampixel_distribute.settings.inputs import inputs_of
 
 SPECS = BY_NAME
 
@@ -126,7 +126,7 @@ def test_defaults() -> None:
     assert (s.dry_run, s.account.strict_ids) == (False, True)
     assert s.sources["api-key"] == "STREAMPIXEL_API_KEY"
     assert s.sources["timeout"] == "default"
-    assert set(s.sources) == set(SPECS)
+    assert set(s.sources) == {spec.name for spec in inputs_of(Command.DISTRIBUTE)}
 
 
 SOURCES = ["flag", "INPUT_USER-ID", "INPUT_USER_ID", "STREAMPIXEL_USER_ID"]
@@ -557,12 +557,13 @@ def test_every_problem_is_reported_at_once() -> None:
         "github-token": "a b", "rate-limit-interval": "0", "max-wait": "-5", "timeout": "x",
         "retries": "99", "dry-run": "maybe", "strict-ids": "sure",
     }
-    found = problems(flags, {})
-    assert set(found) == set(SPECS)
+    found = problems(flags, {"STREAMPIXEL_COMMAND": "publish"})
+    distribute = {spec.name for spec in inputs_of(Command.DISTRIBUTE)}
+    assert set(found) == distribute
     with pytest.raises(InvalidInput) as caught:
-        load_settings(flags, {})
+        load_settings(flags, {"STREAMPIXEL_COMMAND": "publish"})
     text = str(caught.value)
-    assert all(f"`{name}`" in text for name in SPECS)
+    assert all(f"`{name}`" in text for name in distribute)
 
 
 def test_the_key_never_appears_even_when_pasted_into_another_input() -> None:
@@ -748,7 +749,7 @@ def test_payload_ids_are_lower_cased_like_inputs(event_file: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 MARK = "Zq9Kx7WvMARK"
-ALL_NAMES = [spec.name for spec in INPUTS]
+ALL_NAMES = [spec.name for spec in inputs_of(Command.DISTRIBUTE)]
 PLACES = ["flag", "INPUT_hyphen", "INPUT_underscore"]
 interesting = st.one_of(
     st.text(),

@@ -95,6 +95,12 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     return one_line(html.unescape(text), limit)
 
 
+DISTRIBUTE_FILE = "/projects/distribute-file"
+UPLOAD_FILE = "/projects/upload-file"
+#: What a 2xx answer means when it says nothing itself.
+_ACCEPTED = {DISTRIBUTE_FILE: "Distribution triggered", UPLOAD_FILE: "Build queued for processing"}
+
+
 class Answer(NamedTuple):
     """One non-2xx response, read: what the errors made from it say and carry."""
 
@@ -102,6 +108,7 @@ class Answer(NamedTuple):
     message: str  # the server's `message`, sanitised ("" if none)
     headers: Mapping[str, str]
     now: float
+    endpoint: str
 
     @property
     def said(self) -> str:
@@ -118,33 +125,40 @@ class Answer(NamedTuple):
                    server_message=self.message or None)
 
 
-def _read(raw: bytes) -> tuple[Mapping[str, object], str]:
-    """The JSON object of a body ({} if none) and its message (or an excerpt of a non-JSON one)."""
+def _read(raw: bytes) -> tuple[Mapping[str, object] | None, str]:
+    """The JSON object of a body (None if it is not one) and its message (or an excerpt of a
+    body that is not a JSON object)."""
     text = raw.decode("utf-8", "replace")
-    body: Mapping[str, object] = {}
+    body: Mapping[str, object] | None = None
     try:
-        parsed = json.loads(text) if text.strip() else {}
+        parsed = json.loads(text) if text.strip() else None
         if isinstance(parsed, dict):
             body = parsed
     except ValueError:
         pass
-    raw_message = body.get("message")
+    raw_message = body.get("message") if body is not None else None
     message = one_line(raw_message, MESSAGE_CHARS) if isinstance(raw_message, str) else ""
-    if not message and text.strip() and not body:
+    if body is None and text.strip():
         message = excerpt(text)
     return body, message
 
 
-def interpret(status: int, headers: Mapping[str, str], raw: bytes, *, now: float) -> Result:
-    """Map one HTTP response to a Result or a typed error."""
+def interpret(status: int, headers: Mapping[str, str], raw: bytes, *, now: float,
+              endpoint: str = DISTRIBUTE_FILE) -> Result:
+    """Map one HTTP response of `endpoint` to a Result or a typed error."""
     body, message = _read(raw)
-    if 200 <= status < 300:
+    if 200 <= status < 300:  # upload-file: 200 on its own page, 201 in the status table
         warnings: list[str] = []
-        if not body:
+        if body is None:
             warnings.append("The response body was not JSON; the call was still accepted "
                             f"(HTTP {status}).")
-        return Result(status, message or "Distribution triggered", body, tuple(warnings))
-    answer = Answer(status, message, headers, now)
+        if endpoint == UPLOAD_FILE and not isinstance((body or {}).get("uploadId"), str):
+            warnings.append("upload-file accepted the build but answered without an "
+                            "`uploadId`, so the `upload-id` output is empty: find the build in "
+                            "the dashboard's Builds tab or in its `build.*` webhooks.")
+        return Result(status, message or _ACCEPTED.get(endpoint, "Accepted"), body or {},
+                      tuple(warnings))
+    answer = Answer(status, message, headers, now, endpoint)
     handler = _BY_STATUS.get(status)
     if handler is None:
         handler = _redirect if 300 <= status < 400 else \
@@ -167,13 +181,28 @@ def _redirect(answer: Answer) -> DistributeError:
         http_status=answer.status, server_message=answer.message or None)
 
 
+#: The request's JSON fields, by the input that gives them.
+_INPUT_OF_FIELD = {"apikey": "api-key", "userid": "user-id", "projectid": "project-id",
+                   "uploadid": "upload-id", "fileurl": "file-url", "autorelease": "auto-release"}
+
+
 def _bad_request(answer: Answer) -> DistributeError:
     missing = re.search(r"missing required field:?\s*(\w+)", answer.message, re.IGNORECASE)
     if missing:
+        field = missing.group(1)
         return InvalidInput([Problem(
-            missing.group(1), f"{answer.said}.",
+            _INPUT_OF_FIELD.get(field.lower(), field), f"{answer.said}.",
             "Set the input; if it is set, its secret may be empty in this workflow.",
-        )], title="Request rejected: missing field")
+        )], title="Request rejected: missing field", http_status=answer.status,
+            server_message=answer.message or None)
+    if answer.endpoint == UPLOAD_FILE:
+        return InvalidInput([Problem(
+            "file-url", f"{answer.said}.",
+            "Give a direct https link to the build's .zip that Streampixel can download "
+            "without logging in (no sharing page, no redirect). If it is a presigned link with "
+            "a query string, Streampixel may refuse the query: try a link without one.")],
+            title="Upload refused: file URL", http_status=answer.status,
+            server_message=answer.message or None)
     return answer.error(
         NotReady, title="Build not ready",
         hint="The upload has no build URL yet (Streampixel is still downloading, extracting or "
@@ -201,7 +230,8 @@ def _forbidden(answer: Answer) -> DistributeError:
 
 
 def _not_found(answer: Answer) -> DistributeError:
-    if "file" in answer.lowered or "upload" in answer.lowered:
+    about_upload = "file" in answer.lowered or "upload" in answer.lowered
+    if about_upload and answer.endpoint == DISTRIBUTE_FILE:
         return answer.error(
             NotFound, title="Upload not found in project",
             hint="`upload-id` must be the `uploadId` returned by the Upload File API for this "

@@ -15,13 +15,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .answers import Result, excerpt, interpret
+from .answers import DISTRIBUTE_FILE, UPLOAD_FILE, Result, excerpt, interpret
 from .errors import NetworkError
 
 if TYPE_CHECKING:
     import requests
 
-DISTRIBUTE_PATH = "/projects/distribute-file"
 MAX_BODY_BYTES = 64 * 1024  # a 1 MB error page is read no further than this
 USER_AGENT = f"streampixel-distribute/{__version__}"
 
@@ -64,8 +63,15 @@ class StreampixelClient(HttpClient):
     def distribute(self, *, api_key: str, user_id: str, project_id: str, upload_id: str) -> Result:
         payload = {"apiKey": api_key, "userId": user_id, "projectId": project_id,
                    "uploadId": upload_id}
-        status, headers, raw = self.post(DISTRIBUTE_PATH, payload)
-        return interpret(status, headers, raw, now=time.time())
+        status, headers, raw = self.post(DISTRIBUTE_FILE, payload)
+        return interpret(status, headers, raw, now=time.time(), endpoint=DISTRIBUTE_FILE)
+
+    def upload(self, *, api_key: str, user_id: str, project_id: str, file_url: str,
+               auto_release: bool) -> Result:
+        payload = {"apiKey": api_key, "userId": user_id, "projectId": project_id,
+                   "fileUrl": file_url, "autoRelease": auto_release}
+        status, headers, raw = self.post(UPLOAD_FILE, payload)
+        return interpret(status, headers, raw, now=time.time(), endpoint=UPLOAD_FILE)
 
     def post(self, path: str, payload: Mapping[str, object]
              ) -> tuple[int, Mapping[str, str], bytes]:

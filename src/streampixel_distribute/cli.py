@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from . import __version__, redact
 from .errors import DistributeError, InternalError
-from .settings.inputs import Command, Kind, inputs_of
+from .settings.inputs import ACTION_COMMANDS, BY_NAME, Command, Input, Kind, inputs_of
+from .settings.sources import first_given
 
 if TYPE_CHECKING:
     import argparse
@@ -33,6 +34,8 @@ DEFAULT_COMMAND = Command.DISTRIBUTE
 #: Subcommands and what they do, for the top-level help.
 SUBCOMMANDS = {
     Command.DISTRIBUTE: "trigger distribution of an uploaded build (the default)",
+    Command.UPLOAD: "register a build's .zip by URL (the Upload File API)",
+    Command.RESERVE: "wait for the account's next slot, for another tool's write call",
     Command.TEST_WEBHOOK: "have Streampixel send webhook.test to the project's webhook URL",
     Command.LISTEN: "receive Streampixel webhooks durably and act on them",
     "emulator": "run a local stand-in of the Streampixel API",
@@ -56,13 +59,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if first in ("-h", "--help", "--version"):
         shown = parse(_top_parser(), args[:1])  # argparse prints and exits 0
         return shown if isinstance(shown, int) else 0
-    command = DEFAULT_COMMAND
+    env = os.environ if environ is None else environ
     if first in {c.value for c in Command}:
         command, args = Command(first), args[1:]
+    else:
+        command = chosen_command(env)
     parsed = fast_parse(command, args) or parse(build_parser(command), args)
     if isinstance(parsed, int):
         return parsed
-    return _handler(command)(parsed, os.environ if environ is None else environ)
+    return _handler(command)(parsed, env)
+
+
+def chosen_command(environ: Mapping[str, str]) -> Command:
+    """The action's `command` input (or STREAMPIXEL_COMMAND); a value that names no command of
+    the action leaves the default, and the input check reports it (exit 2)."""
+    found = first_given(BY_NAME["command"], {}, environ)
+    names = {command.value: command for command in ACTION_COMMANDS}
+    return names.get(found[0], DEFAULT_COMMAND) if found else DEFAULT_COMMAND
 
 
 def _handler(command: Command) -> Callable[[Parsed, Mapping[str, str]], int]:
@@ -91,9 +104,9 @@ def fast_parse(command: Command, argv: Sequence[str]) -> Parsed | None:
     the start-up): `--name value`, `--name=value`, `--dry-run` alone, the switches. None for
     anything else (help, abbreviations, a value that starts with `-`, an unknown option): argparse
     then parses it, and reports what is wrong. Tests check both agree on every line accepted."""
-    if command is not Command.DISTRIBUTE:
+    if command not in ACTION_COMMANDS:
         return None
-    specs = {spec.name: spec for spec in inputs_of(command)}
+    specs = {spec.name: spec for spec in cli_inputs(command)}
     known = {*specs, *_SWITCHES, *_FILES}
     out: dict[str, object] = {spec.attribute: None for spec in specs.values()}
     out |= {"json": False, "debug": False} | {name.replace("-", "_"): None for name in _FILES}
@@ -122,7 +135,12 @@ def fast_parse(command: Command, argv: Sequence[str]) -> Parsed | None:
 
 def flags_of(command: Command, parsed: Parsed) -> dict[str, str | None]:
     """The input flags given on the command line, by input name (None: not given)."""
-    return {spec.name: getattr(parsed, spec.attribute, None) for spec in inputs_of(command)}
+    return {spec.name: getattr(parsed, spec.attribute, None) for spec in cli_inputs(command)}
+
+
+def cli_inputs(command: Command) -> tuple[Input, ...]:
+    """The inputs a subcommand takes as flags (the subcommand itself replaces `command`)."""
+    return tuple(spec for spec in inputs_of(command) if spec.kind is not Kind.COMMAND)
 
 
 def build_parser(command: Command) -> argparse.ArgumentParser:
@@ -135,7 +153,7 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
         "inside GitHub Actions, as the action input. Prefer the environment for secrets: "
         "command lines are visible to other processes.",
     )
-    for spec in inputs_of(command):
+    for spec in cli_inputs(command):
         if spec.kind is Kind.FLAG:
             # `--dry-run` alone means true; `--dry-run false` still works.
             parser.add_argument(spec.flag, dest=spec.attribute, nargs="?", const="true",
@@ -209,8 +227,10 @@ def run(command: Command, parsed: Parsed, environ: Mapping[str, str]) -> int:
         job = load(command, flags, environ)
         for warning in job.warnings:
             reporter.warning(warning, title="Input")
-        reporter.info(f"{PROG} {__version__}: {command.value} for project "
-                      f"{job.target.project_id}, upload {job.target.upload_id}, account "
+        about = {Command.DISTRIBUTE: f" project {job.target.project_id}, upload "
+                                     f"{job.target.upload_id},",
+                 Command.UPLOAD: f" project {job.target.project_id},"}.get(command, "")
+        reporter.info(f"{PROG} {__version__}: {command.value} for{about} account "
                       f"{redact.shorten_id(job.account.user_id)}"
                       + (" (dry run)" if job.dry_run else ""))
         return commands.run(job, environ=environ, clock=clock, log=reporter, progress=progress)
@@ -218,7 +238,7 @@ def run(command: Command, parsed: Parsed, environ: Mapping[str, str]) -> int:
     outcome = guarded(work, on_bug=reporter.info if debug else None, finally_=clock.shield)
     error = outcome if isinstance(outcome, DistributeError) else None
     result = None if isinstance(outcome, DistributeError) else outcome
-    report = build_report(job, progress, result, error)
+    report = build_report(command, job, progress, result, error)
     if error is not None:
         reporter.error(error)
     reporter.finish(report)

@@ -1,7 +1,9 @@
-"""The write commands: what a run of `distribute` does, from a checked Job to a Result.
+"""The write commands, from a checked Job to a Result: distribute, upload and reserve.
 
-Each command is a `WriteCall` made through the one coordinator path (coordinator.py); the CLI,
-the action and the listener differ only in where the account and the target come from.
+distribute and upload are `WriteCall`s made by `Coordinator.run`; reserve waits for its turn in
+the same `Coordinator` without a call of its own. So every write call of an account takes its
+turn in one queue; the CLI, the action and the listener differ only in where the account and the
+target come from.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from contextlib import closing
 from typing import TYPE_CHECKING
 
 from . import STARTED
+from .answers import Result
 from .clock import Clock
-from .coordinator import Coordinator, Log, Progress
+from .coordinator import CALLER_ALLOWANCE, Coordinator, Log, Progress, WriteCall
 from .errors import NotReady
 from .ledger.policy import choose_ledger
-from .settings import Account, Job, Target
+from .settings import Account, Command, Job, Target
 
 if TYPE_CHECKING:
-    from .answers import Result
     from .api import StreampixelClient
 
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
@@ -38,10 +40,10 @@ def setup_estimate() -> float:
     return min(SETUP_CAP, SETUP_PER_START * (time.perf_counter() - STARTED))
 
 
-class Distribute:
-    """`POST /projects/distribute-file`: push an uploaded build to the streaming servers."""
+class _HttpCall:
+    """A write call over HTTP: its client is set up shortly before the slot."""
 
-    name = "distribute-file"
+    name = ""
 
     def __init__(self, client: StreampixelClient, account: Account, target: Target,
                  *, setup: float = 0.0) -> None:
@@ -50,19 +52,42 @@ class Distribute:
         self.target = target
         self.setup = setup
 
-    def describe(self) -> str:
-        return f"for project {self.target.project_id}, upload {self.target.upload_id}"
-
     def prepare(self) -> None:
         self.client.prepare()
 
     def prepare_cost(self) -> float:
         return 0.0 if self.client.prepared else self.setup
 
+
+class Distribute(_HttpCall):
+    """`POST /projects/distribute-file`: push an uploaded build to the streaming servers."""
+
+    name = "distribute-file"
+
+    def describe(self) -> str:
+        return f"for project {self.target.project_id}, upload {self.target.upload_id}"
+
     def send(self) -> Result:
         return self.client.distribute(
             api_key=self.account.api_key, user_id=self.account.user_id,
             project_id=self.target.project_id, upload_id=self.target.upload_id)
+
+
+class Upload(_HttpCall):
+    """`POST /projects/upload-file`: register a build's .zip by URL; Streampixel downloads,
+    checks and (with `autoRelease`) distributes it, and answers with the new `uploadId`."""
+
+    name = "upload-file"
+
+    def describe(self) -> str:
+        release = "auto-release" if self.target.auto_release else "held until distribute"
+        return f"for project {self.target.project_id} ({release})"
+
+    def send(self) -> Result:
+        return self.client.upload(
+            api_key=self.account.api_key, user_id=self.account.user_id,
+            project_id=self.target.project_id, file_url=self.target.file_url,
+            auto_release=self.target.auto_release)
 
 
 def run(job: Job, *, environ: Mapping[str, str], clock: Clock, log: Log,
@@ -78,12 +103,30 @@ def run(job: Job, *, environ: Mapping[str, str], clock: Clock, log: Log,
     with closing(ledger):
         coordinator = Coordinator(account, ledger=ledger, clock=clock, log=log, progress=progress)
         if job.dry_run:
-            coordinator.dry_run(Distribute.name)
+            coordinator.dry_run(_NAMES[job.command])
             return None
-        from .api import StreampixelClient  # noqa: PLC0415 - a dry run calls nothing
+        if job.command is Command.RESERVE:
+            coordinator.reserve()
+            return Result(0, RESERVED)
+        return coordinator.run(write_call(job, setup=setup))
 
-        client = StreampixelClient(account.api_url, timeout=account.timeout)
-        return coordinator.run(Distribute(client, account, job.target, setup=setup))
+
+#: What `reserve` reports when its slot has come.
+RESERVED = (f"Slot reached: make the write call within {CALLER_ALLOWANCE:g} s, "
+            "then no other job of the account calls for one interval")
+
+
+def write_call(job: Job, *, setup: float = 0.0) -> WriteCall:
+    """The call a distribute or upload job makes in its slot."""
+    from .api import StreampixelClient  # noqa: PLC0415 - a dry run or a reserve calls nothing
+
+    client = StreampixelClient(job.account.api_url, timeout=job.account.timeout)
+    kind = Upload if job.command is Command.UPLOAD else Distribute
+    return kind(client, job.account, job.target, setup=setup)
+
+
+_NAMES = {Command.DISTRIBUTE: Distribute.name, Command.UPLOAD: Upload.name,
+          Command.RESERVE: "another tool's write call"}
 
 
 def rejected_build(job: Job) -> NotReady | None:

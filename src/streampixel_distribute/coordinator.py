@@ -33,6 +33,9 @@ MAX_BACKOFF = 30.0
 #: How long before its slot a waiting job sets up its HTTP client. Jobs that start together
 #: compete for the CPU; only the one whose slot is now should spend it on imports.
 PREPARE_LEAD = 3.0
+#: How much later than its slot another tool's call may start (`reserve`): the time for this
+#: process to exit and for the CI system to start the step that makes the call.
+CALLER_ALLOWANCE = 10.0
 
 
 class Log(Protocol):
@@ -134,17 +137,24 @@ class Coordinator:
             "reserved or sent."
         )
 
+    def reserve(self) -> float:
+        """Wait for the account's next slot and return it: another tool makes the call.
+
+        The slot is held `CALLER_ALLOWANCE` seconds longer than a call of ours, so that the
+        caller's call, which starts a little after this process ends, still keeps one interval
+        from the next job's.
+        """
+        slot = self._turn(None, 0.0, self.clock.time() + self.account.max_wait)
+        self.progress.called_at = self.clock.time()
+        return slot
+
     def run(self, call: WriteCall) -> Result:
         account = self.account
         deadline = self.clock.time() + account.max_wait
         not_before = 0.0
         failures = 0
         while True:
-            slot = self._reserve(not_before, deadline, setup=call.prepare_cost())
-            self._wait_until(slot, call)
-            if self._crowds_the_next(slot):
-                not_before = 0.0
-                continue
+            slot = self._turn(call, not_before, deadline)
             self.progress.attempts += 1
             late = self.clock.time() - slot
             self.log.info(f"Calling {call.name} (attempt {self.progress.attempts}, {late:.2f} s "
@@ -198,7 +208,20 @@ class Coordinator:
 
     # -- steps ------------------------------------------------------------------------------
 
-    def _reserve(self, not_before: float, deadline: float, *, setup: float = 0.0) -> float:
+    def _turn(self, call: WriteCall | None, not_before: float, deadline: float) -> float:
+        """Reserve a slot and sleep until it (None: for another tool's call); a slot whose
+        call would now crowd the next job's is given up for a later one."""
+        hold = CALLER_ALLOWANCE if call is None else 0.0
+        while True:
+            setup = 0.0 if call is None else call.prepare_cost()
+            slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
+            self._wait_until(slot, call)
+            if not self._crowds_the_next(slot, hold):
+                return slot
+            not_before = 0.0
+
+    def _reserve(self, not_before: float, deadline: float, *, setup: float = 0.0,
+                 hold: float = 0.0) -> float:
         interval = self.spacing
         guard = interval - self.account.rate_limit_interval
         started = self.clock.time()
@@ -219,7 +242,7 @@ class Coordinator:
             if eta > deadline:
                 raise self._too_late(eta, deadline, None)
             asked = self.clock.time()
-            slot = max(self.ledger.reserve(self.key, interval, earliest), now)
+            slot = max(self.ledger.reserve(self.key, interval + hold, earliest), now)
             stored = self.clock.time()
             self._note_slot(slot, max(now, earliest))
             if slot > deadline:  # lost a race between peek and reserve
@@ -242,14 +265,14 @@ class Coordinator:
             )
         return slot
 
-    def _crowds_the_next(self, slot: float) -> bool:
+    def _crowds_the_next(self, slot: float, hold: float) -> bool:
         """Would calling now, later than the guard after our slot, land closer than one interval
         to the call of a job that reserved the slot after ours? (The set-up took longer than
         estimated.) Then our slot is given up for a later one; alone, we call late."""
         late = self.clock.time() - slot
         if late <= self.spacing - self.account.rate_limit_interval:
             return False
-        if self.ledger.peek(self.key, self.spacing) <= slot + self.spacing + 0.001:
+        if self.ledger.peek(self.key, self.spacing) <= slot + self.spacing + hold + 0.001:
             return False  # nobody reserved after us
         self.log.warning(
             f"Setting up the call took until {late:.1f} s after its slot, longer than the guard "
@@ -265,10 +288,11 @@ class Coordinator:
         # rounding to the nearest one absorbs clock noise between jobs and ledgers.
         self.progress.position = max(0, math.floor((slot - earliest) / self.spacing + 0.5))
 
-    def _wait_until(self, slot: float, call: WriteCall) -> None:
+    def _wait_until(self, slot: float, call: WriteCall | None) -> None:
         """Sleep until `slot`, setting the call up `PREPARE_LEAD` seconds before it."""
         self._sleep_until(slot - PREPARE_LEAD, slot)
-        call.prepare()
+        if call is not None:
+            call.prepare()
         self._sleep_until(slot, slot)
 
     def _sleep_until(self, until: float, slot: float) -> None:

@@ -81,11 +81,13 @@ class InvalidInput(DistributeError):
     exit_code = 2
     default_title = "Invalid input"
 
-    def __init__(self, problems: list[Problem], *, title: str | None = None) -> None:
+    def __init__(self, problems: list[Problem], *, title: str | None = None,
+                 http_status: int | None = None, server_message: str | None = None) -> None:
         self.problems = list(problems)
         detail = "; ".join(str(p) for p in self.problems)
         hint = " ".join(p.fix for p in self.problems)
-        super().__init__(detail, title=title, hint=hint)
+        super().__init__(detail, title=title, hint=hint, http_status=http_status,
+                         server_message=server_message)
 
 
 class Unauthorized(DistributeError):

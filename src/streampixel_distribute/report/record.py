@@ -5,6 +5,7 @@ Times stay numbers until they are rendered (outputs, summary).
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -13,18 +14,25 @@ from ..answers import Result
 from ..clock import iso
 from ..coordinator import Progress
 from ..errors import DistributeError
-from ..settings import Job, Target
+from ..settings import Command, Job, Target
 
 OUTPUT_NAMES = (
     "status", "message", "http-status", "attempts", "waited-seconds", "slot-at",
-    "triggered-at", "error", "ledger", "position",
+    "triggered-at", "error", "ledger", "position", "upload-id",
 )
 
 
 class Status(StrEnum):
-    TRIGGERED = "triggered"
+    TRIGGERED = "triggered"  # distribute
+    UPLOADED = "uploaded"  # upload
+    RESERVED = "reserved"  # reserve
     DRY_RUN = "dry-run"
     FAILED = "failed"
+
+
+_DONE = {Command.DISTRIBUTE: Status.TRIGGERED, Command.UPLOAD: Status.UPLOADED,
+         Command.RESERVE: Status.RESERVED}
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class Report(NamedTuple):
@@ -40,7 +48,9 @@ class Report(NamedTuple):
     error: DistributeError | None
     ledger: str
     position: int | None
+    command: Command
     target: Target
+    upload_id: str  # the build's: given (distribute), or returned by upload-file
     user_id: str
     warnings: tuple[str, ...]
 
@@ -56,6 +66,7 @@ class Report(NamedTuple):
             "error": self.error.kind.value if self.error else "",
             "ledger": self.ledger,
             "position": "" if self.position is None else str(self.position),
+            "upload-id": self.upload_id,
         }
         return {name: redact.scrub(values[name]) for name in OUTPUT_NAMES}
 
@@ -63,8 +74,9 @@ class Report(NamedTuple):
 DRY_RUN_MESSAGE = "Dry run: inputs valid, nothing sent"
 
 
-def build_report(job: Job | None, progress: Progress, result: Result | None,
+def build_report(command: Command, job: Job | None, progress: Progress, result: Result | None,
                  error: DistributeError | None) -> Report:
+    """The record of a run of `command`; `job` is None when its inputs did not pass."""
     if error is not None:
         status = Status.FAILED
         message = error.server_message or error.title
@@ -73,11 +85,21 @@ def build_report(job: Job | None, progress: Progress, result: Result | None,
     elif result is None:
         status, message, http_status = Status.DRY_RUN, DRY_RUN_MESSAGE, progress.http_status
     else:
-        status, message, http_status = Status.TRIGGERED, result.message, result.http_status
+        status = _DONE.get(command, Status.TRIGGERED)
+        message, http_status = result.message, result.http_status or None
+    target = job.target if job else Target()
     return Report(
         status=status, message=message, http_status=http_status, attempts=progress.attempts,
         waited=progress.waited, slot_at=progress.slot_at, called_at=progress.called_at,
-        error=error, ledger=progress.ledger, position=progress.position,
-        target=job.target if job else Target(), user_id=job.account.user_id if job else "",
-        warnings=tuple(progress.warnings),
+        error=error, ledger=progress.ledger, position=progress.position, command=command,
+        target=target, upload_id=_upload_id(command, target, result),
+        user_id=job.account.user_id if job else "", warnings=tuple(progress.warnings),
     )
+
+
+def _upload_id(command: Command, target: Target, result: Result | None) -> str:
+    """The build's uploadId: the one upload-file returned, or the one distributed."""
+    if command is not Command.UPLOAD:
+        return target.upload_id
+    found = result.body.get("uploadId") if result is not None else None
+    return found if isinstance(found, str) and _UPLOAD_ID.fullmatch(found) else ""

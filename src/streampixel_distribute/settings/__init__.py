@@ -20,6 +20,7 @@ from .. import redact, urls
 from ..errors import InvalidInput
 from .checks import Checker
 from .inputs import (
+    ACTION_COMMANDS,
     BY_NAME,
     DEFAULT_API_URL,
     DOCUMENTED_INTERVAL,
@@ -65,8 +66,17 @@ class Account(NamedTuple):
 
 
 class Target(NamedTuple):
+    """What one write call is about: a project and an upload (distribute), or a project and a
+    build's .zip (upload); nothing for reserve."""
+
     project_id: str = ""
     upload_id: str = ""
+    file_url: str = ""
+    auto_release: bool = True
+
+    def __repr__(self) -> str:
+        # The file URL may be presigned: a credential.
+        return f"Target(project_id={self.project_id!r}, upload_id={self.upload_id!r})"
 
 
 class Job(NamedTuple):
@@ -108,7 +118,7 @@ def load(command: Command, flags: Flags, environ: Mapping[str, str]) -> Job:
             checker.add(spec.name, *missing_problem(spec, flags, environ, note, fork_note))
         else:
             values[spec.name], sources[spec.name] = spec.default, DEFAULT
-    parsed = _check(checker, specs, values)
+    parsed = _check(checker, specs, values, warnings)
     if checker.problems:
         order = {spec.name: i for i, spec in enumerate(INPUTS)}
         raise InvalidInput(sorted(checker.problems, key=lambda p: order.get(p.input, 99)))
@@ -124,7 +134,9 @@ def load(command: Command, flags: Flags, environ: Mapping[str, str]) -> Job:
         warnings.append(
             f"rate-limit-interval {account.rate_limit_interval:g}s is shorter than "
             f"Streampixel's documented {DOCUMENTED_INTERVAL:g}s; expect 429 responses")
-    target = Target(project_id=values.get("project-id", ""), upload_id=values.get("upload-id", ""))
+    target = Target(project_id=values.get("project-id", ""), upload_id=values.get("upload-id", ""),
+                    file_url=values.get("file-url", ""),
+                    auto_release=bool(parsed.get("auto-release", True)))
     supplied = EVENT in sources.values()
     return Job(command, account, target, bool(parsed.get("dry-run", False)),
                MappingProxyType(sources), tuple(warnings), hook, supplied)
@@ -165,8 +177,8 @@ def _fill_from_payload(command: Command, specs: tuple[Input, ...], values: dict[
     return hook, event.why_not, event.fork_note
 
 
-def _check(checker: Checker, specs: tuple[Input, ...], values: dict[str, str]
-           ) -> dict[str, str | float | int | bool]:
+def _check(checker: Checker, specs: tuple[Input, ...], values: dict[str, str],
+           notes: list[str]) -> dict[str, str | float | int | bool]:
     """Check every value; the parsed ones by name (ids are normalised in `values`)."""
     strict_value = values.get("strict-ids", "true")
     # Until strict-ids itself is fixed, judge the ids by the stricter rule.
@@ -193,5 +205,9 @@ def _check(checker: Checker, specs: tuple[Input, ...], values: dict[str, str]
             parsed[spec.name] = checker.count(spec.name, value)
         elif spec.kind is Kind.FLAG:
             parsed[spec.name] = checker.flag(spec.name, value)
+        elif spec.kind is Kind.FILE_URL:
+            notes.extend(checker.file_url(spec.name, value))
+        elif spec.kind is Kind.COMMAND:
+            checker.command(value, tuple(c.value for c in ACTION_COMMANDS))
     checker.not_mixed_up(values)
     return parsed

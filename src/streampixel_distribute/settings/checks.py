@@ -281,6 +281,27 @@ class Checker:
             return 0
         return int(value)
 
+    def file_url(self, name: str, value: str) -> list[str]:
+        """Check a build's download link; warnings about it (the value is never shown)."""
+        if not self.common(name, value, words=False) or not self.quotes(name, value,
+                                                                        inner_ok=False):
+            return []
+        problem = _file_url_problem(value)
+        if problem is not None:
+            message, fix = problem
+            self.add(name, message, fix + self.tail(name))
+            return []
+        if "?" in value:
+            return ["file-url has a query string (a presigned link?). Streampixel's docs both "
+                    "list presigned S3 links as supported and say a link must have no query "
+                    "string; if the upload is refused with HTTP 400, use a link without one."]
+        return []
+
+    def command(self, value: str, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            self.add("command", f"must be one of {', '.join(allowed)}, got {echo(value)}.",
+                     "Use `distribute` (the default), `upload` or `reserve`.")
+
     def ledger(self, value: str) -> None:
         if not self.common("ledger", value, words=False):
             return
@@ -304,6 +325,52 @@ class Checker:
                          f"Check that `api-key` gets the API key and `{other}` gets the "
                          f"{where(other)}." + self.tail("api-key"))
                 return
+
+
+_DIRECT_ZIP = ("Give a direct https link to the packaged build's .zip that downloads without a "
+               "login page, redirect or download button: a (presigned) link to an object in S3, "
+               "Google Cloud Storage, R2, DigitalOcean Spaces or your own web server.")
+#: Hosts of pages that show a file rather than serve it, by what they are called.
+_SHARING = (("drive.google.com", "Google Drive"), ("docs.google.com", "Google Docs"),
+            ("dropbox.com", "Dropbox sharing"), ("onedrive.live.com", "OneDrive"),
+            ("1drv.ms", "OneDrive"), ("sharepoint.com", "SharePoint"),
+            ("wetransfer.com", "WeTransfer"), ("we.tl", "WeTransfer"), ("mega.nz", "MEGA"),
+            ("box.com", "Box"), ("mediafire.com", "MediaFire"))
+
+
+def _file_url_problem(value: str) -> tuple[str, str] | None:
+    """(what is wrong, the fix) with a build's download link, or None. Never quotes the link:
+    it may be presigned; the host alone is shown."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return "is not a valid URL.", _DIRECT_ZIP
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not host:
+        return "is not an https:// link.", _DIRECT_ZIP
+    if scheme == "http" and not urls.is_loopback_host(host):
+        return (f"uses plain http ({host}); Streampixel downloads builds over https.",
+                "Use the https:// form of the link.")
+    share = _sharing_page(host, parts.path, parts.query)
+    if share:
+        return f"is a {share} page ({host}), not a direct download.", _DIRECT_ZIP
+    if not parts.path.lower().endswith(".zip"):
+        return (f"does not name a .zip file (the link's path must end in .zip; host {host}).",
+                _DIRECT_ZIP)
+    return None
+
+
+def _sharing_page(host: str, path: str, query: str) -> str:
+    """What kind of sharing page a link points at, or ""."""
+    for domain, kind in _SHARING:
+        if host == domain or host.endswith("." + domain):
+            if domain == "dropbox.com" and "dl=0" in query:
+                return "Dropbox sharing (`?dl=0`)"
+            return kind
+    if host in ("github.com", "gitlab.com") and "/blob/" in path:
+        return f"{host} file view"
+    return ""
 
 
 def _url_instead_of_id(name: str, value: str) -> str:

@@ -19,12 +19,14 @@ class Command(StrEnum):
     """What a run does with the account. Every write command goes through the same slots."""
 
     DISTRIBUTE = "distribute"
+    UPLOAD = "upload"
+    RESERVE = "reserve"
     TEST_WEBHOOK = "test-webhook"
     LISTEN = "listen"
 
 
-#: The commands the action runs (its `command` input).
-ACTION_COMMANDS = (Command.DISTRIBUTE,)
+#: The commands the action runs (its `command` input); the first is the default.
+ACTION_COMMANDS = (Command.DISTRIBUTE, Command.UPLOAD, Command.RESERVE)
 
 
 class Kind(StrEnum):
@@ -37,6 +39,8 @@ class Kind(StrEnum):
     SECONDS = "seconds"
     COUNT = "count"
     FLAG = "flag"
+    FILE_URL = "file-url"
+    COMMAND = "command"
 
 
 class Bounds(NamedTuple):
@@ -62,7 +66,8 @@ class Input(NamedTuple):
 
     @property
     def secret(self) -> bool:
-        return self.kind is Kind.SECRET
+        """Never printed, masked first. A file URL may be presigned: a credential too."""
+        return self.kind in (Kind.SECRET, Kind.FILE_URL)
 
     @property
     def env_name(self) -> str:
@@ -85,17 +90,23 @@ class Input(NamedTuple):
 
     @property
     def action_required(self) -> bool:
-        """action.yml's `required`: needed by the default command and not fillable otherwise."""
-        return Command.DISTRIBUTE in self.required_for and not self.payload_key
+        """action.yml's `required`: needed by every command of the action, and not fillable
+        from a webhook payload."""
+        return set(ACTION_COMMANDS) <= self.required_for and not self.payload_key
 
 
 _ALL = frozenset(Command)
-_WRITES = frozenset({Command.DISTRIBUTE})
+_WRITES = frozenset({Command.DISTRIBUTE, Command.UPLOAD})
 _CALLS = _WRITES | {Command.TEST_WEBHOOK, Command.LISTEN}  # commands that call the API
-_SLOTS = _WRITES | {Command.LISTEN}  # commands that take rate-limit slots
+_SLOTS = _WRITES | {Command.RESERVE, Command.LISTEN}  # commands that take rate-limit slots
 _PROJECT = _WRITES | {Command.TEST_WEBHOOK}
+_ONE = frozenset[Command]
 
 INPUTS: tuple[Input, ...] = (
+    Input("command", "What to do in the account's next slot: distribute (an uploaded build), "
+          "upload (a build's .zip by URL) or reserve (wait for the slot, for another tool's "
+          "write call).", Kind.COMMAND, default=Command.DISTRIBUTE.value,
+          used_by=frozenset(ACTION_COMMANDS)),
     Input("api-key", "Streampixel API key (a secret; masked at once, never printed).",
           Kind.SECRET, required_for=_CALLS, used_by=_CALLS),
     Input("user-id", "Streampixel account id (24 hex characters in every known example).",
@@ -103,10 +114,16 @@ INPUTS: tuple[Input, ...] = (
     Input("project-id", "Project id (the dashboard URL `projectdetail/<id>`); may come from a "
           "repository_dispatch webhook payload.", Kind.ID,
           required_for=_PROJECT, used_by=_PROJECT, payload_key="projectId"),
-    Input("upload-id", "The `uploadId` returned by the Upload File API; may come from a "
-          "repository_dispatch webhook payload.", Kind.ID,
-          required_for=frozenset({Command.DISTRIBUTE}),
-          used_by=frozenset({Command.DISTRIBUTE}), payload_key="uploadId"),
+    Input("upload-id", "distribute: the `uploadId` returned by the Upload File API; may come "
+          "from a repository_dispatch webhook payload.", Kind.ID,
+          required_for=_ONE({Command.DISTRIBUTE}), used_by=_ONE({Command.DISTRIBUTE}),
+          payload_key="uploadId"),
+    Input("file-url", "upload: the https link to the build's .zip (a secret when presigned: "
+          "masked, never printed).", Kind.FILE_URL,
+          required_for=_ONE({Command.UPLOAD}), used_by=_ONE({Command.UPLOAD})),
+    Input("auto-release", "upload: distribute the build as soon as Streampixel approves it; "
+          "`false` holds it until a distribute call.", Kind.FLAG, default="true",
+          used_by=_ONE({Command.UPLOAD})),
     Input("api-url", "Base URL of the Streampixel API; `https` required except for loopback "
           "hosts.", Kind.API_URL, default=DEFAULT_API_URL),
     Input("ledger", "Where parallel jobs coordinate the rate limit: auto, none, file:///…, "
@@ -121,9 +138,9 @@ INPUTS: tuple[Input, ...] = (
     Input("timeout", "Seconds per HTTP request.", Kind.SECONDS, default="30",
           used_by=_CALLS, bounds=Bounds(0, 600, False, "30")),
     Input("retries", "Extra attempts after transient failures (0 to 10).", Kind.COUNT,
-          default="3", used_by=_SLOTS),
+          default="3", used_by=_WRITES | {Command.LISTEN}),
     Input("dry-run", "Validate, show the slot it would get, call nothing.", Kind.FLAG,
-          default="false", used_by=_WRITES),
+          default="false", used_by=frozenset(ACTION_COMMANDS)),
     Input("strict-ids", "Require 24-hex ids; `false` accepts any printable id without spaces.",
           Kind.FLAG, default="true"),
 )

@@ -20,6 +20,9 @@ EVENT = "event"
 DEFAULT = "default"
 
 
+#: Shorter pieces of a secret are not masked on their own: they would hide common words.
+_CREDENTIAL_CHARS = 8
+
 def given(value: str | None) -> str | None:
     """Trimmed (as GitHub's getInput trims), or None when empty."""
     if value is None:
@@ -60,7 +63,9 @@ def secret_candidates(flags: Flags, environ: Mapping[str, str]) -> list[str]:
             if spec.secret:
                 found += [raw, raw.strip(), raw.strip().strip("\"'`").strip()]
                 # A value pasted with a line break may be printed one line at a time.
-                found.extend(part for part in raw.split() if len(part) >= 8)
+                found.extend(part for part in raw.split() if len(part) >= _CREDENTIAL_CHARS)
+                if "?" in raw:  # a presigned link: its query (the signature) on its own too
+                    found.extend(_query_pieces(raw.strip()))
             elif "://" in raw:
                 info = find_userinfo(raw.strip())
                 if info is not None:
@@ -133,3 +138,15 @@ def near_misses(spec: Input, environ: Mapping[str, str]) -> list[str]:
         if name not in exact and re.sub(r"[-_]", "", name.upper()) in wanted
     ]
     return [f"`{name}`" for name in sorted(found)[:5] if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name)]
+
+
+def _query_pieces(url: str) -> list[str]:
+    """The query of a URL, decoded and not, and each parameter value in it, where long enough
+    to be a credential (`dl=0` is not one, and masking it would hide it everywhere)."""
+    import urllib.parse  # noqa: PLC0415 - loaded by now on every path; kept local for clarity
+
+    query = url.partition("?")[2].partition("#")[0]
+    pieces = [query, urllib.parse.unquote(query)]
+    for _name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        pieces += [value, urllib.parse.quote(value, safe="")]
+    return [piece for piece in pieces if len(piece) >= _CREDENTIAL_CHARS]
