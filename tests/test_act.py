@@ -6,7 +6,9 @@ tests/act/workflow.yml (module fixture) against one emulator proves, each in its
 1. no form of any key reaches act's log, and act parsed every workflow command we printed;
 2. a later step sees the action's outputs;
 3. a wrong key fails the step with exit code 3 and still writes `error=unauthorized`;
-4. three legs through one shared file ledger get zero 429s, calls one interval apart.
+4. three legs through one shared file ledger get zero 429s, calls one interval apart;
+5. an upload with a presigned-looking link (which act knows nothing of) and the distribute of
+   that build take turns, and no form of the link reaches act's log.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ SINGLE = {"user": "65de00000000000000aa0001", "project": "65de00000000000000bb00
           "upload": "65de00000000000000cc0001"}
 LEGS = {"user": "65de00000000000000aa0002", "project": "65de00000000000000bb0002",
         "upload": "65de00000000000000cc0002"}
+UPLOADER = {"user": "65de00000000000000aa0003", "project": "65de00000000000000bb0003"}
 
 
 @dataclass
@@ -61,6 +64,8 @@ class Proof:
     results: Path  # files the workflow's later steps wrote
     calls: list[dict[str, Any]]  # the emulator's distribute-file log
     ledger: Path
+    file_url: str  # the presigned-looking link the upload job used
+    uploads: list[dict[str, Any]]  # the emulator's upload-file log
 
     def result(self, name: str) -> dict[str, str]:
         path = self.results / f"{name}.txt"
@@ -79,10 +84,14 @@ def proof(act: Act, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]
     try:
         # Distinctive keys, new for each run: every form of them is searched for in the log.
         keys = {name: f"spd-act-{secrets.token_hex(12)}"
-                for name in ("SPD_KEY", "SPD_LEGS_KEY", "SPD_WRONG_KEY")}
+                for name in ("SPD_KEY", "SPD_LEGS_KEY", "SPD_WRONG_KEY", "SPD_UPLOAD_KEY")}
         for ids, key in ((SINGLE, keys["SPD_KEY"]), (LEGS, keys["SPD_LEGS_KEY"])):
             emulator.add_account(ids["user"], key, [{"projectId": ids["project"], "uploads": [
                 {"uploadId": ids["upload"], "ready": True}]}])
+        emulator.add_account(UPLOADER["user"], keys["SPD_UPLOAD_KEY"],
+                             [{"projectId": UPLOADER["project"], "uploads": []}])
+        file_url = ("https://builds-act.s3.amazonaws.com/game/Build.zip?X-Amz-Algorithm="
+                    f"AWS4-HMAC-SHA256&X-Amz-Expires=3600&X-Amz-Signature={secrets.token_hex(32)}")
         results = root / "results"
         ledger_dir = root / "ledger"
         results.mkdir()
@@ -97,10 +106,12 @@ def proof(act: Act, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]
             "SPD_UPLOAD": SINGLE["upload"],
             "SPD_LEGS_USER": LEGS["user"], "SPD_LEGS_PROJECT": LEGS["project"],
             "SPD_LEGS_UPLOAD": LEGS["upload"],
+            "SPD_UPLOAD_USER": UPLOADER["user"], "SPD_UPLOAD_PROJECT": UPLOADER["project"],
+            "SPD_FILE_URL": file_url,
         }  # fmt: skip
         run = act.run(WORKFLOW, env=env, secrets=keys, mounts=[ledger_dir])
         yield Proof(run, keys, results, emulator.requests("distribute-file"),
-                    ledger_dir / "ledger.json")
+                    ledger_dir / "ledger.json", file_url, emulator.requests("upload-file"))
     finally:
         emulator.stop()
 
@@ -108,7 +119,7 @@ def proof(act: Act, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]
 def test_act_ran_every_job(proof: Proof) -> None:
     results = job_results(proof.run.log)
     # `single` fails by design: its last action step uses a wrong key.
-    expected = {"build": "succeeded", "single": "failed",
+    expected = {"build": "succeeded", "single": "failed", "upload": "succeeded",
                 "legs-1": "succeeded", "legs-2": "succeeded", "legs-3": "succeeded"}
     assert results == expected, f"job results {results}; act's log ends:\n{proof.tail}"
     # act built the image from this checkout, once, before the other jobs started it.
@@ -120,7 +131,10 @@ def test_no_form_of_any_key_in_acts_log(proof: Proof) -> None:
     """Raw, percent-encoded and base64 (all three alignments): what redact masks."""
     lines = proof.run.log.splitlines()
     leaks = []
-    for name, key in proof.keys.items():
+    link = proof.file_url
+    signature = link.rpartition("=")[2]
+    for name, key in [*proof.keys.items(), ("file-url", link), ("its query", link.split("?")[1]),
+                      ("its signature", signature)]:
         for form in sorted(_encoded_forms(key)):
             where = [n for n, line in enumerate(lines, 1) if form in line]
             if where:
@@ -186,3 +200,16 @@ def test_three_legs_one_ledger_zero_429s(proof: Proof) -> None:
     # One queue: three different slots (an interval apart, so never within one second).
     assert len({s.get("slot-at") for s in seen}) == 3, seen
     assert proof.ledger.exists(), "the legs never wrote the shared ledger file"
+
+
+def test_upload_then_distribute_the_same_build_in_one_queue(proof: Proof) -> None:
+    seen = proof.result("upload")
+    assert (seen.get("uploaded"), seen.get("released")) == ("uploaded", "triggered"), seen
+    [upload] = proof.uploads
+    assert (upload["status"], upload["userId"], upload["file_url_query"]) == \
+        (200, UPLOADER["user"], True)
+    assert seen["upload-id"] == upload["uploadId"] == seen["released-id"]
+    [release] = [c for c in proof.calls if c["userId"] == UPLOADER["user"]]
+    assert (release["status"], release["uploadId"]) == (200, upload["uploadId"])
+    gap = float(release["time"]) - float(upload["time"])
+    assert gap >= INTERVAL - ARRIVAL_SLACK, f"upload and distribute {gap:.3f} s apart"

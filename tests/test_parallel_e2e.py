@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,70 @@ def test_uncoordinated_jobs_collide_and_recover_through_429_handling(
     # The server kept the accepted calls one window apart whatever the clients did.
     accepted = [call for call in calls if call["status"] == 200]
     assert all(gap >= INTERVAL - ARRIVAL_SLACK for gap in gaps(accepted)), gaps(accepted)
+
+
+LEGS = 3
+
+
+def _leg(emulator: Emulator, env: dict[str, str], max_wait: float) -> list[Job]:
+    """One matrix leg: upload a build (held, autoRelease false), then distribute it."""
+    common = ["--api-url", emulator.url, "--user-id", emulator.demo.user_id,
+              "--project-id", emulator.demo.project_id, "--rate-limit-interval", f"{INTERVAL:g}",
+              "--max-wait", f"{max_wait:g}", "--json"]
+    jobs: list[Job] = []
+    for argv in (["upload", *common, "--auto-release", "false"], ["distribute", *common]):
+        if argv[0] == "distribute":
+            argv += ["--upload-id", jobs[0].outputs.get("upload-id", "")]
+        proc = subprocess.run([sys.executable, str(ENTRYPOINT), *argv], env=env,
+                              capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
+                              check=False)
+        try:
+            outputs = json.loads(proc.stdout)
+        except ValueError:
+            outputs = {}
+        jobs.append(Job(proc.returncode, outputs, proc.stdout, proc.stderr))
+        if proc.returncode != 0:
+            break
+    return jobs
+
+
+def test_a_matrix_of_uploads_and_distributes_shares_one_queue_without_429(
+    racing_ledger_backend: BackendUnderTest, emulator: Emulator, record_property: Any
+) -> None:
+    """3 legs, each uploading then distributing: 6 write calls of one account, one window."""
+    # One window shared by upload-file and distribute-file (the emulator's default), and builds
+    # that are ready at once, so each distribute can follow its upload in the next free slot.
+    emulator.configure(interval=INTERVAL, processing_seconds=0, separate_windows=False)
+    target = racing_ledger_backend.target
+    env = _base_env(emulator) | {"STREAMPIXEL_LEDGER": target.spec}
+    env |= {k: v for k, v in target.environ.items() if k.startswith("GITHUB_")}
+    env["STREAMPIXEL_FILE_URL"] = ("https://builds.s3.amazonaws.com/Build.zip"
+                                   "?X-Amz-Signature=0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    if target.github_token:
+        env["STREAMPIXEL_GITHUB_TOKEN"] = target.github_token
+    with ThreadPoolExecutor(LEGS) as pool:
+        legs = list(pool.map(lambda _: _leg(emulator, env, 2 * LEGS * INTERVAL + 30),
+                             range(LEGS)))
+
+    for number, leg in enumerate(legs):
+        assert [job.returncode for job in leg] == [0, 0], f"leg {number}: " + "\n".join(
+            job.stdout + job.stderr for job in leg)
+        assert [job.outputs["status"] for job in leg] == ["uploaded", "triggered"]
+        assert leg[1].outputs["upload-id"] == leg[0].outputs["upload-id"]
+    calls = sorted(emulator.requests("upload-file") + emulator.requests("distribute-file"),
+                   key=lambda call: float(call["time"]))
+    statuses = [call["status"] for call in calls]
+    smallest = min(gaps(calls))
+    figures = {"accepted": statuses.count(200), "429s": statuses.count(429),
+               "smallest gap / interval": round(smallest / INTERVAL, 3)}
+    record_property("upload+distribute matrix", figures)
+    print(f"{racing_ledger_backend.backend.name}: {LEGS} legs x (upload, distribute): {figures}")
+    assert statuses.count(429) == 0, f"the emulator answered 429: {statuses}"
+    assert statuses == [200] * 2 * LEGS, statuses
+    assert [call["endpoint"] for call in calls].count("upload-file") == LEGS
+    assert smallest >= INTERVAL - ARRIVAL_SLACK, f"write calls {smallest:.4f} s apart: {calls}"
+    released = {u["uploadId"]: u for account in emulator.state()["accounts"]
+                for project in account["projects"] for u in project["uploads"]}
+    for leg in legs:
+        build = released[leg[0].outputs["upload-id"]]
+        assert (build["autoRelease"], build["distributions"]) == (False, 1)
