@@ -11,19 +11,26 @@ seconds (the CLI is given the same interval), and read the emulator's request lo
 Side by side, in this same process, the reservation latency of each backend: `--reserves`
 sequential `ledger.reserve` calls on distinct keys, median and p95.
 
+Then the matrix of the README's quick start (`--legs`, default 3): each leg uploads a build
+(`upload`, autoRelease false) and then distributes it, all legs at once, so 2 x legs write calls
+of one account share one window (upload-file and distribute-file alike). Its table gives the
+accepted calls, the 429s, the smallest gap between two write calls over the interval (>= 1 is
+required) and the makespan over its minimum, (2 x legs - 1) x interval.
+
 Targets: ratio <= 1.05 and zero 429s for every coordinating backend. `none` is shown for
 comparison; it gets a `max-wait` long enough to succeed by retrying after 429s.
 
 Needs `redis-server` and `git` (missing ones are skipped with a note). It reuses the servers of
 tests/support (no pytest run). Takes about 2-3 minutes with the defaults:
 
-    python bench/makespan.py [--interval 1] [--jobs 2,5,10] [--backends none,file,redis,...]
+    python bench/makespan.py [--interval 1] [--jobs 2,5,10] [--legs 3] [--backends none,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -34,6 +41,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +95,7 @@ def reserve_latency(spec: str, count: int, interval: float) -> tuple[float, floa
 def run_jobs(emulator: Emulator, ledger: str, jobs: int, interval: float,
              max_wait: float) -> tuple[int, list[int]]:
     """Start `jobs` CLI processes together; return (failed jobs, attempts per job)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
-    env.update(PYTHONPATH=str(ROOT / "src"), STREAMPIXEL_API_KEY=emulator.demo.api_key,
-               STREAMPIXEL_LEDGER=ledger)
+    env = _env(emulator, ledger)
     argv = [
         sys.executable, str(ENTRYPOINT), "--api-url", emulator.url,
         "--user-id", emulator.demo.user_id, "--project-id", emulator.demo.project_id,
@@ -110,6 +115,73 @@ def run_jobs(emulator: Emulator, ledger: str, jobs: int, interval: float,
             failed += 1
         attempts.append(int(outputs.get("attempts") or 0))
     return failed, attempts
+
+
+def _env(emulator: Emulator, ledger: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
+    env.update(PYTHONPATH=str(ROOT / "src"), STREAMPIXEL_API_KEY=emulator.demo.api_key,
+               STREAMPIXEL_LEDGER=ledger,
+               STREAMPIXEL_FILE_URL="https://builds.example.com/Build.zip?X-Amz-Signature=00")
+    return env
+
+
+def _leg(emulator: Emulator, env: dict[str, str], interval: float, max_wait: float) -> bool:
+    """Upload a build, then distribute it: True if both calls succeeded."""
+    common = ["--api-url", emulator.url, "--user-id", emulator.demo.user_id,
+              "--project-id", emulator.demo.project_id, "--rate-limit-interval", f"{interval:g}",
+              "--max-wait", f"{max_wait:g}", "--json"]
+    upload = subprocess.run([sys.executable, str(ENTRYPOINT), "upload", *common,
+                             "--auto-release", "false"], env=env, capture_output=True,
+                            text=True, timeout=JOB_TIMEOUT, check=False)
+    try:
+        upload_id = json.loads(upload.stdout)["upload-id"]
+    except (ValueError, KeyError):
+        return False
+    distribute = subprocess.run([sys.executable, str(ENTRYPOINT), "distribute", *common,
+                                 "--upload-id", upload_id], env=env, capture_output=True,
+                                text=True, timeout=JOB_TIMEOUT, check=False)
+    return upload.returncode == 0 and distribute.returncode == 0
+
+
+@dataclass
+class MatrixRow:
+    backend: str
+    legs: int
+    accepted: int
+    rate_limited: int
+    failed: int
+    smallest_gap: float | None
+    ratio: float | None
+
+
+def measure_matrix(emulator: Emulator, backend: str, spec: str, legs: int,
+                   interval: float) -> MatrixRow:
+    emulator.reset()
+    emulator.configure(processing_seconds=0)  # a build is distributable once uploaded
+    calls_needed = 2 * legs
+    max_wait = (calls_needed * interval * 4 + 60) if backend == "none" else \
+        (calls_needed * interval + 60)
+    env = _env(emulator, spec)
+    with ThreadPoolExecutor(legs) as pool:
+        done = list(pool.map(lambda _: _leg(emulator, env, interval, max_wait), range(legs)))
+    calls = sorted(emulator.requests("upload-file") + emulator.requests("distribute-file"),
+                   key=lambda c: float(c["time"]))
+    accepted = [float(c["time"]) for c in calls if c["status"] == 200]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(accepted)]
+    return MatrixRow(
+        backend, legs, len(accepted), sum(1 for c in calls if c["status"] == 429),
+        done.count(False), min(gaps) / interval if gaps else None,
+        (accepted[-1] - accepted[0]) / ((calls_needed - 1) * interval) if gaps else None)
+
+
+def matrix_table(rows: list[MatrixRow], interval: float) -> str:
+    lines = [f"| ledger | legs | write calls accepted | 429s | failed legs | smallest gap / "
+             f"{interval:g} s | makespan / minimum |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.backend} | {r.legs} | {r.accepted} of {2 * r.legs} | {r.rate_limited} | "
+              f"{r.failed} | {fmt(r.smallest_gap, '.3f')} | {fmt(r.ratio, '.3f')} |"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def measure(emulator: Emulator, backend: str, spec: str, jobs: int, interval: float) -> Row:
@@ -208,6 +280,8 @@ def main() -> int:
                         help="seconds of the emulator's write window (compressed from 120)")
     parser.add_argument("--jobs", default="2,5,10", help="comma-separated N values")
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--legs", type=int, default=3,
+                        help="matrix legs that each upload and then distribute (0: none)")
     parser.add_argument("--reserves", type=int, default=50,
                         help="sequential reserves timed per backend")
     args = parser.parse_args()
@@ -219,6 +293,7 @@ def main() -> int:
 
     started = time.monotonic()
     rows: list[Row] = []
+    matrix: list[MatrixRow] = []
     with tempfile.TemporaryDirectory(prefix="spd-makespan-") as tmp:
         workdir = Path(tmp)
         emulator = start_emulator(workdir / "emulator", interval=args.interval, quiet=True)
@@ -239,9 +314,19 @@ def main() -> int:
                         print(f"{backend:9} N={jobs:<3} ratio {fmt(row.ratio, '.3f')}  "
                               f"429s {row.rate_limited}  failed {row.failed}",
                               file=sys.stderr, flush=True)
+                    if args.legs:
+                        matrix.append(measure_matrix(emulator, backend, backends.fresh(backend),
+                                                     args.legs, args.interval))
+                        print(f"{backend:9} matrix of {args.legs} legs: "
+                              f"429s {matrix[-1].rate_limited}  failed {matrix[-1].failed}",
+                              file=sys.stderr, flush=True)
         finally:
             emulator.stop()
     print(table(rows, args.interval))
+    if matrix:
+        print(f"\nUpload then distribute, {args.legs} legs at once (one window for both "
+              "endpoints):\n")
+        print(matrix_table(matrix, args.interval))
     elapsed = time.monotonic() - started
     print(f"\n{len(rows)} rows in {elapsed:.0f} s; python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs.")
