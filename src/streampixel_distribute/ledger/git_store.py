@@ -175,26 +175,28 @@ class _Local:
             if not moved:
                 raise Race
             line = f"{old or ZERO_ID} {new} {ref}\n"
-            self._hook(repo, "post-receive", [], line)
+            self._hook(repo, "post-receive", [], line)  # what they say changes nothing now
             self._hook(repo, "post-update", [ref], "")
 
     def _check(self, repo: Repo, ref: str, old: str | None, new: str) -> None:
         """What git-receive-pack checks before it moves a ref."""
         line = f"{old or ZERO_ID} {new} {ref}\n"
-        if self._hook(repo, "pre-receive", [], line):
-            raise _Refused(ref, "pre-receive hook declined")
+        said = self._hook(repo, "pre-receive", [], line)
+        if said is not None:
+            raise _Refused(ref, f"pre-receive hook declined {said}")
         config = repo.get_config()
         if (old is not None and ref.startswith("refs/heads/")
                 and config.get_boolean((b"receive",), b"denyNonFastForwards", False)):
             raise _Refused(ref, "non-fast-forward (receive.denyNonFastForwards)")
-        if self._hook(repo, "update", [ref, old or ZERO_ID, new], ""):
-            raise _Refused(ref, "hook declined")
+        said = self._hook(repo, "update", [ref, old or ZERO_ID, new], "")
+        if said is not None:
+            raise _Refused(ref, f"hook declined {said}")
 
-    def _hook(self, repo: Repo, name: str, args: list[str], stdin: str) -> bool:
-        """Run hook `name` if the repository has it, as git would; True if it refused."""
+    def _hook(self, repo: Repo, name: str, args: list[str], stdin: str) -> str | None:
+        """Run hook `name` if the repository has it, as git would; what it said if it refused."""
         path = os.path.join(repo.controldir(), "hooks", name)
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            return False
+            return None
         env = {key: os.environ[key] for key in _HOOK_ENV if os.environ.get(key)}
         env["GIT_DIR"] = repo.controldir()
         try:
@@ -205,7 +207,9 @@ class _Local:
             raise _Failure("timeout", f"the {name} hook ran too long") from None
         except OSError as error:
             raise _Failure("local", f"cannot run the {name} hook: {error.strerror}") from None
-        return done.returncode != 0
+        if done.returncode == 0:
+            return None
+        return (done.stdout + done.stderr).decode(errors="replace").strip()[:300]
 
     def close(self) -> None:
         pass
@@ -373,7 +377,8 @@ class _Pool:
         while isinstance(error, exceptions.MaxRetryError) and error.reason is not None:
             error = error.reason
         if isinstance(error, exceptions.ProxyError):
-            return _Failure("proxy", f"{self.proxy}: {_clean(error.original_error)}")
+            text = _clean(error.original_error)
+            return _Failure("407" if " 407 " in f" {text} " else "proxy", f"{self.proxy}: {text}")
         if isinstance(error, exceptions.NameResolutionError):
             return _Failure("dns", _clean(error))
         if isinstance(error, exceptions.SSLError):
@@ -620,7 +625,8 @@ _FAILURES: dict[tuple[str, str], tuple[str, str]] = {
         "git host in no_proxy.",
     ),
     ("407", ""): (
-        "the proxy refused to forward the request to {where} without credentials: {message}",
+        "the proxy refused to forward the request to {where} without credentials: proxy "
+        "{message}",
         "Put the proxy's user and password in the proxy URL (https_proxy=http://user:password@"
         "proxy:port, percent-encoded): the git ledger speaks Basic proxy authentication only.",
     ),
