@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from support.hostile import RecordingServer, closed_port, recording_server
 from support.httpserver import QuietHandler, serving
 from support.proxy import tunnel_proxy
 from support.tls import LoopbackCA, make_test_ca
+from support.tools import missing
 
 INTERVAL = 120.0
 KEY = "sp-0123456789abcdef0123456789abcdef"
@@ -501,6 +503,32 @@ def test_unreachable_server_fails_at_once(tmp_path: Path) -> None:
     assert "reachable" in caught.value.hint
     assert "pw-unreachable-77" not in all_text(caught.value)
     ledger.close()
+
+
+DNS_PROBE = r"""
+import json, os
+from streampixel_distribute.errors import LedgerError
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+try:
+    open_ledger(os.environ["SPD_SPEC"], LedgerContext()).reserve("sp-dns", 120.0)
+except LedgerError as error:
+    print(json.dumps([error.detail, error.hint]))
+"""
+
+
+def test_an_unresolvable_host_gets_the_dns_fix(tmp_path: Path) -> None:
+    """In a network namespace with no interfaces: resolution fails locally, no packet leaves."""
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--net", "--", "true"], capture_output=True, check=False).returncode:
+        missing("`unshare --net` is unavailable (needs root or user namespaces)")
+    env = dict(os.environ, SPD_SPEC="git+https://u:pw-dns-4417@git.nonexistent.invalid/l.git")
+    done = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", DNS_PROBE], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    detail, hint = json.loads(done.stdout)
+    assert "cannot resolve the host" in detail
+    assert "DNS" in hint
+    assert "pw-dns-4417" not in done.stdout + done.stderr
 
 
 def test_missing_repository_gets_the_create_fix(
