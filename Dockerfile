@@ -23,23 +23,10 @@ LABEL org.opencontainers.image.title="streampixel-distribute" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="MIT"
 
-# git: the `github` / `git+…` ledgers (the default `ledger: auto` inside GitHub Actions) update a
-# ref with git's compare-and-swap. Not pinned to a Debian version on purpose: the base image's
-# Debian release decides it, and stable security updates replace old versions (a pin would
-# break every build after the next git DSA).
-# Debian's git depends on the full perl (~50 MB) only for commands the ledger never runs
-# (send-email, svn, cvs, instaweb, …); they are purged, keeping the image under 80 MB over the
-# base. dpkg's database stays truthful (git installed, perl not), so SBOMs list what is there.
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# SC2046: the unquoted $(dpkg-query …) must split into one argument per package.
-# hadolint ignore=DL3008,SC2046
-RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git \
-    && dpkg --purge --force-depends $(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' \
-        'perl' 'perl-modules-*' 'libperl5*' 'liberror-perl' 'git-man' | awk '$1 == "ii" {print $2}') \
-    && git --version \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
-        /var/cache/debconf/*-old /var/lib/dpkg/*-old
+# No git here: the git ledgers (`github`, `git+…`, the default `ledger: auto` inside GitHub
+# Actions) speak the git protocol in-process with dulwich, a pinned Python dependency. So no apt
+# packages are added and dpkg's database stays whole: an image built FROM this one installs
+# packages as usual.
 
 # The listener's user, for `docker run --user 10001:10001 … listen` (the action itself stays root,
 # as GitHub requires of Docker actions). A fixed uid, so a volume can be chowned to it; no home
