@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from streampixel_distribute.answers import Result, TooManyRequests
+from streampixel_distribute.clock import iso
 from streampixel_distribute.coordinator import (
     CALLER_ALLOWANCE,
     HEARTBEAT_SECONDS,
@@ -33,6 +34,7 @@ from streampixel_distribute.errors import (
 from streampixel_distribute.ledger import Ledger, LedgerContext, account_key, open_ledger
 from streampixel_distribute.ledger.none import NoLedger
 from streampixel_distribute.ledger.policy import FallbackLedger
+from streampixel_distribute.ledger.queue import Holder
 from streampixel_distribute.settings import Account
 from support.clock import FakeClock
 
@@ -265,7 +267,8 @@ def test_cancellation_during_wait_keeps_progress(tmp_path: Path) -> None:
 class BrokenLedger(Ledger):
     description = "redis://broken:6379/0"
 
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
         raise LedgerError("unreachable")
 
     def peek(self, key: str, interval: float) -> float:
@@ -314,8 +317,9 @@ class SlowLedger(Ledger):
         self.clock.now += self.peek_s
         return self.inner.peek(key, interval)
 
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
-        slot = self.inner.reserve(key, interval, not_before)  # decided at the start...
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        slot = self.inner.reserve(key, interval, not_before, holder)  # decided at the start...
         self.clock.now += self.reserve_s  # ...stored only after the round trips
         return slot
 
@@ -537,3 +541,159 @@ def test_reserve_past_max_wait_fails_at_once(tmp_path: Path) -> None:
         reserving.reserve()
     assert clock.sleeps == []
     assert info.value.eta == at(clock.now + 363)
+
+
+class CancelAfter(FakeClock):
+    """Cancelled (SIGTERM) once `after` seconds have been slept."""
+
+    def __init__(self, after: float) -> None:
+        super().__init__()
+        self.after = after
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if sum(self.sleeps) >= self.after and not self.shielded:
+            raise Cancelled(15, "received SIGTERM")
+
+
+def someone(command: str = "distribute", n: int = 1) -> Holder:
+    return Holder(f"{n:012x}", command, "65de0000000000000000b00" + str(n),
+                  f"acme/game{n} run 8{n} attempt 1 job ship")
+
+
+def test_the_wait_names_the_holders_ahead_and_the_next_one(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    ahead = [someone("upload", 1), someone("distribute", 2)]
+    for holder in ahead:
+        ledger.reserve(key, 121, 0, holder)
+    me = Holder("", "distribute", "65de0000000000000000b009", "acme/me run 9 job ship")
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=me)
+    start = clock.now
+    coordinator.run(ScriptedClient(clock, [OK]))
+    reserved = next(m for _, m in log.lines if m.startswith("Reserved slot"))
+    assert "position 2" in reserved
+    assert (f"ahead: {ahead[0].label()} at {iso(start)}; {ahead[1].label()} at "
+            f"{iso(start + 121)}.") in reserved
+    beats = [m for _, m in log.lines if m.startswith("Waiting for")]
+    assert f"next: {ahead[1].label()} until {iso(start + 242)}" in beats[0]
+    # Once the first has had its turn, the heartbeat names the one still ahead.
+    later = [m for m in beats if "ETA 1 min" in m or "ETA 2 min" in m]
+    assert later and all(ahead[1].label() in m for m in later)
+    # The queue the summary draws: both, and this job, by holder.
+    mine = coordinator.progress.queue[coordinator.progress.holder_id]
+    assert mine.holder is not None and mine.holder.origin == me.origin
+    assert mine.at == at(start + 242)
+
+
+def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> None:
+    clock = CancelAfter(60)
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    ledger.reserve(key, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=someone("upload", 2)._replace(id=""))
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert coordinator.progress.gave_back == "released"
+    assert clock.shielded  # a second signal cannot cut the give-back short
+    assert ledger.peek(key, 121) == at(clock.now - 60 + 121)  # the next job may call there
+    assert [s.holder.id for s in ledger.queue(key, 121) if s.holder] == [someone().id]
+    assert any("Gave the slot back" in m for _, m in log.lines)
+
+
+def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path: Path) -> None:
+    clock = CancelAfter(60)
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    ledger.reserve(key, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+                              holder=someone("upload", 2)._replace(id=""))
+    original = clock.sleep
+
+    def sleep_while_another_queues(seconds: float) -> None:
+        if ledger.queue(key, 121)[-1].holder != someone(n=3):
+            ledger.reserve(key, 121, 0, someone(n=3))  # a job queues behind ours
+        original(seconds)
+
+    clock.sleep = sleep_while_another_queues  # type: ignore[method-assign]
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert coordinator.progress.gave_back == "marked"
+    queue = ledger.queue(key, 121)
+    assert [(s.holder.id if s.holder else "", s.released) for s in queue] == [
+        (someone().id, False), (coordinator.progress.holder_id, True), (someone(n=3).id, False)]
+    assert ledger.peek(key, 121) == at(queue[-1].until)
+
+
+def test_a_job_cancelled_after_its_call_gives_nothing_back(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+
+    class CancelledInFlight(ScriptedClient):
+        def send(self) -> Result:
+            self.calls.append(self.clock.time())
+            raise Cancelled(15, "received SIGTERM")
+
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+                              holder=someone()._replace(id=""))
+    with pytest.raises(Cancelled):
+        coordinator.run(CancelledInFlight(clock, []))
+    assert coordinator.progress.gave_back == ""
+    assert ledger.peek(key, 121) == at(clock.now + coordinator.spacing)  # the slot stays used
+
+
+def test_a_waiting_job_moves_up_into_a_slot_given_back_ahead_of_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    start = clock.now
+    ledger.reserve(key, 121, 0, someone(n=1))
+    ledger.reserve(key, 121, 0, someone(n=2))  # cancelled below, while we wait
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=someone("upload", 3)._replace(id=""))
+    client = ScriptedClient(clock, [OK])
+    original = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        if clock.now >= start + 20 and ledger.queue(key, 121)[1].holder == someone(n=2):
+            assert ledger.give_back(key, someone(n=2).id) == "marked"  # we are behind it
+        original(seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    coordinator.run(client)
+    assert client.calls == [at(start + 121)]  # job 2's slot, not start + 242
+    assert any(m.startswith("Moved up to slot") for _, m in log.lines)
+    # Our old slot was the last: given back for real, so the next job calls right after us.
+    assert ledger.peek(key, 121) == at(start + 242)
+    queue = ledger.queue(key, 121)
+    assert [s.holder.id for s in queue if s.holder] == [someone(n=1).id,
+                                                         coordinator.progress.holder_id]
+    assert coordinator.progress.slot_at == at(start + 121) and coordinator.progress.position == 1
+
+
+def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    start = clock.now
+    ledger.reserve(key, 121, 0, someone(n=1))
+    ledger.reserve(key, 121, 0, someone(n=2))
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+                              holder=someone("upload", 3)._replace(id=""))
+    client = SlowSetup(clock, [OK], takes=5.0)  # needs 5 s to get ready, and says so
+    client.setup = 5.0
+    original = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        # Job 2 gives its slot back 2 s before it begins: too late for us to get ready.
+        if clock.now >= start + 119 and ledger.queue(key, 121)[1].holder == someone(n=2):
+            ledger.give_back(key, someone(n=2).id)
+        original(min(seconds, 1.0))
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    coordinator.run(client)
+    assert client.calls[0] >= start + 242 - 1e-6
