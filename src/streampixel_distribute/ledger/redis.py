@@ -35,6 +35,7 @@ from .resp import (
     ConnectError,
     ConnectionLost,
     Endpoint,
+    ProtocolError,
     RedisError,
     ReplyError,
     SelectError,
@@ -146,7 +147,7 @@ def _seconds(options: dict[str, str], name: str, default: float) -> float:
         value = math.nan
     if not (0 < value <= 3600):  # NaN fails too
         raise LedgerError(f"`?{name}={printable(text, 40)}` in the Redis ledger URL is not a "
-                          "number of seconds.",
+                          "number of seconds from 0 to 3600.",
                           hint=f"Give seconds greater than 0, e.g. ?{name}=5 (or remove it: "
                           f"the default is {default:g} s).")
     return value
@@ -237,10 +238,14 @@ class RedisLedger(Ledger):
         return _two_integers(reply, "the reservation script")
 
     def _run(self, key: str, interval: float, not_before: float, *, peek: bool) -> float:
-        before = self._context.now()
-        min_delay_us = max(0, round((not_before - before) * _US))
-        args: list[int | str] = [max(0, round(interval * _US)), min_delay_us, 1 if peek else 0]
         try:
+            # Connected first: the round trip whose middle is taken below is then the script's
+            # alone, not also the TCP, TLS and AUTH set-up before it.
+            self._client.connect()
+            before = self._context.now()
+            min_delay_us = max(0, round((not_before - before) * _US))
+            args: list[int | str] = [max(0, round(interval * _US)), min_delay_us,
+                                     1 if peek else 0]
             if self._time_in_script:
                 try:
                     server_now, slot = self._eval(key, [*args, ""])
@@ -297,6 +302,11 @@ class RedisLedger(Ledger):
               "accept the risk, add ?ssl_check_hostname=false)." if "mismatch" in text else
               "Add ?ssl_ca_certs=/path/to/ca.pem to the ledger URL for a private CA (or, only "
               "if you accept the risk, ?ssl_cert_reqs=none).")),
+            # TLS 1.3 servers refuse a missing client certificate after the handshake.
+            (lambda e: "CERTIFICATE_REQUIRED" in str(e), refused,
+             f"{where} wants a TLS client certificate: {text}",
+             "Add ?ssl_certfile=/path/client.pem (and &ssl_keyfile=/path/client.key if the key "
+             "is a separate file) to the ledger URL."),
             (lambda e: isinstance(e, Timeout), None, f"{where} unreachable: {text}",
              unreachable),
             (lambda e: isinstance(e, ConnectError | ConnectionLost), None,
@@ -306,6 +316,10 @@ class RedisLedger(Ledger):
              f"{where} holds something else under this ledger's key: {text}",
              f"Delete the keys '{NAMESPACE}*' (they hold only slot reservations) or give the "
              "ledger its own Redis database (/1, /2, …)."),
+            (lambda e: isinstance(e, ProtocolError), None,
+             f"{where} sent a reply this client does not accept: {text}",
+             "Check that the host and port in the ledger URL are a Redis server's, not another "
+             "service's."),
         ]
         for match, title, detail, hint in table:
             if match(exc):
@@ -327,6 +341,4 @@ def _two_integers(reply: object, what: str) -> tuple[int, int]:
                 values.append(int(item))
         if len(values) == 2:
             return values[0], values[1]
-    from .resp import ProtocolError  # noqa: PLC0415
-
     raise ProtocolError(f"unexpected answer to {what}: {printable(repr(reply), 80)}")

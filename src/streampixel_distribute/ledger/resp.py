@@ -136,6 +136,11 @@ class Client:
                 raise
         return self._call(args)
 
+    def connect(self) -> None:
+        """Open the connection now if it is not open (`call` would open it anyway)."""
+        if self._sock is None:
+            self._connect()
+
     def close(self) -> None:
         sock, self._sock = self._sock, None
         self._buffer.clear()
