@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -450,10 +451,11 @@ def test_a_hostile_server_cannot_make_the_client_read_without_bound(
 ) -> None:
     """Oversized lengths are refused from their header, before anything that large is read (the
     old client waited for the announced bytes until its timeout)."""
-    server = scripted([reply, reply], [reply, reply])
+    server = scripted([reply], [b"*2\r\n:1\r\n:1\r\n"])
     with pytest.raises(LedgerError) as caught:
         open_redis(server.url()).reserve(new_key(), INTERVAL)
     assert detail in caught.value.detail
+    assert server.connections == 1  # a new connection that fails is not retried
     assert f"Redis at 127.0.0.1:{server.port}" in caught.value.detail
     if detail != "closed the connection":
         assert "a Redis server's" in caught.value.hint
@@ -545,7 +547,8 @@ def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
         base = f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={server.ca_file}"
         with pytest.raises(LedgerError) as caught:
             open_redis(base).reserve(new_key(), INTERVAL)
-        assert "client certificate" in caught.value.detail
+        # Named as such when the server's alert is read, a dropped connection otherwise.
+        assert re.search("client certificate|unreachable", caught.value.detail)
         assert "ssl_certfile" in caught.value.hint
         ledger = open_redis(f"{base}&ssl_certfile={cert}&ssl_keyfile={key}")
         before = time.time()

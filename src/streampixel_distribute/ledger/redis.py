@@ -274,6 +274,10 @@ class RedisLedger(Ledger):
             "Check that the host and port in the ledger URL are right and that Redis accepts "
             "connections from this runner (firewall, bind address; TLS needs rediss://)."
         )
+        if self.endpoint.tls is not None:
+            # The server's refusal of a missing client certificate may arrive as a bare EOF.
+            unreachable += (" If the server requires client certificates (tls-auth-clients), "
+                            "add ?ssl_certfile=/path/client.pem to the ledger URL.")
         refused = "Rate-limit ledger refused"
 
         def code(*codes: str) -> Callable[[RedisError], bool]:
@@ -302,7 +306,8 @@ class RedisLedger(Ledger):
               "accept the risk, add ?ssl_check_hostname=false)." if "mismatch" in text else
               "Add ?ssl_ca_certs=/path/to/ca.pem to the ledger URL for a private CA (or, only "
               "if you accept the risk, ?ssl_cert_reqs=none).")),
-            # TLS 1.3 servers refuse a missing client certificate after the handshake.
+            # TLS 1.3 servers refuse a missing client certificate after the handshake: the
+            # alert names it when it is read before the connection is gone.
             (lambda e: "CERTIFICATE_REQUIRED" in str(e), refused,
              f"{where} wants a TLS client certificate: {text}",
              "Add ?ssl_certfile=/path/client.pem (and &ssl_keyfile=/path/client.key if the key "

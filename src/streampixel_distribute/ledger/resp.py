@@ -119,6 +119,7 @@ class Client:
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
         self._budget = 0
+        self._answered = 0  # commands answered on the open connection
 
     def call(self, *args: Arg) -> Reply:
         """Send one command, return its reply; an error reply raises `ReplyError`.
@@ -127,7 +128,7 @@ class Client:
         closed by the server or a middlebox, a failover) is reopened once at once. A timeout is
         never retried: the command may have run, and a silent server must fail fast.
         """
-        reused = self._sock is not None
+        reused = self._sock is not None and self._answered > 0
         try:
             return self._call(args)
         except ConnectionLost:
@@ -159,6 +160,7 @@ class Client:
         except BaseException:
             self.close()  # the stream's state is unknown: never reuse it
             raise
+        self._answered += 1
         if isinstance(reply, ReplyError):
             raise reply
         return reply
@@ -187,7 +189,7 @@ class Client:
             if ep.tls is not None:
                 sock = self._handshake_tls(sock, ep.tls)
             sock.settimeout(ep.socket_timeout)
-            self._sock = sock
+            self._sock, self._answered = sock, 0
             self._set_up(sock)
         except BaseException:
             self.close()
