@@ -101,6 +101,12 @@ class ScriptedClient:
 OK = Result(200, "Distribution triggered")
 
 
+def at(when: float | list[float]) -> object:
+    """Equal to an epoch time to the microsecond (pytest.approx's default relative tolerance
+    would accept anything within half an hour of a value this large)."""
+    return pytest.approx(when, rel=0, abs=1e-6)
+
+
 def too_many(retry_after: float | None) -> TooManyRequests:
     return TooManyRequests("HTTP 429", retry_after=retry_after, source="test", http_status=429)
 
@@ -165,7 +171,7 @@ def test_slot_past_deadline_fails_at_once_without_reserving(tmp_path: Path) -> N
     assert client.calls == []
     assert clock.sleeps == []  # did not wait in vain
     assert ledger.peek(key, 120) == before  # reserved nothing
-    assert info.value.eta == pytest.approx(clock.now + 600)
+    assert info.value.eta == at(clock.now + 600)
     assert "max-wait" in info.value.hint and info.value.exit_code == 5
 
 
@@ -189,7 +195,7 @@ def test_429_beyond_max_wait_exits_5_with_eta() -> None:
         coordinator.run(client)
     assert len(client.calls) == 1
     assert info.value.http_status == 429
-    assert info.value.eta == pytest.approx(client.calls[0] + 120)  # when the server said
+    assert info.value.eta == at(client.calls[0] + 120)  # when the server said
 
 
 def test_transient_before_send_backs_off_briefly() -> None:
@@ -227,11 +233,11 @@ def test_dry_run_peeks_and_calls_nothing(tmp_path: Path) -> None:
     key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
     ledger.reserve(key, 120, 0)
     coordinator, client, _ = run(make_settings(), [], ledger=ledger, clock=clock)
-    coordinator.dry_run(client)
+    coordinator.dry_run(client.name)
     assert client.calls == []
-    assert coordinator.progress.slot_at == pytest.approx(clock.now + 120)
+    assert coordinator.progress.slot_at == at(clock.now + 120)
     assert coordinator.progress.position == 1
-    assert ledger.peek(key, 120) == pytest.approx(clock.now + 120)  # still not reserved
+    assert ledger.peek(key, 120) == at(clock.now + 120)  # still not reserved
 
 
 def test_cancellation_during_wait_keeps_progress(tmp_path: Path) -> None:
@@ -324,7 +330,7 @@ def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     assert slot is not None
     # The call leaves at the slot, not 0.8 s after it: the next job's slot (slot + spacing)
     # is then at least one interval after our call.
-    assert client.calls == [pytest.approx(slot)]
+    assert client.calls == [at(slot)]
     assert not [m for k, m in log.lines if k == "warning"]
 
 
@@ -339,7 +345,7 @@ def test_slot_stored_too_late_is_given_up_for_a_later_one(tmp_path: Path) -> Non
     assert any("Slow ledger" in m or "took" in m for k, m in log.lines if k == "warning")
     slot = coordinator.progress.slot_at
     assert slot is not None
-    assert client.calls == [pytest.approx(slot)]  # the call leaves on its slot, not late
+    assert client.calls == [at(slot)]  # the call leaves on its slot, not late
 
 
 # --- position: every job of a burst, at the real interval ----------------------------------------
@@ -364,7 +370,7 @@ def test_position_counts_the_reservations_ahead_at_every_place(tmp_path: Path,
         slots.append(client.calls[0])
     assert positions == [0, 1, 2, 3, 4]
     spacing = coordinator.spacing
-    assert slots == pytest.approx([start + k * spacing for k in range(5)])
+    assert slots == at([start + k * spacing for k in range(5)])
 
 
 def test_position_ignores_small_clock_differences_between_jobs(tmp_path: Path) -> None:
@@ -418,8 +424,8 @@ def test_a_job_sets_up_http_shortly_before_a_far_slot(tmp_path: Path) -> None:
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
     start = clock.now
     coordinator.run(client)
-    assert client.prepared_at == pytest.approx(start + 240 - PREPARE_LEAD)
-    assert client.calls == [pytest.approx(start + 240)]
+    assert client.prepared_at == at(start + 240 - PREPARE_LEAD)
+    assert client.calls == [at(start + 240)]
 
 
 def test_a_job_whose_slot_is_near_asks_for_one_after_its_set_up(tmp_path: Path) -> None:
@@ -431,8 +437,8 @@ def test_a_job_whose_slot_is_near_asks_for_one_after_its_set_up(tmp_path: Path) 
     coordinator.run(client)
     assert client.prepared_at == start  # right after reserving
     # The slot starts once the call is set up, so it is not late for the job after it.
-    assert coordinator.progress.slot_at == pytest.approx(start + 2.0)
-    assert client.calls == [pytest.approx(start + 2.0)]
+    assert coordinator.progress.slot_at == at(start + 2.0)
+    assert client.calls == [at(start + 2.0)]
 
 
 def test_set_up_within_the_guard_costs_no_wait(tmp_path: Path) -> None:
@@ -443,3 +449,49 @@ def test_set_up_within_the_guard_costs_no_wait(tmp_path: Path) -> None:
     start = clock.now
     coordinator.run(client)
     assert client.calls == [start]
+
+
+class SlowSetup(ScriptedClient):
+    """A call whose set-up takes longer than it said it would."""
+
+    def __init__(self, clock: FakeClock, script: list[Result | DistributeError],
+                 takes: float) -> None:
+        super().__init__(clock, script)
+        self.takes = takes
+
+    def prepare(self) -> None:
+        if not self.prepared:  # only the first set-up costs anything (the imports)
+            self.clock.now += self.takes
+        super().prepare()
+
+
+def test_a_late_set_up_gives_its_slot_up_when_another_job_holds_the_next(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
+    call = SlowSetup(clock, [OK], takes=5.0)  # 5 s late; the guard at 120 s is 1 s
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    start = clock.now
+
+    original = call.prepare
+
+    def prepare_while_another_reserves() -> None:
+        if not call.prepared:
+            ledger.reserve(key, coordinator.spacing)  # the job after us, at start + 121
+        original()
+
+    call.prepare = prepare_while_another_reserves  # type: ignore[method-assign]
+    coordinator.run(call)
+    # Not at start + 5 (4 s too close to the other job's call), but after the other job's slot.
+    assert call.calls == [at(start + 2 * coordinator.spacing)]
+    assert coordinator.progress.attempts == 1
+
+
+def test_a_late_set_up_alone_calls_late(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
+    call = SlowSetup(clock, [OK], takes=5.0)
+    start = clock.now
+    coordinator.run(call)
+    assert call.calls == [at(start + 5.0)]

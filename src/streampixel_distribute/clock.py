@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import signal
-import threading
 import time
 from types import FrameType
 from typing import Protocol
@@ -29,7 +28,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def __init__(self) -> None:
-        self._cancel = threading.Event()
+        self._cancelled = False
         self._signum = 0
         self._shielded = False
 
@@ -38,18 +37,20 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         self.check()
-        if seconds > 0 and self._cancel.wait(seconds):
+        if seconds > 0:
+            # A cancellation signal raises out of the sleep (see install_signal_handlers).
+            time.sleep(seconds)
             self.check()
 
     def check(self) -> None:
         """Raise `Cancelled` if a cancellation signal has arrived."""
-        if self._cancel.is_set():
+        if self._cancelled:
             name = signal.Signals(self._signum).name
             raise Cancelled(self._signum, f"received {name}")
 
     def cancel(self, signum: int) -> None:
         self._signum = signum
-        self._cancel.set()
+        self._cancelled = True
 
     def shield(self) -> None:
         """From now on a signal is only recorded: the outputs are being written."""

@@ -10,16 +10,18 @@ import re
 import time
 from collections.abc import Mapping
 from contextlib import closing
+from typing import TYPE_CHECKING
 
 from . import STARTED
-from .answers import Result
-from .api import StreampixelClient
 from .clock import Clock
 from .coordinator import Coordinator, Log, Progress
 from .errors import NotReady
 from .ledger.policy import choose_ledger
 from .settings import Account, Job, Target
-from .settings.event import REJECTED
+
+if TYPE_CHECKING:
+    from .answers import Result
+    from .api import StreampixelClient
 
 _HEX24 = re.compile(r"[0-9a-fA-F]{24}")
 
@@ -75,12 +77,13 @@ def run(job: Job, *, environ: Mapping[str, str], clock: Clock, log: Log,
                            now=clock.time, notes=log)
     with closing(ledger):
         coordinator = Coordinator(account, ledger=ledger, clock=clock, log=log, progress=progress)
-        client = StreampixelClient(account.api_url, timeout=account.timeout)
-        call = Distribute(client, account, job.target, setup=setup)
         if job.dry_run:
-            coordinator.dry_run(call)
+            coordinator.dry_run(Distribute.name)
             return None
-        return coordinator.run(call)
+        from .api import StreampixelClient  # noqa: PLC0415 - a dry run calls nothing
+
+        client = StreampixelClient(account.api_url, timeout=account.timeout)
+        return coordinator.run(Distribute(client, account, job.target, setup=setup))
 
 
 def rejected_build(job: Job) -> NotReady | None:
@@ -90,7 +93,11 @@ def rejected_build(job: Job) -> NotReady | None:
     a different build and does not stop the run.
     """
     hook = job.webhook
-    if hook is None or hook.event != REJECTED:
+    if hook is None:
+        return None
+    from .settings.event import REJECTED  # noqa: PLC0415 - only runs started by a webhook
+
+    if hook.event != REJECTED:
         return None
     payload_upload = hook.ids.get("uploadId")
     ours = job.webhook_supplied or (

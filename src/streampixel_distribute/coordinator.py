@@ -123,12 +123,13 @@ class Coordinator:
 
     # -- public -----------------------------------------------------------------------------
 
-    def dry_run(self, call: WriteCall) -> None:
+    def dry_run(self, name: str) -> None:
+        """Show the slot a call named `name` would get; reserve nothing, call nothing."""
         now = self.clock.time()
         slot = max(now, self.ledger.peek(self.key, self.spacing))
         self._note_slot(slot, now)
         self.log.info(
-            f"Dry run: inputs are valid; the next slot for {call.name} on ledger "
+            f"Dry run: inputs are valid; the next slot for {name} on ledger "
             f"{self.ledger.description} is {iso(slot)} ({from_now(slot - now)}). Nothing was "
             "reserved or sent."
         )
@@ -141,6 +142,9 @@ class Coordinator:
         while True:
             slot = self._reserve(not_before, deadline, setup=call.prepare_cost())
             self._wait_until(slot, call)
+            if self._crowds_the_next(slot):
+                not_before = 0.0
+                continue
             self.progress.attempts += 1
             late = self.clock.time() - slot
             self.log.info(f"Calling {call.name} (attempt {self.progress.attempts}, {late:.2f} s "
@@ -237,6 +241,21 @@ class Coordinator:
                 f"(position {self.progress.position}, {from_now(slot - now)})."
             )
         return slot
+
+    def _crowds_the_next(self, slot: float) -> bool:
+        """Would calling now, later than the guard after our slot, land closer than one interval
+        to the call of a job that reserved the slot after ours? (The set-up took longer than
+        estimated.) Then our slot is given up for a later one; alone, we call late."""
+        late = self.clock.time() - slot
+        if late <= self.spacing - self.account.rate_limit_interval:
+            return False
+        if self.ledger.peek(self.key, self.spacing) <= slot + self.spacing + 0.001:
+            return False  # nobody reserved after us
+        self.log.warning(
+            f"Setting up the call took until {late:.1f} s after its slot, longer than the guard "
+            "between slots, and another job holds the next one; reserving a later slot so calls "
+            "stay one interval apart.", title="Late slot")
+        return True
 
     def _note_slot(self, slot: float, earliest: float) -> None:
         self.progress.ledger = self.ledger.description  # `auto` may have degraded to `none`

@@ -7,13 +7,13 @@ a key can leak as part of a URL (percent-encoded) or a Basic-auth header (base64
 
 from __future__ import annotations
 
-import base64
-import threading
+import _thread
+import binascii
 import urllib.parse
 
 MASK = "***"
 _MIN_LEN = 4  # shorter "secrets" would mask ordinary words
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # `threading` is not needed for one lock
 _forms: list[str] = []
 
 
@@ -25,16 +25,20 @@ def _encoded_forms(secret: str) -> set[str]:
     except UnicodeEncodeError:  # a surrogate that did not come from a byte
         raw = secret.encode("utf-8", "surrogatepass")
     forms = {secret, urllib.parse.quote(raw, safe=""), urllib.parse.quote_plus(raw)}
-    forms.add(base64.b64encode(raw).decode())
+    forms.add(_b64(raw))
     # base64 of the secret inside a longer value ("user:secret") aligns on any of 3 offsets; the
     # stable middle part of each alignment is what can appear in such an encoding.
     for pad in range(3):
-        encoded = base64.b64encode(b"\0" * pad + raw).decode()
+        encoded = _b64(b"\0" * pad + raw)
         start = (pad * 4 + 2) // 3 + 1
         middle = encoded[start : len(encoded) - 4]
         if len(middle) >= 8:
             forms.add(middle)
     return {f for f in forms if len(f) >= _MIN_LEN}
+
+
+def _b64(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).decode()
 
 
 def register(secret: str | None) -> None:

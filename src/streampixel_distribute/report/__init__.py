@@ -13,11 +13,12 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import ModuleType
 from typing import TextIO
 
 from ..errors import DistributeError, InvalidInput
 from ..redact import scrub
-from . import github, plain
+from . import github
 from .record import OUTPUT_NAMES, Report, Status, build_report
 from .summary import render_summary
 
@@ -126,11 +127,11 @@ class Reporter:
             if summary_path:
                 writes.append(("$GITHUB_STEP_SUMMARY",
                                lambda: github.append(summary_path, summary + "\n")))
-        for path, text in ((self.output_file, plain.name_value(outputs)),
-                           (self.summary_file, summary + "\n"),
-                           (self.dotenv, plain.dotenv(outputs))):
+        for path, render in ((self.output_file, lambda: _plain().name_value(outputs)),
+                             (self.summary_file, lambda: summary + "\n"),
+                             (self.dotenv, lambda: _plain().dotenv(outputs))):
             if path is not None:
-                writes.append((path, functools.partial(_write_text, path, text)))
+                writes.append((path, functools.partial(_write_text, path, render)))
         for what, write in writes:
             try:
                 write()
@@ -142,6 +143,12 @@ class Reporter:
             self.stdout.flush()
 
 
-def _write_text(path: str, text: str) -> None:
+def _write_text(path: str, render: Callable[[], str]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+        handle.write(render())
+
+
+def _plain() -> ModuleType:
+    from . import plain  # noqa: PLC0415 - only the files of other CI systems need it
+
+    return plain

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .. import redact, urls
 from ..errors import InvalidInput
 from .checks import Checker
-from .event import EventInfo, Webhook, read_event
 from .inputs import (
     BY_NAME,
     DEFAULT_API_URL,
@@ -38,6 +37,9 @@ from .sources import (
     missing_problem,
     secret_candidates,
 )
+
+if TYPE_CHECKING:
+    from .event import Webhook
 
 __all__ = [
     "BY_NAME", "DEFAULT_API_URL", "INPUTS", "Account", "Command", "Input", "Job", "Target",
@@ -93,17 +95,17 @@ def load(command: Command, flags: Flags, environ: Mapping[str, str]) -> Job:
         if found is not None:
             values[spec.name], sources[spec.name] = found
     warnings: list[str] = []
-    event = _fill_from_payload(command, specs, values, sources, environ, warnings)
+    hook, why_not, fork_note = _fill_from_payload(command, specs, values, sources, environ,
+                                                  warnings)
     checker = Checker(sources)
     for spec in specs:
         if spec.name in values:
             continue
         if command in spec.required_for:
-            hook = event.webhook
-            note = (f"the event payload ({event.why_not})" if hook is None else
+            note = (f"the event payload ({why_not})" if hook is None else
                     f"the {hook.event} payload "
                     f"({hook.unusable.get(spec.payload_key, 'no value')})")
-            checker.add(spec.name, *missing_problem(spec, flags, environ, note, event.fork_note))
+            checker.add(spec.name, *missing_problem(spec, flags, environ, note, fork_note))
         else:
             values[spec.name], sources[spec.name] = spec.default, DEFAULT
     parsed = _check(checker, specs, values)
@@ -125,7 +127,7 @@ def load(command: Command, flags: Flags, environ: Mapping[str, str]) -> Job:
     target = Target(project_id=values.get("project-id", ""), upload_id=values.get("upload-id", ""))
     supplied = EVENT in sources.values()
     return Job(command, account, target, bool(parsed.get("dry-run", False)),
-               MappingProxyType(sources), tuple(warnings), event.webhook, supplied)
+               MappingProxyType(sources), tuple(warnings), hook, supplied)
 
 
 def target_for(account: Account, *, project_id: str, upload_id: str) -> Target:
@@ -142,11 +144,17 @@ def target_for(account: Account, *, project_id: str, upload_id: str) -> Target:
 
 def _fill_from_payload(command: Command, specs: tuple[Input, ...], values: dict[str, str],
                        sources: dict[str, str], environ: Mapping[str, str],
-                       warnings: list[str]) -> EventInfo:
-    """Take the ids a distribute run was not given from a repository_dispatch webhook body."""
+                       warnings: list[str]) -> tuple[Webhook | None, str, str]:
+    """Take the ids a distribute run was not given from a repository_dispatch webhook body.
+
+    Returns the webhook (or None), why there is none, and a note on forks (or "")."""
     wanted = [s for s in specs if s.payload_key] if command is Command.DISTRIBUTE else []
     if not wanted:
-        return EventInfo(None, "not used by this command", "")
+        return None, "not used by this command", ""
+    if not environ.get("GITHUB_EVENT_PATH"):
+        return None, "no event payload (GITHUB_EVENT_PATH is not set)", ""
+    from .event import read_event  # noqa: PLC0415 - only runs with an event payload
+
     event = read_event(environ, tuple(s.payload_key for s in wanted))
     hook = event.webhook
     if hook is not None:
@@ -154,7 +162,7 @@ def _fill_from_payload(command: Command, specs: tuple[Input, ...], values: dict[
             if spec.name not in values and spec.payload_key in hook.ids:
                 values[spec.name], sources[spec.name] = hook.ids[spec.payload_key], EVENT
                 warnings.append(f"{spec.name} taken from the {hook.event} webhook payload")
-    return event
+    return hook, event.why_not, event.fork_note
 
 
 def _check(checker: Checker, specs: tuple[Input, ...], values: dict[str, str]
