@@ -368,6 +368,16 @@ def test_invalid_urls(url: str, hint_part: str) -> None:
     assert hint_part in caught.value.hint
 
 
+def test_a_refused_option_is_not_printed() -> None:
+    """redis-py took `?password=` too; refused now, and its value must not reach the message."""
+    secret = "Query-Pw-5e0c1d2b"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(f"redis://127.0.0.1:6379/0?socket_timeout=2&password={secret}")
+    assert "`password`" in caught.value.detail
+    assert "Remove it" in caught.value.hint
+    assert_no_secret(caught.value, secret)
+
+
 def test_tls_with_an_untrusted_certificate(redis_server_tls: RedisServer) -> None:
     url = f"rediss://127.0.0.1:{redis_server_tls.port}/0"
     with pytest.raises(LedgerError) as caught:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os.path
+import re
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -102,7 +103,8 @@ def parse_url(spec: str) -> Endpoint:
     Raises LedgerError naming what is wrong and the fix; never quotes the credentials.
     """
     parts = urllib.parse.urlsplit(spec)
-    shown = printable(hide_userinfo(spec), 120)
+    # Without the query: an option this client refuses (`?password=`) may hold a secret.
+    shown = printable(re.split(r"[?#]", hide_userinfo(spec), maxsplit=1)[0], 120)
     tls = parts.scheme.lower() == "rediss"
     try:
         port = parts.port or 6379
