@@ -12,7 +12,7 @@ its own clock (Redis `TIME`) converts on the way in and out, so runner clock ske
 jobs collide.
 
 Backends are picked from the `ledger` input by `open_ledger` through one registry keyed by the URL
-scheme; each backend module is imported only when chosen (the Redis client, for one, is optional).
+scheme; each backend module is imported only when chosen, so a run pays only for its own.
 
 The `ledger` value itself is checked in spec.py (credentials, control characters, the scheme);
 `auto` and the fallback to `none` are policy, in policy.py.
