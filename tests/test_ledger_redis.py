@@ -23,7 +23,14 @@ import pytest
 from streampixel_distribute import redact
 from streampixel_distribute.errors import LedgerError
 from streampixel_distribute.ledger import LedgerContext, open_ledger
-from streampixel_distribute.ledger.redis import NAMESPACE, RedisLedger, _time_refused, load_script
+from streampixel_distribute.ledger.queue import Holder
+from streampixel_distribute.ledger.redis import (
+    NAMESPACE,
+    QUEUE_SUFFIX,
+    RedisLedger,
+    _time_refused,
+    load_script,
+)
 from support.redis_server import CLOSE, REDIS_PASSWORD, RedisServer, ScriptedRedis, start_redis
 
 INTERVAL = 60.0
@@ -117,25 +124,79 @@ def test_which_script_errors_mean_time_is_refused(message: str, refused: bool) -
 
 def test_the_packaged_script_reserves_on_the_server_clock(redis_server: RedisServer) -> None:
     """The script shipped as package data, run by the real server: peek stores nothing, reserve
-    stores next_free with an expiry, and both answer on the server's own clock."""
+    stores next_free and the queue with an expiry, and both answer on the server's own clock."""
     client, key = redis_server.client(), NAMESPACE + new_key()
+    keys = [key, key + QUEUE_SUFFIX]
     script = client.register_script(load_script())
     interval_us, delay_us = 60_000_000, 5_000_000
-    server_now, slot = (int(v) for v in script(keys=[key], args=[interval_us, delay_us, 1, ""]))
+
+    def call(op: int, delay: int = 0, arg: str = "", at: int | str = "") -> tuple[int, int]:
+        now, result, queue = script(keys=keys, args=[interval_us, delay, op, at, arg])
+        assert queue == b""
+        return int(now), int(result)
+
+    server_now, slot = call(1, delay_us)
     seconds, micros = client.time()
     assert abs(seconds * 1_000_000 + micros - server_now) < 5_000_000  # the server's clock
     assert slot == server_now + delay_us
-    assert client.get(key) is None  # peek stored nothing
-    now, first = (int(v) for v in script(keys=[key], args=[interval_us, 0, 0, ""]))
+    assert client.get(key) is None and client.get(keys[1]) is None  # peek stored nothing
+    by = json.dumps({"id": "0123456789ab", "cmd": "upload", "origin": "acme run 1"})
+    now, first = call(0, arg=by)
     assert first == now
     assert int(client.get(key) or 0) == first + interval_us
-    assert 0 < client.pttl(key) <= 2 * interval_us // 1000  # it expires once long past
-    _, second = (int(v) for v in script(keys=[key], args=[interval_us, 0, 0, ""]))
+    stored = json.loads(client.get(keys[1]) or b"{}")
+    assert stored == {"v": 1, "slots": [{"at": str(first), "until": str(first + interval_us),
+                                         "by": json.loads(by)}]}
+    for name in keys:
+        assert 0 < client.pttl(name) <= 2 * interval_us // 1000  # it expires once long past
+    _, second = call(0)
     assert second == first + interval_us
     # A caller-supplied server time (managed services that refuse TIME in scripts) is used as is.
     fixed = now + 10_000_000_000
-    assert [int(v) for v in script(keys=[key], args=[interval_us, 0, 1, fixed])] == \
-        [fixed, fixed]
+    assert call(1, at=fixed) == (fixed, fixed)
+
+
+#: The script of the releases before the queue: one key, four arguments.
+OLD_SCRIPT = """
+local interval, min_delay, peek = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == "1"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = now + min_delay
+local raw = redis.call("GET", KEYS[1])
+if raw then
+  local next_free = tonumber(raw)
+  if next_free == nil then return redis.error_reply("CORRUPT") end
+  if next_free > slot then slot = next_free end
+end
+if not peek then
+  local next_free = slot + interval
+  redis.call("SET", KEYS[1], string.format("%.0f", next_free), "PX",
+             math.max(1000, math.ceil((next_free - now + interval) / 1000)))
+end
+return {now, slot}
+"""
+
+
+def test_a_rolling_upgrade_works_both_ways(redis_server: RedisServer) -> None:
+    """Jobs of the release before queues and of this one share an account: each reads the
+    other's next_free; this one shows the older job's slot as held by a job of an older release
+    and never gives back across it."""
+    ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
+    old = client.register_script(OLD_SCRIPT)
+    us = 1_000_000
+    first = ledger.reserve(key, INTERVAL, holder=Holder("0123456789ab", "distribute"))
+    _, older = (int(v) for v in old(keys=[NAMESPACE + key], args=[int(INTERVAL * us), 0, 0]))
+    mine = ledger.reserve(key, INTERVAL, holder=Holder("abcdef012345", "upload"))
+    assert mine == pytest.approx(first + 2 * INTERVAL, abs=0.5)  # after the older job's
+    shown = ledger.queue(key, INTERVAL)
+    assert [s.holder.id if s.holder else None for s in shown] == [
+        "0123456789ab", None, "abcdef012345"]  # the older job's slot, held by "someone"...
+    assert [s.at - first for s in shown] == pytest.approx([0, INTERVAL, 2 * INTERVAL], abs=0.5)
+    _, next_old = (int(v) for v in old(keys=[NAMESPACE + key], args=[int(INTERVAL * us), 0, 0]))
+    assert next_old / us == pytest.approx(older / us + 2 * INTERVAL, abs=0.5)
+    # ...but an older job's reservation after ours stops our give-back from rolling back.
+    assert ledger.give_back(key, "abcdef012345") == "marked"
+    assert ledger.queue(key, INTERVAL)[-1].holder is None  # shown as an older release's
 
 
 # -- storage --------------------------------------------------------------------------------------
@@ -461,7 +522,7 @@ def test_a_hostile_server_cannot_make_the_client_read_without_bound(
 ) -> None:
     """Oversized lengths are refused from their header, before anything that large is read (the
     old client waited for the announced bytes until its timeout)."""
-    server = scripted([reply], [b"*2\r\n:1\r\n:1\r\n"])
+    server = scripted([reply], [b"*3\r\n:1\r\n:1\r\n$0\r\n\r\n"])
     with pytest.raises(LedgerError) as caught:
         open_redis(server.url()).reserve(new_key(), INTERVAL)
     assert detail in caught.value.detail
@@ -484,7 +545,7 @@ def test_a_dropped_connection_is_reopened_once(redis_server: RedisServer) -> Non
 def test_a_connection_dropped_again_after_reopening_fails(
     scripted: Callable[..., ScriptedRedis],
 ) -> None:
-    script_reply = b"*2\r\n:1000000\r\n:1000000\r\n"
+    script_reply = b"*3\r\n:1000000\r\n:1000000\r\n$0\r\n\r\n"
     server = scripted([script_reply, CLOSE], [CLOSE])
     ledger = open_redis(server.url())
     ledger.reserve(new_key(), INTERVAL)
@@ -496,7 +557,7 @@ def test_a_connection_dropped_again_after_reopening_fails(
 
 def test_no_retry_after_a_timeout(scripted: Callable[..., ScriptedRedis]) -> None:
     """The script may have run when the answer is late: a retry could take a second slot."""
-    server = scripted([None], [b"*2\r\n:1\r\n:1\r\n"])
+    server = scripted([None], [b"*3\r\n:1\r\n:1\r\n$0\r\n\r\n"])
     with pytest.raises(LedgerError) as caught:
         open_redis(server.url("socket_timeout=0.3")).reserve(new_key(), INTERVAL)
     assert "no answer within 0.3 s" in caught.value.detail
@@ -507,7 +568,7 @@ def test_no_retry_after_a_timeout(scripted: Callable[..., ScriptedRedis]) -> Non
 def test_a_redis_before_6_gets_the_password_alone(scripted: Callable[..., ScriptedRedis]) -> None:
     """Redis before 6.0 has no users: AUTH with a user name is a syntax error there."""
     server = scripted([b"-ERR wrong number of arguments for 'auth' command\r\n",
-                       b"+OK\r\n", b"*2\r\n:5000000\r\n:7000000\r\n"])
+                       b"+OK\r\n", b"*3\r\n:5000000\r\n:7000000\r\n$0\r\n\r\n"])
     ledger = open_redis(f"redis://someone:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0",
                         now=lambda: 100.0)
     assert ledger.reserve(new_key(), INTERVAL) == pytest.approx(102.0)

@@ -139,6 +139,9 @@ def take(slots: Sequence[Slot], next_free: float, *, now: float, earliest: float
             return prune([*slots[:index], taken, *slots[index + 1:]], now), next_free, slot.at
     at = max(earliest, next_free)
     kept = prune(slots, now)
+    older = unknown_span(kept, next_free, duration, now=now)
+    if older is not None:  # keep an older release's reservation in view, in its place
+        kept.append(older)
     return [*kept, Slot(at, at + duration, holder)], at + duration, at
 
 

@@ -18,6 +18,7 @@ and only the options below are accepted, so a typo is refused instead of silentl
 
 from __future__ import annotations
 
+import json
 import math
 import os.path
 import re
@@ -28,7 +29,8 @@ from typing import TYPE_CHECKING
 from .. import redact
 from ..errors import LedgerError
 from ..urls import find_userinfo, hide_userinfo, without_userinfo
-from . import Ledger, LedgerContext
+from . import Ledger, LedgerContext, queue
+from .queue import Holder, Slot
 from .resp import (
     AuthError,
     CertificateError,
@@ -53,6 +55,10 @@ except ImportError:  # another implementation
     from hashlib import sha1 as _sha1  # type: ignore[assignment, unused-ignore]
 
 NAMESPACE = "streampixel-distribute:slot:"
+#: The account's queue sits next to its slot key, under the same ACL pattern.
+QUEUE_SUFFIX = ":queue"
+# reserve.lua's operations
+_RESERVE, _PEEK, _GIVE_BACK, _ADVANCE, _READ = "0", "1", "2", "3", "4"
 # Seconds; an unreachable Redis must fail fast, not hang the job. `?socket_timeout=` and
 # `?socket_connect_timeout=` in the URL override them.
 CONNECT_TIMEOUT = 5.0
@@ -220,37 +226,73 @@ class RedisLedger(Ledger):
     def key_of(key: str) -> str:
         return NAMESPACE + key
 
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
-        return self._run(key, interval, not_before, peek=False)
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        by = json.dumps(holder.as_json()) if holder is not None else ""
+        slot, caller_now, server_now, _ = self._run(key, _RESERVE, interval, not_before, by)
+        # caller_now >= the time min_delay was computed from, so not_before still holds; max()
+        # only absorbs microsecond rounding.
+        return max(_caller(slot, caller_now, server_now), not_before)
 
     def peek(self, key: str, interval: float) -> float:
-        return self._run(key, interval, 0.0, peek=True)
+        slot, caller_now, server_now, _ = self._run(key, _PEEK, interval, 0.0, "")
+        return _caller(slot, caller_now, server_now)
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        next_free, caller_now, server_now, raw = self._run(key, _READ, interval, 0.0, "")
+        try:
+            stored = json.loads(raw) if raw else None
+        except ValueError:
+            stored = None
+        slots = []
+        for slot in queue.decode(_seconds_from_us(stored)):
+            slots.append(slot._replace(at=_caller(slot.at * _US, caller_now, server_now),
+                                       until=_caller(slot.until * _US, caller_now, server_now)))
+        now = self._context.now()
+        older = queue.unknown_span(slots, _caller(next_free, caller_now, server_now)
+                                   if next_free else -math.inf, interval, now=now)
+        return queue.prune(sorted([*slots, older] if older else slots), now)
+
+    def give_back(self, key: str, holder_id: str) -> str:
+        outcome, _, _, _ = self._run(key, _GIVE_BACK, 0.0, 0.0, holder_id)
+        return {1: "released", 2: "marked"}.get(outcome, "absent")
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        moved, caller_now, server_now, _ = self._run(key, _ADVANCE, 0.0, earliest, holder_id)
+        return None if moved < 0 else _caller(moved, caller_now, server_now)
 
     def close(self) -> None:
         self._client.close()
 
-    def _eval(self, key: str, args: list[int | str]) -> tuple[int, int]:
+    def _eval(self, key: str, args: list[int | str]) -> tuple[int, int, str]:
         """Run reserve.lua: by its SHA-1, or with its text once the server has forgotten it."""
+        keys = (self.key_of(key), self.key_of(key) + QUEUE_SUFFIX)
         try:
-            reply = self._client.call("EVALSHA", self._sha, 1, self.key_of(key), *args)
+            reply = self._client.call("EVALSHA", self._sha, 2, *keys, *args)
         except ReplyError as exc:
             if exc.code != "NOSCRIPT":
                 raise
-            reply = self._client.call("EVAL", self._script, 1, self.key_of(key), *args)
-        return _two_integers(reply, "the reservation script")
+            reply = self._client.call("EVAL", self._script, 2, *keys, *args)
+        if isinstance(reply, list) and len(reply) == 3 and isinstance(reply[2], bytes):
+            server_now, result = _two_integers(reply[:2], "the reservation script")
+            return server_now, result, reply[2].decode("utf-8", "replace")
+        raise ProtocolError("unexpected answer to the reservation script: "
+                            f"{printable(repr(reply), 80)}")
 
-    def _run(self, key: str, interval: float, not_before: float, *, peek: bool) -> float:
+    def _run(self, key: str, op: str, interval: float, not_before: float,
+             arg: str) -> tuple[int, float, int, str]:
+        """One operation of the script: (its result, the caller's clock and the server's clock
+        at the moment it ran, the queue it returned)."""
         try:
             # Connected first: the round trip whose middle is taken below is then the script's
             # alone, not also the TCP, TLS and AUTH set-up before it.
             self._client.connect()
             before = self._context.now()
             min_delay_us = max(0, round((not_before - before) * _US))
-            args: list[int | str] = [max(0, round(interval * _US)), min_delay_us,
-                                     1 if peek else 0]
+            args: list[int | str] = [max(0, round(interval * _US)), min_delay_us, op, "", arg]
             if self._time_in_script:
                 try:
-                    server_now, slot = self._eval(key, [*args, ""])
+                    server_now, result, raw = self._eval(key, args)
                     # The server read its clock somewhere in this round trip: take the middle.
                     caller_now = (before + self._context.now()) / 2
                 except ReplyError as exc:
@@ -262,12 +304,11 @@ class RedisLedger(Ledger):
                 seconds, micros = _two_integers(self._client.call("TIME"), "TIME")
                 caller_now = (before + self._context.now()) / 2  # around the TIME call
                 args[1] = max(0, round((not_before - before) * _US))
-                server_now, slot = self._eval(key, [*args, seconds * _US + micros])
+                args[3] = seconds * _US + micros
+                server_now, result, raw = self._eval(key, args)
         except RedisError as exc:
             raise self._translate(exc) from None
-        # caller_now >= `before`, from which min_delay was computed, so not_before still holds;
-        # max() only absorbs microsecond rounding.
-        return max(caller_now + (slot - server_now) / _US, not_before)
+        return result, caller_now, server_now, raw
 
     def _translate(self, exc: RedisError) -> LedgerError:
         text = redact.one_line(str(exc), 300) or type(exc).__name__
@@ -336,6 +377,26 @@ class RedisLedger(Ledger):
             hint="Check the Redis server's log; the ledger needs EVALSHA, EVAL, GET, SET and "
             "TIME.",
         )
+
+
+def _caller(server_us: float, caller_now: float, server_now: int) -> float:
+    """A time on the server's clock (microseconds) on the caller's (seconds)."""
+    return caller_now + (server_us - server_now) / _US
+
+
+def _seconds_from_us(stored: object) -> object:
+    """The stored queue with its microsecond strings as seconds, as queue.decode reads it."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("slots"), list | dict):
+        return stored
+    slots = []
+    for item in stored["slots"] if isinstance(stored["slots"], list) else []:
+        if isinstance(item, dict):
+            try:
+                times = {"at": int(item["at"]) / _US, "until": int(item["until"]) / _US}
+            except (KeyError, TypeError, ValueError):
+                continue
+            slots.append(item | times)
+    return stored | {"slots": slots}
 
 
 def _two_integers(reply: object, what: str) -> tuple[int, int]:
