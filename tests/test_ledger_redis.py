@@ -282,16 +282,20 @@ def test_password_for_a_server_without_one_is_harmless(redis_server: RedisServer
     ledger.close()
 
 
-@pytest.fixture
-def acl_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    """A user with special characters in its password, on the open server."""
-    name, password = "ledger-user", "p@ss:w/rd%41 #x"
+def _user(redis_server: RedisServer, name: str, password: str) -> Iterator[tuple[str, str]]:
+    """An ACL user on the open server for the length of a test."""
     client = redis_server.client()
     client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
                        commands=["+@all"])
     yield name, password
     client.acl_deluser(name)
     client.close()
+
+
+@pytest.fixture
+def acl_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
+    """A user with special characters in its password."""
+    yield from _user(redis_server, "ledger-user", "p@ss:w/rd%41 #x")
 
 
 def test_percent_encoded_password_works_and_stays_hidden(
@@ -309,14 +313,8 @@ def test_percent_encoded_password_works_and_stays_hidden(
 
 @pytest.fixture
 def slash_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    """A user whose password has a `/`, on the open server."""
-    name, password = "slash-user", "RedisPassw0rd/Slash+Plus"
-    client = redis_server.client()
-    client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
-                       commands=["+@all"])
-    yield name, password
-    client.acl_deluser(name)
-    client.close()
+    """A user whose password has a `/`."""
+    yield from _user(redis_server, "slash-user", "RedisPassw0rd/Slash+Plus")
 
 
 def test_an_unencoded_password_is_refused_before_parsing_and_never_shown(
