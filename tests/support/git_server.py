@@ -376,8 +376,12 @@ def _git_file_target(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerTa
 
 
 def _git_http_target(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerTarget:
+    # One shared server, a fresh repository per test: tests that reserve for the shared
+    # emulator's account would otherwise see each other's slots.
     server: GitHTTPServer = request.getfixturevalue("git_http_server_shared")
-    return LedgerTarget(spec=server.spec(), secrets=(server.password,))
+    name = f"ledger-{secrets.token_hex(6)}.git"
+    init_bare(server.repo_path(name))
+    return LedgerTarget(spec=server.spec(name), secrets=(server.password,))
 
 
 if register is not None and __name__ != "__main__":

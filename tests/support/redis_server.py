@@ -269,6 +269,9 @@ def _read_command(stream: BinaryIO) -> list[str] | None:
 
 def _redis_target(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerTarget:
     server: RedisServer = request.getfixturevalue("redis_server")
+    # A shared server: tests that reserve for the shared emulator's account start empty.
+    with server.client() as client:
+        client.flushdb()
     return LedgerTarget(spec=server.url())
 
 
