@@ -1,45 +1,35 @@
-# The action image: the streampixel-distribute core on the official Python slim base.
-# Built by the runner for `image: Dockerfile`, by scripts/container.sh in CI here (podman), and
-# by .github/workflows/release.yml for linux/amd64 + linux/arm64 (published to GHCR).
-ARG PYTHON_IMAGE=python:3.13-slim
+# The action image: the streampixel-distribute wheel on the official Python slim base.
+# Built from the checkout by the runner for `image: Dockerfile` (and by nektos/act), by
+# scripts/container.sh in CI here (podman), and by .github/workflows/release.yml for linux/amd64 +
+# linux/arm64, which swaps the `wheel` stage for the wheel it publishes to PyPI.
+# Plain Dockerfile syntax on purpose (no RUN --mount): the classic builder, which act drives through
+# the Docker API, builds it too.
 
-# --- deps: the pinned runtime dependencies, installed into /install (no pip cache) ----------
-FROM ${PYTHON_IMAGE} AS deps
+# The base image by digest. Dependabot (docker ecosystem, .github/dependabot.yml) reads this FROM
+# line and opens a pull request when python:3.13-slim is republished; it cannot follow an ARG, so
+# the digest lives here and PYTHON_IMAGE names this stage by default. scripts/container.sh passes
+# PYTHON_IMAGE=<local stand-in> where no registry is reachable (no published digest exists there).
+ARG PYTHON_IMAGE=python-pinned
+FROM docker.io/library/python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6 AS python-pinned
+
+# --- build: the wheel, from the checkout, with the hashed build tools (no isolation, so nothing
+# unhashed is downloaded). This stage's files never reach the image.
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /build
-COPY requirements.txt .
-# --prefix keeps exactly what pip installed apart, so the final stage copies nothing else
-# (no pip cache, no wheels, no build tools if a wheel ever had to be built here).
-RUN pip install --no-cache-dir --disable-pip-version-check --no-compile \
-        --prefix=/install -r requirements.txt
+COPY requirements/build.txt requirements/build.txt
+RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: \
+        -r requirements/build.txt
+COPY pyproject.toml README.md ./
+COPY src/ src/
+RUN python -m build --wheel --no-isolation --outdir /dist
 
-# --- final image ---------------------------------------------------------------------------
+# --- wheel: the wheel alone. release.yml replaces this stage with the wheel it built once and
+# publishes (`build-contexts: wheel=…`), so PyPI and the image carry the same file.
+FROM scratch AS wheel
+COPY --from=build /dist/ /
+
+# --- the image ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.0.0-dev
-# release.yml overrides SOURCE with the real repository URL (GHCR links the package through it).
-ARG SOURCE=https://github.com/streampixel-distribute/streampixel-distribute
-LABEL org.opencontainers.image.title="streampixel-distribute" \
-      org.opencontainers.image.description="Trigger Streampixel build distribution from CI, with the account's rate limit coordinated across parallel jobs" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="MIT"
-
-# git: the `github` / `git+…` ledgers (the default `ledger: auto` inside GitHub Actions) update a
-# ref with git's compare-and-swap. Not pinned to a Debian version on purpose: the base image's
-# Debian release decides it, and stable security updates replace old versions (a pin would
-# break every build after the next git DSA).
-# Debian's git depends on the full perl (~50 MB) only for commands the ledger never runs
-# (send-email, svn, cvs, instaweb, …); they are purged, keeping the image under 80 MB over the
-# base. dpkg's database stays truthful (git installed, perl not), so SBOMs list what is there.
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# SC2046: the unquoted $(dpkg-query …) must split into one argument per package.
-# hadolint ignore=DL3008,SC2046
-RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends git \
-    && dpkg --purge --force-depends $(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' \
-        'perl' 'perl-modules-*' 'libperl5*' 'liberror-perl' 'git-man' | awk '$1 == "ii" {print $2}') \
-    && git --version \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
-        /var/cache/debconf/*-old /var/lib/dpkg/*-old
 
 # The listener's user, for `docker run --user 10001:10001 … listen` (the action itself stays root,
 # as GitHub requires of Docker actions). A fixed uid, so a volume can be chowned to it; no home
@@ -50,17 +40,39 @@ RUN groupadd --system --gid 10001 streampixel \
         --shell /usr/sbin/nologin --no-log-init streampixel \
     && install -d -o 10001 -g 10001 -m 0700 /data
 
-COPY --from=deps /install /usr/local
-COPY src/ /app/src/
+# The runtime dependencies exactly as locked: every package pinned with its hashes, wheels only
+# (nothing is compiled here), no resolution. pip writes their bytecode in the same layer, so a
+# run compiles nothing. A layer of its own: it changes only with the lock.
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: \
+        --no-deps -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The package: the wheel, without dependencies (the lock brought them); `pip check` fails the
+# build if the lock no longer satisfies the wheel's requirements.
+COPY --from=wheel / /tmp/wheel/
+# DL3013: the wheel is this build's own file; its dependencies come pinned from the lock.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir --disable-pip-version-check --no-deps /tmp/wheel/*.whl \
+    && rm -rf /tmp/wheel \
+    && pip check --disable-pip-version-check
+
+# The image's and the action's command: the package's three-line shim (`python /app/entrypoint.py`
+# is also what the recipes for other CI systems run).
 COPY entrypoint.py /app/entrypoint.py
 
-# Bytecode is compiled here, once, so a run starts without compiling anything; at run time
-# nothing is written next to the code (the image's files stay as built). -j0: all cores.
-RUN python -m compileall -q -j0 /app/src /usr/local/lib/python3*/site-packages
-
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PYTHONPATH=/app/src
+    PYTHONUNBUFFERED=1
+
+# Last, so a new version or source URL changes metadata only and every layer above is shared.
+# release.yml sets both (VERSION is the tag, checked against the wheel's version).
+ARG VERSION=0.0.0-dev
+ARG SOURCE=https://github.com/streampixel-distribute/streampixel-distribute
+LABEL org.opencontainers.image.title="streampixel-distribute" \
+      org.opencontainers.image.description="Trigger Streampixel build distribution from CI, with the account's rate limit coordinated across parallel jobs" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="MIT"
 
 # Runs as root as GitHub requires for Docker actions (the workspace is owned by the runner user).
 # Inputs reach the program only through INPUT_* / STREAMPIXEL_* environment variables, never

@@ -5,7 +5,8 @@
 #
 #   scripts/container.sh setup          install podman/runc/debootstrap if missing, write config,
 #                                        make sure the base image python:3.13-slim exists
-#   scripts/container.sh build          setup + podman build of the unchanged Dockerfile
+#   scripts/container.sh build          setup + podman build of the unchanged Dockerfile, FROM
+#                                        $BASE_TAG instead of the pinned digest
 #   scripts/container.sh env            print the KEY=VALUE environment podman needs (for tools)
 #   scripts/container.sh podman ARGS..  run podman with that environment
 #
@@ -120,11 +121,15 @@ setup() {
 build() {
   setup
   local version
-  version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$REPO/src/streampixel_distribute/__init__.py")
-  # --network host: RUN steps reach the Debian mirror and PyPI the same way the host does.
+  # The label's version: the package's __version__, the one version source (the wheel's too).
+  version=$(PYTHONPATH="$REPO/src" python3 -c \
+    'from streampixel_distribute import __version__; print(__version__)')
+  # --network host: RUN steps reach PyPI the same way the host does. PYTHON_IMAGE: the base
+  # by tag (the stand-in here); the Dockerfile's default is the published image by digest.
   podman_build() {
-    podman build --pull=never --network host --build-arg "VERSION=${version:-0.0.0}" \
-      -t "$IMAGE" "$REPO" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; return 1; }
+    podman build --pull=never --network host --build-arg "PYTHON_IMAGE=$BASE_TAG" \
+      --build-arg "VERSION=$version" -t "$IMAGE" "$REPO" >"$WORK/build.log" 2>&1 \
+      || { cat "$WORK/build.log" >&2; return 1; }
   }
   timed podman_build
   log "built $IMAGE ($(podman image inspect --format '{{.Size}}' "$IMAGE") bytes)"
