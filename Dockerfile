@@ -31,6 +31,11 @@ COPY --from=build /dist/ /
 # --- the image ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 
+# No git here: the git ledgers (`github`, `git+…`, the default `ledger: auto` inside GitHub
+# Actions) speak the git protocol in-process with dulwich, a pinned Python dependency. So no apt
+# packages are added and dpkg's database stays whole: an image built FROM this one installs
+# packages as usual.
+
 # The listener's user, for `docker run --user 10001:10001 … listen` (the action itself stays root,
 # as GitHub requires of Docker actions). A fixed uid, so a volume can be chowned to it; no home
 # directory, no login shell, no lastlog/faillog entries. /data is the queue volume's mount point:

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from support.container import (
     RunAction,
     start_image_emulator,
 )
+from support.git_server import GitHTTPServer, init_bare
 from support.tools import require_binary
 
 pytestmark = pytest.mark.container
@@ -200,6 +202,31 @@ def test_rate_limit_spacing_through_a_file_ledger(
         emulator.stop()
     assert len(times) == 2
     assert times[1] - times[0] >= 2 - 0.05
+
+
+def test_git_ledgers_run_without_git_or_perl_in_the_image(
+    run_action: RunAction, image_emulator: ImageEmulator, container_image: ContainerImage,
+    git_http_server_factory: Callable[..., GitHTTPServer], tmp_path: Path,
+) -> None:
+    """The image has no git program and no perl, and its dpkg database is whole, so an image
+    built FROM it installs packages normally (apt-get check). The git ledgers run in-process:
+    a bare repository in the workspace over git+file, and git's smart-HTTP backend on the host."""
+    found = container_image.shell("command -v git perl; apt-get check >/dev/null 2>&1 && echo ok")
+    assert found.stdout.split() == ["ok"], found.stdout + found.stderr
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    repo = init_bare(workspace / "ledger.git")
+    server = git_http_server_factory()
+    for ledger, bare in (("git+file:///github/workspace/ledger.git", repo),
+                         (server.spec(), server.repo_path())):
+        result = run_action(inputs(image_emulator, ledger=ledger), workspace=workspace)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert result.outputs["ledger"].startswith("git+"), result.outputs
+        assert server.password not in printed(result.stdout) + result.stderr + json.dumps(
+            result.outputs)
+        refs = subprocess.run(["git", f"--git-dir={bare}", "for-each-ref", "--format=%(refname)"],
+                              capture_output=True, text=True, check=True).stdout.split()
+        assert len(refs) == 1 and refs[0].startswith("refs/notes/streampixel-distribute/"), refs
 
 
 def test_image_holds_only_the_runtime(container_image: ContainerImage) -> None:

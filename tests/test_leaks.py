@@ -11,8 +11,9 @@ come before any other line the process prints.
 
 Scenarios: success, each HTTP error (with a hostile server echoing the key back), network errors,
 invalid inputs that carry the secrets in odd shapes, dry run, ledger errors with a token or
-password, ledger passwords with an unencoded `/` (and git's argv), the github-token offered to a
-foreign git host, a git ledger that stores state with a token, and cancellation.
+password, ledger passwords with an unencoded `/` (no process started, and the git server sees the
+credential in the Authorization header only), the github-token offered to a foreign git host, a
+git ledger that stores state with a token, and cancellation.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from streampixel_distribute.ledger import account_key, open_ledger
 from support.emulator import Emulator
 from support.hostile import closed_port, finish_action, recording_server, spawn_action
 from support.redis_server import REDIS_PASSWORD, RedisServer
-from support.runner import ENTRYPOINT, LEAK_KEY, LEAK_TOKEN, ActionRun, base_env, run_action
+from support.runner import ENTRYPOINT, LEAK_KEY, LEAK_TOKEN, ROOT, ActionRun, base_env, run_action
 
 GIT_PASSWORD = "gitpw-LEAKCHECK-5e8a1f0c3b"
 # Passwords with a `/`: a strict URL parser splits them, so each half is searched for as well.
@@ -308,31 +309,69 @@ def _ledger_errors(ctx: Ctx, sweep: LeakSweep) -> None:
     ctx.run(sweep, 0, ledger="auto", env=env)  # degraded to none, with a warning
 
 
-@scenario("ledger passwords with an unencoded `/`, and git's argv")
+AUDIT_SITE = """
+import os, sys
+
+_LOG = os.environ.get("SPD_AUDIT_LOG")
+_EVENTS = ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.forkpty",
+           "os.system", "os.spawn", "pty.spawn")
+
+
+def _audit(event, args):
+    if _LOG and event in _EVENTS:
+        with open(_LOG, "a") as log:
+            log.write(f"{event} {args!r}\\n")
+
+
+sys.addaudithook(_audit)
+"""
+
+
+def process_auditor(directory: Path) -> dict[str, str]:
+    """Environment for a run whose interpreter reports every process it starts (an audit hook
+    installed by `sitecustomize` before the program runs) to `directory/processes.log`."""
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(AUDIT_SITE)
+    return {"PYTHONPATH": f"{directory}{os.pathsep}{ROOT / 'src'}",
+            "SPD_AUDIT_LOG": str(directory / "processes.log")}
+
+
+@scenario("ledger passwords with an unencoded `/`; no process, the credential only in a header")
 def _unencoded(ctx: Ctx, sweep: LeakSweep) -> None:
     from support.git_server import start_git_http_server
 
-    server = start_git_http_server(ctx.tmp / "git", username="ci-bot", password=SLASH_GIT[0])
-    shim, argv_log = ctx.tmp / "shim", ctx.tmp / "argv.log"
+    server = start_git_http_server(ctx.tmp / "git", username="ci-bot", password=SLASH_GIT[0],
+                                   log=True)
+    # A `git` first on PATH that only records that it ran: the ledger must never run one.
+    shim, ran = ctx.tmp / "shim", ctx.tmp / "git-ran.log"
     shim.mkdir()
-    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    (shim / "git").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{argv_log}"\n'
-                              f'exec "{real_git}" "$@"\n')
+    (shim / "git").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{ran}"\nexit 1\n')
     (shim / "git").chmod(0o755)
-    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    env = {"PATH": f"{shim}:{os.environ['PATH']}", **process_auditor(ctx.tmp / "audit")}
     try:
         for spec in (f"redis://:{SLASH_REDIS[0]}@127.0.0.1:{closed_port()}/0",
                      f"git+http://ci-bot:{SLASH_GIT[0]}@127.0.0.1:{server.port}/ledger.git"):
             for github in (True, False):
                 run = ctx.run(sweep, 2, ledger=spec, github=github, env=env)
                 assert "not percent-encoded" in run.stdout + run.stderr
+        assert server.requests() == []  # the unencoded URL was refused before any request
         run = ctx.run(sweep, 0, ledger=server.spec(), env=env)  # percent-encoded: it works
         assert run.outputs["ledger"].startswith("git+http://127.0.0.1:"), run.outputs
     finally:
         server.stop()
-    assert "push" in argv_log.read_text()
-    sweep.add("git argv", argv_log.read_text())
+    assert not ran.exists(), ran.read_text()
+    processes = ctx.tmp / "audit" / "processes.log"
+    assert not processes.exists(), processes.read_text()
+    received = server.requests()
+    assert {str(r["path"]).rsplit("/", 1)[1] for r in received} >= {
+        "git-upload-pack", "git-receive-pack"}, "the run never pushed"
+    expected = "Basic " + base64.b64encode(f"ci-bot:{SLASH_GIT[0]}".encode()).decode()
+    for request in received:
+        headers = dict(request["headers"])  # type: ignore[call-overload]
+        assert headers.pop("Authorization") == expected
+        sweep.add("git server requests, all but the Authorization header", json.dumps(
+            [request["method"], request["path"], headers]) + base64.b64decode(
+            str(request["body"])).decode(errors="replace"))
     sweep.add_git_repo(server.repo_path())
 
 

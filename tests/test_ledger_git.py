@@ -1,7 +1,8 @@
 """The git ledger against real git servers: a bare repository over file:// and `git http-backend`
 behind Basic auth (tests/support/git_server.py). Backend-neutral semantics are in the contract
 suite (test_ledger_contract.py, test_ledger_race.py); this file covers what is git-specific:
-spec parsing, credentials, refusals, the ref's shape and history, and a 50-process storm.
+spec parsing, credentials, refusals, the ref's shape and history, TLS, proxies and redirects,
+that no process is ever started, and a 50-process storm.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +28,13 @@ from streampixel_distribute.errors import LedgerError
 from streampixel_distribute.ledger import LedgerContext, open_ledger
 from streampixel_distribute.ledger.git import GitLedger
 from streampixel_distribute.ledger.git_spec import DEFAULT_REF_PREFIX, GITHUB_USERNAME, parse_spec
-from streampixel_distribute.ledger.git_store import git_env
 from support.git_server import GitHTTPServer
 from support.git_server import git_env as server_git_env
-from support.hostile import RecordingServer, recording_server
+from support.hostile import RecordingServer, closed_port, recording_server
+from support.httpserver import QuietHandler, serving
+from support.proxy import tunnel_proxy
+from support.tls import LoopbackCA, make_test_ca
+from support.tools import missing
 
 INTERVAL = 120.0
 KEY = "sp-0123456789abcdef0123456789abcdef"
@@ -319,15 +326,21 @@ def test_a_newer_format_is_refused(bare_git_repo: Path, clock: Clock) -> None:
     ledger.close()
 
 
-def test_close_removes_the_private_repository(git_file_spec: str) -> None:
-    ledger = GitLedger(git_file_spec, LedgerContext())
-    ledger.peek(KEY, INTERVAL)
-    private = Path(ledger.argv()[1].removeprefix("--git-dir=")).parent
-    assert private.is_dir()
+def test_close_leaves_nothing_behind_and_the_ledger_can_be_reused(
+    served: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No private repository and no temporary file: what a read fetches stays in memory."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ledger = GitLedger(served[0], LedgerContext())
+    first = ledger.reserve(KEY, INTERVAL)
+    assert ledger.peek(KEY, INTERVAL) == first + INTERVAL
     ledger.close()
-    assert not private.exists()
     ledger.close()  # twice is fine
-    assert ledger.peek(KEY, INTERVAL) > 0  # and it can be used again
+    assert ledger.peek(KEY, INTERVAL) == first + INTERVAL  # and it can be used again
+    ledger.close()
+    assert list(scratch.iterdir()) == []
 
 
 # -- GitHub forms, against a server that answers like GitHub (x-access-token + token) -----------
@@ -492,6 +505,32 @@ def test_unreachable_server_fails_at_once(tmp_path: Path) -> None:
     ledger.close()
 
 
+DNS_PROBE = r"""
+import json, os
+from streampixel_distribute.errors import LedgerError
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+try:
+    open_ledger(os.environ["SPD_SPEC"], LedgerContext()).reserve("sp-dns", 120.0)
+except LedgerError as error:
+    print(json.dumps([error.detail, error.hint]))
+"""
+
+
+def test_an_unresolvable_host_gets_the_dns_fix(tmp_path: Path) -> None:
+    """In a network namespace with no interfaces: resolution fails locally, no packet leaves."""
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--net", "--", "true"], capture_output=True, check=False).returncode:
+        missing("`unshare --net` is unavailable (needs root or user namespaces)")
+    env = dict(os.environ, SPD_SPEC="git+https://u:pw-dns-4417@git.nonexistent.invalid/l.git")
+    done = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", DNS_PROBE], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    detail, hint = json.loads(done.stdout)
+    assert "cannot resolve the host" in detail
+    assert "DNS" in hint
+    assert "pw-dns-4417" not in done.stdout + done.stderr
+
+
 def test_missing_repository_gets_the_create_fix(
     git_http_server: GitHTTPServer, tmp_path: Path
 ) -> None:
@@ -504,146 +543,370 @@ def test_missing_repository_gets_the_create_fix(
         ledger.close()
 
 
-def test_a_server_refusing_the_ref_update_is_reported(bare_git_repo: Path) -> None:
-    hook = bare_git_repo / "hooks" / "pre-receive"
+def test_a_server_refusing_the_ref_update_is_reported(served: tuple[str, Path]) -> None:
+    """A pre-receive hook that says no: run by `git http-backend` over HTTP, and for file:// by
+    the ledger itself, as git-receive-pack would; its words reach the message."""
+    spec, repo = served
+    hook = repo / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'notes are frozen' >&2\nexit 1\n")
     hook.chmod(0o755)
-    ledger = GitLedger(f"git+file://{bare_git_repo}", LedgerContext())
+    ledger = GitLedger(spec, LedgerContext())
     with pytest.raises(LedgerError) as caught:
         ledger.reserve(KEY, INTERVAL)
     assert "refused the update" in caught.value.detail
+    assert "notes are frozen" in caught.value.detail
     assert "ref-prefix" in caught.value.hint
+    assert ledger.attempts == 1
     ledger.close()
+    assert git(repo, "for-each-ref") == ""
 
 
-def test_a_no_force_push_policy_is_reported_not_retried(bare_git_repo: Path) -> None:
+def test_a_hook_gets_no_secret_from_the_environment(
+    bare_git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git+file runs the repository's hooks in this process's stead: they see PATH and GIT_DIR,
+    never the job's API key or token."""
+    monkeypatch.setenv("INPUT_API-KEY", "sk-hook-must-not-see-9c1d")
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    seen = tmp_path / "hook-env"
+    for name in ("pre-receive", "update", "post-receive"):
+        hook = bare_git_repo / "hooks" / name
+        hook.write_text(f"#!/bin/sh\necho {name} \"$@\" >> '{seen}'\nenv >> '{seen}'\n")
+        hook.chmod(0o755)
+    ledger = GitLedger(f"git+file://{bare_git_repo}", LedgerContext())
+    ledger.reserve(KEY, INTERVAL)
+    ledger.close()
+    text = seen.read_text()
+    assert "pre-receive" in text and f"update {DEFAULT_REF_PREFIX}/{KEY}" in text
+    assert "post-receive" in text
+    assert "GIT_DIR=" in text
+    assert "sk-hook-must-not-see" not in text and TOKEN not in text
+
+
+def test_a_no_force_push_policy_is_reported_not_retried(served: tuple[str, Path]) -> None:
     """receive.denyNonFastForwards guards branches: a ledger under refs/heads fails at once with a
     fix, while the default notes namespace works on the very same server."""
-    git(bare_git_repo, "config", "receive.denyNonFastForwards", "true")
-    branchy = GitLedger(f"git+file://{bare_git_repo}?ref-prefix=refs/heads/ledger", LedgerContext())
+    spec, repo = served
+    git(repo, "config", "receive.denyNonFastForwards", "true")
+    sep = "&" if "?" in spec else "?"
+    branchy = GitLedger(f"{spec}{sep}ref-prefix=refs/heads/ledger", LedgerContext())
     branchy.reserve(KEY, INTERVAL)  # creating the ref is allowed
     with pytest.raises(LedgerError) as caught:
         branchy.reserve(KEY, INTERVAL)
     assert "non-fast-forward" in caught.value.detail
     assert branchy.attempts == 1
     branchy.close()
-    notes = GitLedger(f"git+file://{bare_git_repo}", LedgerContext())
+    notes = GitLedger(spec, LedgerContext())
     first = notes.reserve(KEY, INTERVAL)
     assert notes.reserve(KEY, INTERVAL) == first + INTERVAL
     notes.close()
 
 
-# -- the token stays out of argv ----------------------------------------------------------------
+# -- no git program, no process, and the credential only in the Authorization header -----------
+
+PROBE = r"""
+import json, os, sys
+spawned = []
+PROCESS_EVENTS = ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.forkpty",
+                  "os.system", "os.spawn", "pty.spawn")
 
 
-def test_the_token_never_reaches_argv(
-    git_http_server: GitHTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every git process is started through a logging shim on PATH: what it records is exactly
-    the argv `ps` would show. The token must be in none of it, only (encoded) in the env."""
-    shim_dir = tmp_path / "shim"
-    shim_dir.mkdir()
-    log = tmp_path / "argv.log"
-    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    (shim_dir / "git").write_text(
-        f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\n'
-        f'env | grep -c "{git_http_server.password}" >> "{log}.env" || true\n'
-        f'exec "{real_git}" "$@"\n'
-    )
-    (shim_dir / "git").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim_dir}:{os.environ['PATH']}")
-    ledger = GitLedger(git_http_server.spec(), LedgerContext())
-    ledger.reserve(KEY, INTERVAL)
-    ledger.peek(KEY, INTERVAL)
-    argv_lines = log.read_text().splitlines()
-    assert any("push" in line for line in argv_lines)
-    assert any("fetch" in line for line in argv_lines)
-    for line in argv_lines:
-        assert git_http_server.password not in line
-        assert git_http_server.username not in line
-    # The plain token is not in the child's environment either: only its Basic-auth encoding.
-    assert set(Path(f"{log}.env").read_text().split()) == {"0"}
-    env = git_env(parse_spec(git_http_server.spec(), LedgerContext()), tmp_path)
-    assert all(git_http_server.password not in value for value in env.values())
-    assert all(git_http_server.password not in arg for arg in ledger.argv("push"))
+def audit(event, args):
+    if event in PROCESS_EVENTS:
+        spawned.append(f"{event} {args!r}"[:300])
+
+
+sys.addaudithook(audit)  # from here on, every way Python can start a process is reported
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+
+for spec in json.loads(os.environ["SPD_SPECS"]):
+    ledger = open_ledger(spec, LedgerContext())
+    slot = ledger.reserve("sp-probe", 120.0)
+    assert ledger.peek("sp-probe", 120.0) == slot + 120.0
     ledger.close()
+print(json.dumps(spawned))
+"""
 
 
-def argv_recorder(directory: Path) -> tuple[Path, Path]:
-    """A `git` first on PATH that appends its argv (one argument per line, then a blank line) to
-    a log and runs the real git: what it records is what `ps` and /proc/<pid>/cmdline show."""
+def secret_forms(user: str, secret: str) -> list[str]:
+    """The ways a credential can travel: plain, URL-encoded, base64, and as Basic auth."""
+    return [secret, urllib.parse.quote(secret, safe=""), base64.b64encode(secret.encode()).decode(),
+            base64.b64encode(f"{user}:{secret}".encode()).decode()]
+
+
+def assert_only_in_the_header(server: GitHTTPServer) -> None:
+    """Every request carried the credential as its Authorization header, and nowhere else."""
+    received = server.requests()
+    assert received, "the server saw no request"
+    expected = "Basic " + base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+    for request in received:
+        headers = dict(request["headers"])  # type: ignore[call-overload]
+        assert headers.pop("Authorization") == expected, request["path"]
+        rest = json.dumps([request["method"], request["path"], headers]) + base64.b64decode(
+            str(request["body"])).decode(errors="replace")
+        for form in secret_forms(server.username, server.password):
+            assert form not in rest, f"credential outside the header of {request['path']}"
+
+
+def test_no_process_is_started_and_the_credential_travels_only_in_a_header(
+    git_http_server_factory: Callable[..., GitHTTPServer], bare_git_repo: Path, tmp_path: Path,
+) -> None:
+    """The ledger used to run `git` with the credential in its environment (argv and environment
+    of a process are readable through /proc). Now nothing is started at all: an audit hook in the
+    reserving process reports every process creation, over HTTP and file:// alike, with no git
+    on PATH; and the server received the credential only as the Authorization header."""
+    server = git_http_server_factory(log=True)
+    empty = tmp_path / "no-git-here"
+    empty.mkdir()
+    env = dict(os.environ, PATH=str(empty),
+               SPD_SPECS=json.dumps([server.spec(), f"git+file://{bare_git_repo}"]))
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    services = {str(r["path"]).partition("?")[2] or str(r["path"]).rsplit("/", 1)[1]
+                for r in server.requests()}
+    assert {"service=git-upload-pack", "git-upload-pack", "service=git-receive-pack",
+            "git-receive-pack"} <= services  # the real work, over the wire
+    assert_only_in_the_header(server)
+    for name in ("ledger.git", bare_git_repo.name):
+        assert server.password not in done.stdout + done.stderr, name
+
+
+def git_tripwire(directory: Path) -> tuple[Path, Path]:
+    """A `git` first on PATH that only records that it ran: the ledger must never run it."""
     directory.mkdir()
-    log = directory / "argv.log"
-    real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+    log = directory / "ran.log"
     shim = directory / "git"
-    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" "" >> "{log}"\nexec "{real_git}" "$@"\n')
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" "" >> "{log}"\nexit 1\n')
     shim.chmod(0o755)
     return directory, log
 
 
-def test_no_credential_with_special_characters_ever_reaches_argv(
+def test_no_credential_with_special_characters_ever_leaves_the_header(
     git_http_server_factory: Callable[..., GitHTTPServer], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, clock: Clock,
 ) -> None:
     """A password with an unencoded `/` was cut by the URL parser and handed to git, credential
-    and all, as the URL argument. Now that URL is refused before git runs, and the encoded one
-    works with nothing secret on any command line."""
+    and all, as the URL argument. Now that URL is refused before any request, and the encoded
+    one works with the credential in the Authorization header only (and no git process)."""
     password = "Tok3nAbc/Secr3tValue99"
-    server = git_http_server_factory(username="ci-bot", password=password)
-    shim_dir, log = argv_recorder(tmp_path / "shim")
+    server = git_http_server_factory(username="ci-bot", password=password, log=True)
+    shim_dir, ran = git_tripwire(tmp_path / "shim")
     monkeypatch.setenv("PATH", f"{shim_dir}:{os.environ['PATH']}")
     unencoded = f"git+http://ci-bot:{password}@127.0.0.1:{server.port}/ledger.git"
     with pytest.raises(LedgerError) as caught:
         reserve_once(unencoded, LedgerContext(now=clock))
     secrets = (password, "Tok3nAbc", "Secr3tValue99", "Tok3nAbc%2FSecr3tValue99", "ci-bot")
-
-    def check(argv: str, text: str) -> None:
-        for secret in secrets:
-            assert secret not in argv, f"{secret} on a command line:\n{argv}"
-            assert secret not in text, f"{secret} in {text}"
-
-    check(log.read_text() if log.exists() else "", all_text(caught.value))
+    for secret in secrets:
+        assert secret not in all_text(caught.value)
     assert "`/` as `%2F`" in caught.value.hint
+    assert server.requests() == []  # refused before anything was sent
     encoded = server.spec()  # the same credentials, percent-encoded
     assert "Tok3nAbc%2FSecr3tValue99" in encoded
     ledger = GitLedger(encoded, LedgerContext(now=clock))
     assert ledger.reserve(KEY, INTERVAL) == clock.value
-    description = ledger.description
+    for secret in secrets:
+        assert secret not in ledger.description
     ledger.close()
-    argv = log.read_text()
-    assert "push" in argv and "fetch" in argv  # the recorder saw the real work
-    check(argv, description)
+    assert_only_in_the_header(server)
+    assert not ran.exists(), ran.read_text()
 
 
-def test_too_old_a_git_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """git < 2.32 would silently ignore GIT_CONFIG_COUNT (the token) and GIT_CONFIG_GLOBAL."""
-    old = tmp_path / "bin" / "git"
-    old.parent.mkdir()
-    old.write_text("#!/bin/sh\necho 'git version 2.25.1'\n")
-    old.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{old.parent}:{os.environ['PATH']}")
-    ledger = GitLedger(f"git+file://{tmp_path}/r.git", LedgerContext())
+def test_no_git_program_is_needed(served: tuple[str, Path], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    """The image ships no git: the ledger works with nothing named git anywhere on PATH."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    ledger = GitLedger(served[0], LedgerContext(now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    assert ledger.peek(KEY, INTERVAL) == clock.value + INTERVAL
+    ledger.close()
+
+
+def test_without_dulwich_the_fix_says_so(git_file_spec: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "dulwich", None)  # what a missing package looks like
+    ledger = GitLedger(git_file_spec, LedgerContext())
     with pytest.raises(LedgerError) as caught:
         ledger.peek(KEY, INTERVAL)
-    assert "git >= 2.32" in caught.value.detail
-    assert "2.25.1" in caught.value.detail
+    assert "dulwich" in caught.value.detail
+    assert "file://" in caught.value.hint
     ledger.close()
 
 
-def test_user_git_config_and_helpers_cannot_interfere(tmp_path: Path) -> None:
-    base = {"PATH": "/usr/bin:/bin", "GIT_TRACE": "1", "GIT_ASKPASS": "/bin/evil",
-            "GIT_DIR": "/elsewhere", "HOME": "/root", "https_proxy": "http://proxy:3128"}
-    env = git_env(parse_spec("git+https://u:p@h.example/r.git", LedgerContext()), tmp_path, base)
-    assert "GIT_TRACE" not in env and "GIT_DIR" not in env
-    assert env["GIT_ASKPASS"] == "" and env["GIT_TERMINAL_PROMPT"] == "0"
-    assert env["HOME"] == str(tmp_path) and env["GIT_CONFIG_NOSYSTEM"] == "1"
-    assert env["https_proxy"] == "http://proxy:3128"  # proxies still work
-    config = {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"]
-              for i in range(int(env["GIT_CONFIG_COUNT"]))}
-    assert config["credential.helper"] == ""
-    assert config["http.https://h.example/r.git.extraHeader"].startswith("Authorization: Basic ")
+def test_user_git_config_helpers_and_trace_cannot_interfere(
+    git_http_server_factory: Callable[..., GitHTTPServer], capture: RecordingServer,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing of the user's git setup is read: no config file (global, XDG or through
+    GIT_CONFIG_*), no credential helper, no askpass, no URL rewriting, no configured proxy, and
+    GIT_TRACE prints nothing."""
+    server = git_http_server_factory(log=True)
+    home = tmp_path / "home"
+    (home / ".config" / "git").mkdir(parents=True)
+    marker = tmp_path / "helper-ran"
+    helper = tmp_path / "helper"
+    helper.write_text(f"#!/bin/sh\ntouch '{marker}'\necho username=evil\necho password=evil\n")
+    helper.chmod(0o755)
+    config = (f"[http]\n\textraHeader = X-Evil: user-config\n"
+              f"\tproxy = http://127.0.0.1:{capture.port}\n"
+              f"[credential]\n\thelper = !{helper}\n"
+              f'[url "http://127.0.0.1:{capture.port}/"]\n\tinsteadOf = {server.base_url}/\n')
+    for path in (home / ".gitconfig", home / ".config" / "git" / "config"):
+        path.write_text(config)
+    for name, value in {
+        "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"), "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader", "GIT_CONFIG_VALUE_0": "X-Evil: environment",
+        "GIT_ASKPASS": str(helper), "SSH_ASKPASS": str(helper), "GIT_TRACE": "1",
+        "GIT_TRACE_PACKET": "1", "GIT_CURL_VERBOSE": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    ledger = GitLedger(server.spec(), LedgerContext())
+    ledger.reserve(KEY, INTERVAL)
+    ledger.close()
+    assert not marker.exists()
+    assert capture.snapshot()[1] == []
+    assert all("X-Evil" not in r["headers"] for r in server.requests())  # type: ignore[operator]
+    assert capfd.readouterr() == ("", "")
+
+
+# -- TLS, proxies and redirects -----------------------------------------------------------------
+
+CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
+                "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY",
+                   "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(scope="module")
+def loopback_ca(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCA:
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def tls_server(git_http_server_factory: Callable[..., GitHTTPServer], loopback_ca: LoopbackCA,
+               monkeypatch: pytest.MonkeyPatch) -> GitHTTPServer:
+    """A smart-HTTP server on https://localhost, its certificate signed by a private CA; no CA
+    or proxy variable of this machine is left set."""
+    for name in CA_VARIABLES + PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return git_http_server_factory(tls=(loopback_ca.cert, loopback_ca.key), log=True)
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "GIT_SSL_CAINFO"])
+def test_a_private_ca_is_trusted_through_the_environment(
+    tls_server: GitHTTPServer, loopback_ca: LoopbackCA, monkeypatch: pytest.MonkeyPatch,
+    clock: Clock, variable: str,
+) -> None:
+    monkeypatch.setenv(variable, str(loopback_ca.ca_cert))
+    ledger = GitLedger(tls_server.spec(), LedgerContext(now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    assert ledger.reserve(KEY, INTERVAL) == clock.value + INTERVAL
+    ledger.close()
+
+
+def test_an_unknown_ca_is_refused_with_the_fix(tls_server: GitHTTPServer) -> None:
+    ledger = GitLedger(tls_server.spec(), LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    assert "TLS failed" in caught.value.detail
+    assert "SSL_CERT_FILE" in caught.value.hint and "GIT_SSL_CAINFO" in caught.value.hint
+    assert tls_server.password not in all_text(caught.value)
+    assert tls_server.requests() == []  # nothing was sent over an unverified connection
+    ledger.close()
+
+
+@pytest.mark.parametrize("variable", ["https_proxy", "HTTPS_PROXY", "all_proxy"])
+def test_https_goes_through_the_proxy_of_the_environment(
+    tls_server: GitHTTPServer, loopback_ca: LoopbackCA, monkeypatch: pytest.MonkeyPatch,
+    clock: Clock, variable: str,
+) -> None:
+    """The proxy gets a CONNECT to the git host and nothing else: the credential travels inside
+    the TLS tunnel."""
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(loopback_ca.ca_cert))
+    with tunnel_proxy() as proxy:
+        monkeypatch.setenv(variable, proxy.url)
+        ledger = GitLedger(tls_server.spec(), LedgerContext(now=clock))
+        assert ledger.reserve(KEY, INTERVAL) == clock.value
+        ledger.close()
+        seen = proxy.requests()
+    assert seen
+    assert all(line.startswith(f"CONNECT localhost:{tls_server.port} ") for line, _ in seen), seen
+    assert all("Authorization" not in headers for _line, headers in seen)
+    assert_only_in_the_header(tls_server)
+
+
+def test_proxy_credentials_come_from_the_proxy_url(
+    tls_server: GitHTTPServer, loopback_ca: LoopbackCA, monkeypatch: pytest.MonkeyPatch,
+    clock: Clock,
+) -> None:
+    secret = "px-Secr3t/77"
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(loopback_ca.ca_cert))
+    with tunnel_proxy(credentials=f"proxy-user:{secret}") as proxy:
+        quoted = urllib.parse.quote(secret, safe="")
+        monkeypatch.setenv("https_proxy", f"http://proxy-user:{quoted}@127.0.0.1:{proxy.port}")
+        ledger = GitLedger(tls_server.spec(), LedgerContext(now=clock))
+        assert ledger.reserve(KEY, INTERVAL) == clock.value
+        ledger.close()
+        monkeypatch.setenv("https_proxy", proxy.url)  # no credentials: the proxy says 407
+        ledger = GitLedger(tls_server.spec(), LedgerContext(now=clock))
+        with pytest.raises(LedgerError) as caught:
+            ledger.reserve(KEY, INTERVAL)
+        ledger.close()
+    assert "proxy" in caught.value.detail
+    assert "https_proxy=http://user:password@" in caught.value.hint
+    assert secret not in all_text(caught.value) and quoted not in all_text(caught.value)
+
+
+@pytest.mark.parametrize("variable", ["no_proxy", "NO_PROXY"])
+def test_no_proxy_hosts_are_reached_directly(
+    tls_server: GitHTTPServer, loopback_ca: LoopbackCA, monkeypatch: pytest.MonkeyPatch,
+    clock: Clock, variable: str,
+) -> None:
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(loopback_ca.ca_cert))
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{closed_port()}")  # would fail
+    monkeypatch.setenv(variable, "example.org, .localhost")
+    ledger = GitLedger(tls_server.spec(), LedgerContext(now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    ledger.close()
+
+
+def test_a_renamed_repository_is_followed_on_the_same_server(
+    git_http_server_factory: Callable[..., GitHTTPServer], clock: Clock,
+) -> None:
+    server = git_http_server_factory(moved={"old-name.git": "ledger.git"}, log=True)
+    ledger = GitLedger(server.spec("old-name.git"), LedgerContext(now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
+    assert ledger.reserve(KEY, INTERVAL) == clock.value + INTERVAL
+    ledger.close()
+    assert git(server.repo_path(), "rev-list", "--count", f"{DEFAULT_REF_PREFIX}/{KEY}") == "1"
+
+
+def test_a_redirect_to_another_server_is_not_followed(capture: RecordingServer) -> None:
+    """The credential belongs to the ledger's server: a redirect elsewhere (another host or port)
+    is reported, and the other server receives nothing at all."""
+    target = f"http://127.0.0.1:{capture.port}"
+
+    class Redirect(QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(301)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    with serving(Redirect) as base:
+        ledger = GitLedger(f"git+{base}/ledger.git".replace("://", "://u:pw-redirect-5531@", 1),
+                           LedgerContext())
+        with pytest.raises(LedgerError) as caught:
+            ledger.reserve(KEY, INTERVAL)
+        ledger.close()
+    assert "redirect" in caught.value.detail
+    assert "final URL" in caught.value.hint
+    assert "pw-redirect-5531" not in all_text(caught.value)
+    assert capture.snapshot() == (0, [])
 
 
 # -- a storm: 50 jobs at the same instant, each its own process ---------------------------------

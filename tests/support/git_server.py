@@ -4,7 +4,9 @@ smart-HTTP backend (`git http-backend`) behind a small stdlib HTTP server with B
 The HTTP server runs in its own process (so the storm tests measure git, not this test process's
 GIL) and is started from this same file: `python git_server.py --root DIR`. Its password comes in
 through the environment, never argv. `--refuse-push` answers 403 to receive-pack, like GitHub for
-a token without `contents: write`.
+a token without `contents: write`. `--log FILE` appends every request it receives (method, path,
+headers, body) as a JSON line, so tests can see exactly what reached the server; `--tls-cert` /
+`--tls-key` serve https; `--moved OLD=NEW` answers 301 for a renamed repository, as GitHub does.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from __future__ import annotations
 import argparse
 import base64
 import hmac
+import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -79,9 +84,11 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
 
 
 def make_handler(
-    root: Path, username: str, password: str, refuse_push: bool
+    root: Path, username: str, password: str, refuse_push: bool,
+    log: Path | None = None, moved: dict[str, str] | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    log_lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real git hosts do
@@ -106,9 +113,25 @@ def make_handler(
             self.end_headers()
             self.wfile.write(data)
 
+        def _logged_or_moved(self, body: bytes, path: str) -> bool:
+            """Log the request; answer it with a redirect (True) if its repository moved."""
+            if log is not None:
+                record = {"method": self.command, "path": self.path,
+                          "headers": dict(self.headers.items()),
+                          "body": base64.b64encode(body).decode()}
+                with log_lock, log.open("a") as out:
+                    out.write(json.dumps(record) + "\n")
+            for old, new in (moved or {}).items():
+                if path.startswith(f"/{old}/"):
+                    self._reply(301, "Moved\n", {"Location": f"/{new}/{self.path[len(old) + 2:]}"})
+                    return True
+            return False
+
         def _serve(self) -> None:
             body = _read_body(self)
             parts = urllib.parse.urlsplit(self.path)
+            if self._logged_or_moved(body, parts.path):
+                return
             if username:
                 given = self.headers.get("Authorization", "")
                 if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -172,12 +195,21 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", required=True, type=Path)
     parser.add_argument("--username", default="")
     parser.add_argument("--refuse-push", action="store_true")
+    parser.add_argument("--log", type=Path)
+    parser.add_argument("--tls-cert", type=Path)
+    parser.add_argument("--tls-key", type=Path)
+    parser.add_argument("--moved", action="append", default=[], help="OLD=NEW repository path")
     args = parser.parse_args(argv)
     password = os.environ.get(PASSWORD_ENV, "")
-    handler = make_handler(args.root, args.username, password, args.refuse_push)
+    moved = dict(item.split("=", 1) for item in args.moved)
+    handler = make_handler(args.root, args.username, password, args.refuse_push, args.log, moved)
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.request_queue_size = 128  # storms open many connections at once
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"PORT {server.server_address[1]}", flush=True)
     server.serve_forever()
 
@@ -196,10 +228,20 @@ class GitHTTPServer:
     password: str
     refuse_push: bool
     process: subprocess.Popen[str] = field(repr=False)
+    log: Path | None = None
+    tls: bool = False
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        # The test certificate names localhost (and 127.0.0.1); a name lets proxies be tested.
+        return f"https://localhost:{self.port}" if self.tls else f"http://127.0.0.1:{self.port}"
+
+    def requests(self) -> list[dict[str, object]]:
+        """Every request the server received (needs `log=True`), oldest first."""
+        assert self.log is not None, "start the server with log=True"
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def repo_url(self, name: str = REPO_NAME) -> str:
         return f"{self.base_url}/{name}"
@@ -221,7 +263,8 @@ class GitHTTPServer:
         if user or secret:
             userinfo = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(secret, safe='')}@"
         suffix = f"?{query}" if query else ""
-        return f"git+http://{userinfo}127.0.0.1:{self.port}/{name}{suffix}"
+        scheme, _, host = self.base_url.partition("://")
+        return f"git+{scheme}://{userinfo}{host}/{name}{suffix}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -240,6 +283,9 @@ def start_git_http_server(
     password: str | None = None,
     refuse_push: bool = False,
     repos: tuple[str, ...] = (REPO_NAME,),
+    log: bool = False,
+    tls: tuple[Path, Path] | None = None,
+    moved: dict[str, str] | None = None,
 ) -> GitHTTPServer:
     root.mkdir(parents=True, exist_ok=True)
     for name in repos:
@@ -252,6 +298,13 @@ def start_git_http_server(
         argv += ["--username", username]
     if refuse_push:
         argv.append("--refuse-push")
+    log_path = root / "requests.jsonl" if log else None
+    if log_path is not None:
+        argv += ["--log", str(log_path)]
+    if tls is not None:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    for old, new in (moved or {}).items():
+        argv += ["--moved", f"{old}={new}"]
     env = dict(os.environ, **{PASSWORD_ENV: password})
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout is not None
@@ -259,7 +312,8 @@ def start_git_http_server(
     if not line.startswith("PORT "):
         process.kill()
         raise RuntimeError(f"git test server did not start: {line!r}")
-    return GitHTTPServer(root, int(line.split()[1]), username, password, refuse_push, process)
+    return GitHTTPServer(root, int(line.split()[1]), username, password, refuse_push, process,
+                         log_path, tls is not None)
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ parentless commit whose tree holds `ledger.json`. A reservation reads that commi
 new state and writes it back with a compare-and-swap on the ref (git_store.py); a lost race is
 re-read and retried with full-jitter backoff. Orphan commits keep the ref's history at exactly one
 commit however many reservations are made. docs/ledgers.md explains the ref namespace.
-Where the ledger lives and who may receive which credentials: git_spec.py.
+Where the ledger lives and who may receive which credentials: git_spec.py. The git protocol itself
+runs in this process (dulwich, git_store.py): no `git` program is needed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class GitLedger(Ledger):
         self._target = parse_spec(spec, self._context)
         redact.register(self._target.password)
         if self._target.password:
-            redact.register(auth_header(self._target).split(" ", 2)[2])
+            redact.register(auth_header(self._target).split(" ", 1)[1])
         ref_desc = self._target.ref or f"{self._target.ref_prefix}/<key>"
         self.description = printable(redact.scrub(f"{self._target.display} ({ref_desc})"), 500)
         self._store = GitStore(self._target, self.description)
@@ -114,10 +115,6 @@ class GitLedger(Ledger):
 
     def ref_for(self, key: str) -> str:
         return self._target.ref or f"{self._target.ref_prefix}/{_ref_component(key)}"
-
-    def argv(self, *args: str) -> list[str]:
-        """The full argv for a git command; public so tests can prove it holds no secret."""
-        return self._store.argv(*args)
 
     def _who(self) -> str:
         env = self._context.environ

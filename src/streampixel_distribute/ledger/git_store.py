@@ -1,229 +1,538 @@
-"""The git plumbing of the git ledger: a private bare repository and the `git` program.
+"""The git plumbing of the git ledger, in this process with dulwich: no `git` program runs.
 
-`read(ref)` fetches one ref (depth 1) and returns its commit id and the JSON state in it;
-`write(ref, old, state, message)` writes a parentless commit and pushes it with
-`--force-with-lease=<ref>:<old>`, so receive-pack updates the ref only if it still holds `old`
-(the compare-and-swap); a lost race raises `Race`. The CAS loop is in git.py.
+`read(ref)` returns the ref's commit id (None if absent) and the JSON state in it;
+`write(ref, old, state, message)` stores a parentless commit and moves the ref to it only if the
+ref still holds `old` (the compare-and-swap), raising `Race` otherwise. The CAS loop is in git.py.
 
-Secrets: credentials reach git only through environment variables (`GIT_CONFIG_*` carrying an
-`http.<url>.extraHeader`), never argv, and every text git prints is scrubbed before it is shown.
+Two transports, one format:
+- `file://`: the repository is opened with dulwich's `Repo`. The ref moves under git's own lock
+  file (`<ref>.lock`, so git and dulwich writers exclude each other), after the checks that
+  git-receive-pack makes: the repository's `pre-receive` and `update` hooks and, for branches,
+  `receive.denyNonFastForwards`. `post-receive` and `post-update` run afterwards.
+- `http(s)://`: git's smart HTTP. A read is ls-refs plus a depth-1 fetch of that one ref
+  (protocol v2); a write is dulwich's `send_pack` to receive-pack with the old id we read, so the
+  server refuses the update if the ref moved meanwhile.
+
+The HTTP layer is ours (`_Pool`), not dulwich's defaults: dulwich never sees a credential. The
+Authorization header is added for the ledger's own origin only, a redirect is followed only within
+that origin, the proxy comes from the environment the way curl picks it, and the CA bundle is
+GIT_SSL_CAINFO / GIT_SSL_CAPATH or else the system store (which honours SSL_CERT_FILE and
+SSL_CERT_DIR). No git configuration, credential helper or askpass is ever read.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import contextlib
+import ipaddress
 import json
 import os
 import re
-import secrets
-import shutil
 import subprocess
-import tempfile
 import time
-import weakref
-import zlib
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from .. import redact
+from .. import __version__, redact
 from ..errors import LedgerError
 from .git_spec import GitTarget, ledger_error
+from .spec import printable
+
+if TYPE_CHECKING:
+    import urllib3
+    from dulwich.client import Urllib3HttpGitClient
+    from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+    from dulwich.refs import Ref
+    from dulwich.repo import Repo
 
 STATE_FILE = "ledger.json"
 FORMAT_VERSION = 1
-#: GIT_CONFIG_COUNT (2.31) and GIT_CONFIG_GLOBAL (2.32) carry the token and shut out user config:
-#: an older git would silently ignore both.
-MIN_GIT = (2, 32)
-COMMITTER = "streampixel-distribute <ledger@streampixel-distribute.invalid>"
-
-# What git may take from our environment: the program path, proxies and CA bundles. Nothing
-# else (GIT_TRACE_*, GIT_ASKPASS, GIT_DIR, user config) may change what it does or prints.
-_PASSTHROUGH = (
-    "PATH", "TMPDIR", "SYSTEMROOT",
-    "http_proxy", "https_proxy", "all_proxy", "no_proxy",
-    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
-)  # fmt: skip
-
-# Rejections that mean "someone else updated the ref first": read again and retry. (With a lease
-# the client never refuses a non-fast-forward itself, so "non-fast-forward" can only be a server
-# policy such as receive.denyNonFastForwards on refs/heads: not a race, and not retried.)
-_LOST_RACE = (
-    "stale info",
-    "failed to update ref",
-    "failed to lock",
-    "cannot lock ref",
-    "incorrect old value",
-    "but expected",
-)
+COMMITTER = b"streampixel-distribute <ledger@streampixel-distribute.invalid>"
+ZERO_ID = "0" * 40
+#: A ledger ref's pack is a few hundred bytes; anything past this is not a ledger.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+MAX_REDIRECTS = 5
+#: What a hook may see of our environment: never a token or the API key.
+_HOOK_ENV = ("PATH", "TMPDIR", "SYSTEMROOT", "LANG", "LC_ALL")
+#: receive-pack's answers that mean "someone else moved the ref first": read again and retry.
+#: ("non-fast-forward" is a server policy such as receive.denyNonFastForwards: not a race.)
+_LOST_RACE = ("failed to update ref", "failed to lock", "cannot lock ref", "stale info",
+              "incorrect old value", "but expected")
 
 
 class Race(Exception):
-    """The ref changed between our read and our push."""
+    """The ref changed between our read and our write."""
 
 
-def git_env(target: GitTarget, home: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The complete environment for one git command: isolated, non-interactive, bounded.
+class _Failure(Exception):
+    """A transport failure of one kind (a key of `_FAILURES`), with a message safe to show."""
 
-    Credentials travel as an `http.<url>.extraHeader` config value in the environment (scoped to
-    the ledger's URL so a redirect elsewhere never receives it), never as an argument.
-    """
-    source = os.environ if base is None else base
-    env = {name: source[name] for name in _PASSTHROUGH if source.get(name)}
-    env.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_TERMINAL_PROMPT="0",
-        GIT_ASKPASS="",  # empty, not unset: git then asks nobody (no SSH_ASKPASS fallback)
-        LC_ALL="C",  # error classification reads git's English messages
-        LANGUAGE="C",
-    )
-    config = [
-        ("credential.helper", ""),  # no stored credentials from any helper
-        ("core.askPass", ""),
-        ("http.lowSpeedLimit", "1"),
-        ("http.lowSpeedTime", str(int(max(1.0, target.timeout)))),
-        ("protocol.version", "2"),
-        ("gc.auto", "0"),
-        ("maintenance.auto", "false"),
-        ("advice.pushUpdateRejected", "false"),
-    ]
-    if target.username or target.password:
-        config.append((f"http.{target.url}.extraHeader", auth_header(target)))
-    env["GIT_CONFIG_COUNT"] = str(len(config))
-    for index, (key, value) in enumerate(config):
-        env[f"GIT_CONFIG_KEY_{index}"] = key
-        env[f"GIT_CONFIG_VALUE_{index}"] = value
-    return env
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(kind, message)
+        self.kind = kind
+        self.message = message
+
+
+class _Refused(Exception):
+    """The repository refused to update `ref` (a hook, a policy); `reason` is shown."""
+
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(ref, reason)
+        self.ref = ref
+        self.reason = reason
 
 
 def auth_header(target: GitTarget) -> str:
+    """The Authorization header value for the target's user and password."""
     raw = f"{target.username}:{target.password}".encode()
-    return "Authorization: Basic " + base64.b64encode(raw).decode()
+    return "Basic " + base64.b64encode(raw).decode()
 
+
+# -- the state inside a commit ------------------------------------------------------------------
+
+
+def _state_blob(get: Callable[[ObjectID], ShaFile], oid: ObjectID) -> bytes | None:
+    """The `ledger.json` blob of commit `oid`, or None if `oid` is no ledger commit."""
+    from dulwich.objects import Blob, Commit, Tree  # noqa: PLC0415 - dulwich only when used
+
+    try:
+        commit = get(oid)
+        tree = get(commit.tree) if isinstance(commit, Commit) else None
+        if not isinstance(tree, Tree):
+            return None
+        _mode, blob_id = tree[STATE_FILE.encode()]
+        blob = get(blob_id)
+    except KeyError:
+        return None
+    return blob.as_raw_string() if isinstance(blob, Blob) else None
+
+
+def _state_objects(state: dict[str, Any], message: str) -> tuple[Blob, Tree, Commit]:
+    from dulwich.objects import Blob, Commit, Tree  # noqa: PLC0415 - dulwich only when used
+
+    blob = Blob.from_string(json.dumps(state, indent=1, sort_keys=True).encode())
+    tree = Tree()
+    tree.add(STATE_FILE.encode(), 0o100644, blob.id)
+    commit = Commit()
+    commit.tree = tree.id
+    commit.author = commit.committer = COMMITTER
+    commit.author_time = commit.commit_time = int(time.time())
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.message = message.encode()
+    return blob, tree, commit
+
+
+# -- file:// ------------------------------------------------------------------------------------
+
+
+class _Local:
+    """A repository on this machine's disk, opened with dulwich for each operation (so packed
+    refs and objects written by others since are always seen)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.path = urllib.parse.unquote(url.removeprefix("file://"))
+        self.timeout = timeout
+
+    @contextlib.contextmanager
+    def _repo(self) -> Iterator[Repo]:
+        from dulwich.errors import NotGitRepository  # noqa: PLC0415
+        from dulwich.repo import Repo  # noqa: PLC0415
+
+        try:
+            repo = Repo(self.path)
+        except NotGitRepository:
+            raise _Failure("missing", f"no git repository at {self.path}") from None
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+    def read(self, ref: str) -> tuple[str | None, bytes | None]:
+        with self._repo() as repo:
+            try:
+                oid = repo.refs[cast("Ref", ref.encode())]
+            except KeyError:
+                return None, None
+            return oid.decode(), _state_blob(repo.object_store.__getitem__, oid)
+
+    def write(self, ref: str, old: str | None, objects: tuple[Blob, Tree, Commit]) -> None:
+        from dulwich.file import FileLocked  # noqa: PLC0415
+
+        name, new = cast("Ref", ref.encode()), objects[-1].id.decode()
+        with self._repo() as repo:
+            for obj in objects:
+                repo.object_store.add_object(obj)
+            self._check(repo, ref, old, new)
+            try:
+                if old is None:
+                    moved = repo.refs.add_if_new(name, objects[-1].id)
+                else:
+                    moved = repo.refs.set_if_equals(name, cast("ObjectID", old.encode()),
+                                                   objects[-1].id)
+            except FileLocked:
+                raise Race from None
+            if not moved:
+                raise Race
+            line = f"{old or ZERO_ID} {new} {ref}\n"
+            self._hook(repo, "post-receive", [], line)  # what they say changes nothing now
+            self._hook(repo, "post-update", [ref], "")
+
+    def _check(self, repo: Repo, ref: str, old: str | None, new: str) -> None:
+        """What git-receive-pack checks before it moves a ref."""
+        line = f"{old or ZERO_ID} {new} {ref}\n"
+        said = self._hook(repo, "pre-receive", [], line)
+        if said is not None:
+            raise _Refused(ref, f"pre-receive hook declined {said}")
+        config = repo.get_config()
+        if (old is not None and ref.startswith("refs/heads/")
+                and config.get_boolean((b"receive",), b"denyNonFastForwards", False)):
+            raise _Refused(ref, "non-fast-forward (receive.denyNonFastForwards)")
+        said = self._hook(repo, "update", [ref, old or ZERO_ID, new], "")
+        if said is not None:
+            raise _Refused(ref, f"hook declined {said}")
+
+    def _hook(self, repo: Repo, name: str, args: list[str], stdin: str) -> str | None:
+        """Run hook `name` if the repository has it, as git would; what it said if it refused."""
+        path = os.path.join(repo.controldir(), "hooks", name)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            return None
+        env = {key: os.environ[key] for key in _HOOK_ENV if os.environ.get(key)}
+        env["GIT_DIR"] = repo.controldir()
+        try:
+            done = subprocess.run([path, *args], input=stdin.encode(), capture_output=True,
+                                  env=env, cwd=repo.controldir(), timeout=self.timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise _Failure("timeout", f"the {name} hook ran too long") from None
+        except OSError as error:
+            raise _Failure("local", f"cannot run the {name} hook: {error.strerror}") from None
+        if done.returncode == 0:
+            return None
+        return (done.stdout + done.stderr).decode(errors="replace").strip()[:300]
+
+    def close(self) -> None:
+        pass
+
+
+# -- http(s):// ---------------------------------------------------------------------------------
+
+
+def proxy_for(url: str, environ: Mapping[str, str]) -> str | None:
+    """The proxy for `url` as curl (and so git) picks it from the environment, or None.
+
+    https: `https_proxy`, `HTTPS_PROXY`; http: `http_proxy` only (the upper-case form can be set
+    by a web request's `Proxy:` header in CGI); then `all_proxy`, `ALL_PROXY`. `no_proxy` (or
+    `NO_PROXY`) lists hosts, domains (with their subdomains), IP addresses and CIDR ranges to
+    reach directly, or `*` for all.
+    """
+    parts = urllib.parse.urlsplit(url)
+    names = ("https_proxy", "HTTPS_PROXY") if parts.scheme == "https" else ("http_proxy",)
+    proxy = next((environ[n] for n in (*names, "all_proxy", "ALL_PROXY") if environ.get(n)), "")
+    proxy = proxy.strip()
+    if not proxy or _bypassed(parts.hostname or "", environ.get("no_proxy")
+                              or environ.get("NO_PROXY") or ""):
+        return None
+    return proxy if "://" in proxy else "http://" + proxy
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    host = host.strip("[]").lower()
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower().lstrip(".").strip("[]")
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        if address is not None and "/" in entry:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+        elif host == entry or host.endswith("." + entry):
+            return True
+    return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+_NOISE = re.compile(r"<[^>]*>: |\w+\(host='[^']*', port=\d+\): |HTTPS?ConnectionPool\([^)]*\): ")
+
+
+def _clean(error: BaseException) -> str:
+    """urllib3's text for an error without object addresses and pool descriptions."""
+    return printable(_NOISE.sub("", str(error)).strip(" ()"), 300)
+
+
+class _Pool:
+    """What dulwich's HTTP client calls its pool manager: urllib3 under the ledger's rules."""
+
+    def __init__(self, target: GitTarget) -> None:
+        import urllib3  # noqa: PLC0415 - only for an http(s) ledger
+
+        self._urllib3 = urllib3
+        self._target = target
+        self._origin = _origin(target.url)
+        self._auth = auth_header(target) if target.username or target.password else None
+        self.headers = {"User-Agent": f"git/dulwich streampixel-distribute/{__version__}"}
+        self.deadline = float("inf")
+        self.received = 0
+        options: dict[str, Any] = {
+            "timeout": urllib3.Timeout(connect=target.timeout, read=target.timeout),
+            # One retry, for a GET whose kept-alive connection the server had just closed; a
+            # host that refuses or is unknown fails at once.
+            "retries": urllib3.Retry(total=1, connect=0, read=1, redirect=0, status=0, other=0,
+                                     raise_on_redirect=False, raise_on_status=False),
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": os.environ.get("GIT_SSL_CAINFO") or None,
+            "ca_cert_dir": os.environ.get("GIT_SSL_CAPATH") or None,
+        }
+        self.proxy = proxy_for(target.url, os.environ)
+        self.manager: urllib3.PoolManager
+        if self.proxy is None:
+            self.manager = urllib3.PoolManager(**options)
+        else:
+            self.manager = urllib3.ProxyManager(**self._proxy_options(self.proxy), **options)
+
+    def _proxy_options(self, proxy: str) -> dict[str, Any]:
+        """The proxy URL without credentials (urllib3 quotes it in errors) and its Basic auth."""
+        from ..urls import find_userinfo, without_userinfo  # noqa: PLC0415
+
+        info = find_userinfo(proxy)
+        shown = without_userinfo(proxy)
+        scheme = urllib.parse.urlsplit(shown).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise _Failure("proxy-scheme", f"{printable(shown, 200)} is a {scheme} proxy")
+        self.proxy = shown
+        headers = {}
+        if info is not None:
+            for secret in info.secrets():
+                redact.register(secret)
+            user = urllib.parse.unquote(info.username)
+            password = urllib.parse.unquote(info.password or "")
+            redact.register(password)
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            redact.register(token)
+            headers["Proxy-Authorization"] = "Basic " + token
+        return {"proxy_url": shown, "proxy_headers": headers}
+
+    def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                body: Any = None, **_ignored: Any) -> _Response:
+        """One request as dulwich asks for it; redirects within the ledger's origin only."""
+        sent = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+        for _hop in range(MAX_REDIRECTS + 1):
+            if _origin(url) != self._origin:
+                raise _Failure("redirect", f"{printable(self._target.url, 200)} redirected to "
+                                           f"{printable(url, 200)}")
+            if self._auth is not None:
+                sent["Authorization"] = self._auth
+            self._check_deadline()
+            try:
+                raw = self.manager.request(method, url, headers=sent, body=body,
+                                           preload_content=False, redirect=False)
+            except self._urllib3.exceptions.HTTPError as error:
+                raise self._failure(error) from None
+            location = raw.get_redirect_location() if raw.status in (301, 302, 303, 307, 308) \
+                else None
+            if not location:
+                return self._checked(method, url, _Response(raw, self))
+            raw.close()
+            if method != "GET":
+                raise _Failure("redirect", f"the server redirected a {method} request")
+            url = urllib.parse.urljoin(url, location)
+        raise _Failure("redirect", "too many redirects")
+
+    def _checked(self, method: str, url: str, response: _Response) -> _Response:
+        """HTTP errors and non-git answers become failures before dulwich reads anything."""
+        status = response.status
+        if status >= 400:
+            text = response.peek_text()
+            response.close()
+            kind = str(status) if status in (401, 403, 404, 407) else "http"
+            raise _Failure(kind, f"HTTP {status}" + (f": {text}" if text else ""))
+        query = urllib.parse.urlsplit(url).query
+        if method == "GET" and "service=git-" in query:
+            service = query.partition("service=")[2].partition("&")[0]
+            kind = response.headers.get("Content-Type", "")
+            if kind.split(";")[0].strip() != f"application/x-{service}-advertisement":
+                response.close()
+                raise _Failure("not-git", f"HTTP {status} with {printable(kind, 80) or 'no'} "
+                                          "content type instead of a git service advertisement")
+        return response
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _Failure("timeout", "the operation ran out of time")
+
+    def _failure(self, error: BaseException) -> _Failure:
+        """A urllib3 error as a failure kind (the cause decides the fix shown to the user)."""
+        exceptions = self._urllib3.exceptions
+        while isinstance(error, exceptions.MaxRetryError) and error.reason is not None:
+            error = error.reason
+        if isinstance(error, exceptions.ProxyError):
+            text = _clean(error.original_error)
+            return _Failure("407" if " 407 " in f" {text} " else "proxy", f"{self.proxy}: {text}")
+        if isinstance(error, exceptions.NameResolutionError):
+            return _Failure("dns", _clean(error))
+        if isinstance(error, exceptions.SSLError):
+            return _Failure("tls", _clean(error))
+        if isinstance(error, exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
+            return _Failure("unreachable", _clean(error))
+        if isinstance(error, exceptions.TimeoutError):
+            return _Failure("timeout", _clean(error))
+        return _Failure("unreachable", _clean(error))
+
+    def clear(self) -> None:
+        self.manager.clear()
+
+
+class _Response:
+    """A urllib3 response as dulwich reads it, under the operation's deadline and a size cap."""
+
+    def __init__(self, raw: urllib3.BaseHTTPResponse, pool: _Pool) -> None:
+        self._raw = raw
+        self._pool = pool
+        self.status = raw.status
+        self.headers = raw.headers
+        self.content_type: str | None = None  # dulwich sets these two
+        self.redirect_location = ""
+
+    def geturl(self) -> str | None:
+        return self._raw.geturl()
+
+    def read(self, amt: int | None = None) -> bytes:
+        self._pool._check_deadline()
+        try:
+            data = self._raw.read(amt)
+        except self._pool._urllib3.exceptions.HTTPError as error:
+            raise self._pool._failure(error) from None
+        self._pool.received += len(data)
+        if self._pool.received > MAX_RESPONSE_BYTES:
+            raise _Failure("too-large", f"the server sent more than {MAX_RESPONSE_BYTES} bytes")
+        return data
+
+    def peek_text(self) -> str:
+        """The start of an error page, one line, for the message."""
+        with contextlib.suppress(Exception):
+            return printable(self._raw.read(300).decode(errors="replace").strip(), 200)
+        return ""
+
+    def close(self) -> None:
+        # A body read to its end goes back to the pool (keep-alive); an unfinished one would
+        # leave bytes on the connection, so that connection is closed instead.
+        if self._raw.length_remaining == 0:
+            self._raw.read()
+        self._raw.close()
+
+
+class _Http:
+    """A smart-HTTP git server, through dulwich's client and our pool."""
+
+    def __init__(self, target: GitTarget) -> None:
+        from dulwich.client import Urllib3HttpGitClient  # noqa: PLC0415
+
+        self.pool = _Pool(target)
+        self.timeout = target.timeout
+        self.client: Urllib3HttpGitClient = Urllib3HttpGitClient(
+            target.url, pool_manager=self.pool, thin_packs=False, quiet=True)  # type: ignore[arg-type]
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def _operation(self) -> Iterator[None]:
+        self.pool.deadline = time.monotonic() + self.timeout
+        self.pool.received = 0
+        self.messages = []
+        try:
+            yield
+        finally:
+            self.pool.deadline = float("inf")
+
+    def _progress(self, data: bytes) -> None:
+        """What the server says on the side band (hook output): kept for refusal messages."""
+        text = data.decode(errors="replace").strip()
+        if text and len(self.messages) < 20:
+            self.messages.append(text)
+
+    def read(self, ref: str) -> tuple[str | None, bytes | None]:
+        from dulwich.repo import MemoryRepo  # noqa: PLC0415
+
+        wanted = ref.encode()
+
+        def determine_wants(refs: Mapping[bytes, bytes], **_options: Any) -> list[bytes]:
+            return [refs[wanted]] if refs.get(wanted) else []
+
+        store = MemoryRepo()
+        with self._operation():
+            result = self.client.fetch("", store, determine_wants=determine_wants,  # type: ignore[arg-type]
+                                       depth=1, ref_prefix=[wanted], protocol_version=2)
+        oid = result.refs.get(wanted)  # type: ignore[call-overload]
+        if not oid:
+            return None, None
+        return oid.decode(), _state_blob(store.object_store.__getitem__, oid)
+
+    def write(self, ref: str, old: str | None, objects: tuple[Blob, Tree, Commit]) -> None:
+        from dulwich.pack import pack_objects_to_data  # noqa: PLC0415
+
+        wanted, new = ref.encode(), objects[-1].id
+
+        def update_refs(refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+            current = refs.get(wanted)
+            if (current.decode() if current else None) != old:
+                raise Race  # moved since we read it: nothing is sent
+            return {wanted: new}
+
+        def generate_pack_data(*_wants: Any, **_options: Any) -> Any:
+            return pack_objects_to_data(list(objects))  # exactly the three new objects
+
+        with self._operation():
+            result = self.client.send_pack("", update_refs, generate_pack_data,  # type: ignore[arg-type]
+                                           progress=self._progress)
+        reason = (result.ref_status or {}).get(wanted)
+        if reason is None:
+            return
+        if any(word in reason for word in _LOST_RACE):
+            raise Race
+        raise _Refused(ref, " ".join([reason, *self.messages]))
+
+    def close(self) -> None:
+        self.pool.clear()
+
+
+# -- the store ----------------------------------------------------------------------------------
 
 
 class GitStore:
-    """One private bare repository (objects we fetch and commits we make) and a remote."""
+    """Reads and compare-and-swaps one ref at a time in the ledger's repository."""
 
     def __init__(self, target: GitTarget, description: str) -> None:
         self._target = target
         self.description = description
-        self._dir: Path | None = None
-        self._env: dict[str, str] = {}
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._transport: _Local | _Http | None = None
 
     def close(self) -> None:
-        if self._finalizer is not None:
-            self._finalizer()
-        self._dir = None
-        self._finalizer = None
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
 
     def read(self, ref: str) -> tuple[str | None, dict[str, Any]]:
         """The current commit id of `ref` (None if absent) and the state it holds."""
-        return self._read(ref)
-
-    def write(self, ref: str, old: str | None, state: dict[str, Any], message: str) -> None:
-        """Replace `ref` by a parentless commit of `state`, if it still holds `old`."""
-        self._push(ref, old, self._write_commit(state, message))
-
-    def argv(self, *args: str) -> list[str]:
-        """The full argv for a git command; public so tests can prove it holds no secret."""
-        return ["git", f"--git-dir={self._repo()}", *args]
-    def _repo(self) -> Path:
-        """A private bare repository for this instance: objects we fetch and commits we make."""
-        if self._dir is None:
-            if shutil.which("git") is None:
-                raise ledger_error(
-                    "the git ledger needs the `git` program, which is not installed",
-                    "Install git (e.g. `apt-get install --no-install-recommends git`) or use a "
-                    "`file://` or `redis://` ledger.",
-                )
-            path = Path(tempfile.mkdtemp(prefix="spd-git-ledger-"))
-            self._finalizer = weakref.finalize(self, shutil.rmtree, path, True)
-            self._dir = path
-            self._env = git_env(self._target, path)
-            self._check_version()
-            self._run(["git", "init", "--quiet", "--bare", str(path / "repo.git")], "prepare")
-        return self._dir / "repo.git"
-    def _check_version(self) -> None:
-        out = self._run(["git", "--version"], "prepare").stdout.decode(errors="replace")
-        found = re.search(r"(\d+)\.(\d+)", out)
-        version = (int(found[1]), int(found[2])) if found else (0, 0)
-        if version < MIN_GIT:
-            raise ledger_error(
-                f"the git ledger needs git >= {MIN_GIT[0]}.{MIN_GIT[1]}, found "
-                f"{out.strip() or 'an unknown version'}",
-                "Install a newer git, or use a `file://` or `redis://` ledger.",
-            )
-    def _run(
-        self, argv: list[str], action: str, stdin: bytes | None = None
-    ) -> subprocess.CompletedProcess[bytes]:
-        try:
-            return subprocess.run(
-                argv,
-                input=stdin,
-                capture_output=True,
-                env=self._env,
-                timeout=self._target.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ledger_error(
-                f"{self.description} did not answer within {self._target.timeout:g} s ({action})",
-                "Check that the git server is reachable from this runner (proxy, firewall), or "
-                "raise `?timeout=`.",
-            ) from None
-        except OSError as error:
-            raise ledger_error(
-                f"could not run git ({action}): {error.strerror}",
-                "Install git or use a `file://` or `redis://` ledger.",
-            ) from None
-    def _read(self, ref: str) -> tuple[str | None, dict[str, Any]]:
-        """The current commit id of `ref` (None if absent) and the state it holds."""
-        local = "refs/seen/" + ref.removeprefix("refs/")
-        repo = self._repo()
-        done = self._run(
-            self.argv(
-                "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1",
-                self._target.url, f"+{ref}:{local}",
-            ),
-            "read",
-        )  # fmt: skip
-        if done.returncode != 0:
-            stderr = done.stderr.decode(errors="replace")
-            if "couldn't find remote ref" in stderr:
-                return None, {}
-            raise self._failure(stderr, "read")
-        show = self._run(
-            ["git", f"--git-dir={repo}", "cat-file", "--batch"],
-            "read",
-            stdin=f"{local}^{{commit}}\n{local}:{STATE_FILE}\n".encode(),
-        )
-        # --batch answers "<oid> <type> <size>\n<content>\n" per line asked, or "<name> missing".
-        found: list[tuple[str, bytes, bytes]] = []
-        out = show.stdout
-        while out:
-            header, _, out = out.partition(b"\n")
-            fields = header.split(b" ")
-            if len(fields) != 3:
-                found.append(("", b"missing", b""))
-                continue
-            size = int(fields[2])
-            found.append((fields[0].decode(), fields[1], out[:size]))
-            out = out[size + 1 :]
-        if len(found) != 2 or found[0][1] != b"commit" or found[1][1] != b"blob":
+        oid, body = self._guarded("read", lambda transport: transport.read(ref))
+        if oid is None:
+            return None, {}
+        if body is None:
             raise ledger_error(
                 f"the ref {ref} in {self.description} exists but is not a streampixel-distribute "
                 f"ledger (no {STATE_FILE})",
                 "Point the ledger at another ref with `?ref=refs/…` or `?ref-prefix=refs/…`; it "
                 "will not overwrite a ref it did not create.",
             )
-        oid, body = found[0][0], found[1][2]
         try:
             state = json.loads(body)
             version = int(state.get("version", 0))
@@ -239,130 +548,139 @@ class GitStore:
                 "Use the same (or a newer) version of streampixel-distribute in every job.",
             )
         return oid, state
-    def _write_object(self, kind: str, body: bytes) -> str:
-        """Store one loose object in our own repository (no process spawn: storms are CPU-bound)."""
-        data = f"{kind} {len(body)}\0".encode() + body
-        oid = hashlib.sha1(data, usedforsecurity=False).hexdigest()
-        path = self._repo() / "objects" / oid[:2] / oid[2:]
-        if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_name(f".tmp-{secrets.token_hex(6)}")
-            tmp.write_bytes(zlib.compress(data))
-            os.replace(tmp, path)
-        return oid
-    def _write_commit(self, state: dict[str, Any], message: str) -> str:
-        blob = self._write_object("blob", json.dumps(state, indent=1, sort_keys=True).encode())
-        tree = self._write_object("tree", f"100644 {STATE_FILE}\0".encode() + bytes.fromhex(blob))
-        stamp = f"{int(time.time())} +0000"
-        body = (
-            f"tree {tree}\nauthor {COMMITTER} {stamp}\ncommitter {COMMITTER} {stamp}\n\n{message}"
-        )
-        return self._write_object("commit", body.encode())
 
-    def _push(self, ref: str, old: str | None, commit: str) -> None:
-        done = self._run(
-            self.argv(
-                "push", "--porcelain", "--no-verify",
-                f"--force-with-lease={ref}:{old or ''}",  # empty: the ref must not exist yet
-                self._target.url, f"{commit}:{ref}",
-            ),
-            "update",
-        )  # fmt: skip
-        out = done.stdout.decode(errors="replace")
-        stderr = done.stderr.decode(errors="replace")
-        for line in out.splitlines():
-            flag, _, rest = line.partition("\t")
-            if not rest.endswith(ref) and f":{ref}\t" not in rest:
-                continue
-            if flag in ("*", "+", " "):
-                return
-            reason = rest.rpartition("\t")[2]
-            if flag == "=" or any(word in reason + stderr for word in _LOST_RACE):
-                raise Race
+    def write(self, ref: str, old: str | None, state: dict[str, Any], message: str) -> None:
+        """Replace `ref` by a parentless commit of `state`, if it still holds `old`."""
+        objects = _state_objects(state, message)
+        self._guarded("update", lambda transport: transport.write(ref, old, objects))
+
+    def _transport_for(self) -> _Local | _Http:
+        if self._transport is None:
+            try:
+                import dulwich  # noqa: F401, PLC0415 - the check alone
+            except ImportError:
+                raise ledger_error(
+                    "the git ledger needs the Python package dulwich, which is not installed",
+                    "Reinstall streampixel-distribute (it depends on dulwich), or `pip install "
+                    "dulwich`; or use a `file://` or `redis://` ledger.",
+                ) from None
+            if self._target.url.startswith("file://"):
+                self._transport = _Local(self._target.url, self._target.timeout)
+            else:
+                self._transport = _Http(self._target)
+        return self._transport
+
+    def _guarded(self, action: str, operation: Callable[[Any], Any]) -> Any:
+        """Run one transport operation; every failure becomes a LedgerError with its fix."""
+        try:
+            return operation(self._transport_for())
+        except (Race, LedgerError):
+            raise
+        except _Refused as refused:
             raise ledger_error(
-                f"{self.description} refused the update of {ref}: {reason.strip()}",
+                f"{self.description} refused the update of {refused.ref}: "
+                f"{printable(redact.scrub(refused.reason), 400)}",
                 "Allow this ref to be updated (and force-updated) by the token: no protection, "
                 "hook or ruleset may block it; or choose another ref with `?ref-prefix=refs/…`.",
-            )
-        if any(word in stderr for word in _LOST_RACE):
-            raise Race
-        raise self._failure(stderr, "update")
-    def _failure(self, stderr: str, action: str) -> LedgerError:
-        """Turn git's complaint into an error with a fix. `stderr` is scrubbed before use."""
-        text = redact.scrub(stderr)
-        message = " ".join(
-            line.removeprefix("fatal: ").removeprefix("remote: ").strip()
-            for line in text.splitlines()
-            if line.strip() and not line.startswith("hint:")
-        )[:500]
-        lower = text.lower()
-        detail = "git could not {action} {where}: {message}"
-        hint = "Check the `ledger` value and that the git server accepts pushes from this token."
-        for actions, needles, cause, fix in _FAILURES:
-            if (not actions or action in actions) and any(n in lower for n in needles):
-                detail, hint = cause, fix
-                break
-        return ledger_error(
-            detail.format(action=action, where=self.description, message=message or "no details"),
+            ) from None
+        except _Failure as failure:
+            self._fail(failure.kind, failure.message, action)
+        except Exception as error:  # noqa: BLE001 - dulwich raises many types; none may escape
+            self._fail("local" if isinstance(error, OSError) else "protocol",
+                       printable(str(error) or type(error).__name__, 300), action)
+
+    def _fail(self, kind: str, message: str, action: str) -> NoReturn:
+        detail, hint = _FAILURES.get((kind, action)) or _FAILURES.get((kind, "")) \
+            or _FAILURES[("protocol", "")]
+        raise ledger_error(
+            detail.format(action=action, where=self.description, timeout=self._target.timeout,
+                          message=redact.scrub(message) or "no details"),
             hint,
         )
 
 
+_REACH = ("Check that the git server is up and reachable from the runner (firewall, proxy: set "
+          "https_proxy), or use another ledger.")
 
-# How git's complaints map to a cause and its fix, first match wins (git runs with LC_ALL=C).
-_FAILURES: tuple[tuple[tuple[str, ...], tuple[str, ...], str, str], ...] = (
-    (
-        (),
-        ("could not resolve host", "name or service not known"),
+# What went wrong, by (kind, action) or (kind, "") for any action: the message and its fix.
+_FAILURES: dict[tuple[str, str], tuple[str, str]] = {
+    ("dns", ""): (
         "cannot resolve the host of {where}: {message}",
         "Check the host name in the `ledger` value and the runner's DNS/proxy settings.",
     ),
-    (
-        (),
-        (
-            "failed to connect", "connection refused", "couldn't connect", "timed out",
-            "could not connect", "network is unreachable", "no route to host",
-        ),
-        "cannot reach {where}: {message}",
-        "Check that the git server is up and reachable from the runner (firewall, proxy: set "
-        "https_proxy), or use another ledger.",
+    ("unreachable", ""): ("cannot reach {where}: {message}", _REACH),
+    ("timeout", ""): (
+        "{where} did not answer within {timeout:g} s ({action}): {message}",
+        "Check that the git server is reachable from this runner (proxy, firewall), or raise "
+        "`?timeout=`.",
     ),
-    (
-        (),
-        ("ssl", "certificate"),
+    ("proxy", ""): (
+        "cannot reach {where} through the proxy {message}",
+        "Check the proxy in https_proxy / http_proxy / all_proxy, or list the git host in "
+        "no_proxy to reach it directly.",
+    ),
+    ("proxy-scheme", ""): (
+        "cannot reach {where}: {message}, which the git ledger does not support",
+        "Use an http:// or https:// proxy in https_proxy / http_proxy / all_proxy, or list the "
+        "git host in no_proxy.",
+    ),
+    ("407", ""): (
+        "the proxy refused to forward the request to {where} without credentials: proxy "
+        "{message}",
+        "Put the proxy's user and password in the proxy URL (https_proxy=http://user:password@"
+        "proxy:port, percent-encoded): the git ledger speaks Basic proxy authentication only.",
+    ),
+    ("tls", ""): (
         "TLS failed talking to {where}: {message}",
         "Give the runner the server's CA (SSL_CERT_FILE / GIT_SSL_CAINFO).",
     ),
-    (
-        ("update",),
-        ("error: 403", "error: 401", "permission to", "write access", "denied"),
+    ("403", "update"): (
         "the token cannot push to {where}: {message}",
         "Give the job `permissions: contents: write`, or use a token with write access to the "
         "ledger repository.",
     ),
-    (
-        (),
-        (
-            "error: 401", "authentication failed", "could not read username",
-            "could not read password",
-        ),
+    ("401", ""): (
         "{where} rejected the credentials: {message}",
         "Check the token: the `github` and `github://owner/repo` ledgers use `github-token` (a "
         "valid, unexpired token); every other git URL needs its own `user:token@` (percent-"
         "encoded) in the ledger URL, since `github-token` is never sent to it.",
     ),
-    (
-        (),
-        ("error: 403", "denied"),
+    ("403", ""): (
         "the token may not read {where}: {message}",
         "Give the token read and write access to the ledger repository (`permissions: contents: "
         "write`, or a PAT / App token for a shared repository).",
     ),
-    (
-        (),
-        ("not found", "does not appear to be a git repository", "error: 404"),
+    ("404", ""): (
         "the ledger repository {where} does not exist or is not visible to the token: {message}",
         "Create the repository (an empty one is enough) and check its name; for a private "
         "repository the token needs access to it.",
     ),
-)  # fmt: skip
+    ("missing", ""): (
+        "the ledger repository {where} does not exist or is not visible to the token: {message}",
+        "Create the repository (`git init --bare <path>`) and check the path.",
+    ),
+    ("redirect", ""): (
+        "{where} answered with a redirect to another host, which the git ledger does not follow "
+        "(credentials never go there): {message}",
+        "Put the repository's final URL in the `ledger` value.",
+    ),
+    ("not-git", ""): (
+        "{where} is not a git smart-HTTP server: {message}",
+        "Check the `ledger` value: it must be the repository's clone URL (…/repo.git); a proxy "
+        "or login page in between answers with a web page instead.",
+    ),
+    ("too-large", ""): (
+        "the ref read from {where} is far too large to be a ledger: {message}",
+        "Point the ledger at its own ref with `?ref-prefix=refs/…` (the default is under "
+        "refs/notes/), not at a branch.",
+    ),
+    ("local", ""): (
+        "git could not {action} {where}: {message}",
+        "Check that this runner may read and write the repository directory and its files.",
+    ),
+    ("protocol", ""): (
+        "git could not {action} {where}: {message}",
+        "Check the `ledger` value and that the git server accepts pushes from this token.",
+    ),
+}
+_FAILURES[("http", "")] = _FAILURES[("protocol", "")]
