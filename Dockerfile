@@ -23,8 +23,9 @@ COPY pyproject.toml README.md ./
 COPY src/ src/
 RUN python -m build --wheel --no-isolation --outdir /dist
 
-# --- wheel: the wheel alone. release.yml replaces this stage with the wheel it built once and
-# publishes (`build-contexts: wheel=…`), so PyPI and the image carry the same file.
+# --- wheel: the wheel alone. release.yml replaces this stage with the directory of the wheel it
+# built once and publishes (`build-contexts: wheel=dist`), so PyPI and the image carry the same
+# file; scripts/test.sh does the same with the wheel the tests ran against (WHEEL_DIR).
 FROM scratch AS wheel
 COPY --from=build /dist/ /
 
@@ -55,7 +56,7 @@ RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --on
 
 # The package: the wheel, without dependencies (the lock brought them); `pip check` fails the
 # build if the lock no longer satisfies the wheel's requirements.
-COPY --from=wheel / /tmp/wheel/
+COPY --from=wheel /*.whl /tmp/wheel/
 # DL3013: the wheel is this build's own file; its dependencies come pinned from the lock.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir --disable-pip-version-check --no-deps /tmp/wheel/*.whl \

@@ -11,6 +11,7 @@
 #   scripts/container.sh podman ARGS..  run podman with that environment
 #
 # Environment: WORK (default /tmp/spd-container), IMAGE (default localhost/streampixel-distribute:test),
+# WHEEL_DIR (a directory holding the wheel to install instead of building one from the checkout),
 # SUITE (Debian suite of the local base stand-in, default trixie = Python 3.13),
 # BASE_TAG (default docker.io/library/python:3.13-slim), MIRROR (Debian mirror).
 set -euo pipefail
@@ -126,9 +127,12 @@ build() {
     'from streampixel_distribute import __version__; print(__version__)')
   # --network host: RUN steps reach PyPI the same way the host does. PYTHON_IMAGE: the base
   # by tag (the stand-in here); the Dockerfile's default is the published image by digest.
+  # WHEEL_DIR replaces the Dockerfile's `wheel` stage, as release.yml does with its wheel.
+  local wheel=()
+  if [ -n "${WHEEL_DIR:-}" ]; then wheel=(--build-context "wheel=$WHEEL_DIR"); fi
   podman_build() {
     podman build --pull=never --network host --build-arg "PYTHON_IMAGE=$BASE_TAG" \
-      --build-arg "VERSION=$version" -t "$IMAGE" "$REPO" >"$WORK/build.log" 2>&1 \
+      --build-arg "VERSION=$version" "${wheel[@]}" -t "$IMAGE" "$REPO" >"$WORK/build.log" 2>&1 \
       || { cat "$WORK/build.log" >&2; return 1; }
   }
   timed podman_build

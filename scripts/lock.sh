@@ -26,6 +26,7 @@ fi
 # --no-emit-index-url: the locks name no index, so a mirror configured here never leaks into them.
 # EXTRA (this script's arguments) is split into words on purpose. The files end up owned by the
 # caller, with LF line ends.
+# shellcheck disable=SC2016 # the script runs in the container: its $VARS expand there
 "${engine[@]}" run --rm --network host -v "$REPO:/src" -w /src \
   -e "PIP_TOOLS=$PIP_TOOLS" -e "EXTRA=$*" -e "OWNER=$(id -u):$(id -g)" "$BASE" sh -euc '
   python -m venv /tmp/lock

@@ -38,8 +38,8 @@ def runtime_requirements() -> list[Requirement]:
     project = pyproject()["project"]
     assert isinstance(project, dict)
     extras: dict[str, list[str]] = project["optional-dependencies"]
-    names = [*project["dependencies"],
-             *(r for extra, reqs in extras.items() if extra not in DEVELOPMENT_EXTRAS for r in reqs)]
+    served = [r for extra, reqs in extras.items() if extra not in DEVELOPMENT_EXTRAS for r in reqs]
+    names = [*project["dependencies"], *served]
     return [Requirement(name) for name in names]
 
 
