@@ -2,13 +2,13 @@
 # Built from the checkout by the runner for `image: Dockerfile` (and by nektos/act), by
 # scripts/container.sh in CI here (podman), and by .github/workflows/release.yml for linux/amd64 +
 # linux/arm64, which swaps the `wheel` stage for the wheel it publishes to PyPI.
-# Plain Dockerfile syntax on purpose (no RUN --mount): the classic builder, which act drives through
-# the Docker API, builds it too.
+# Plain Dockerfile syntax on purpose (no RUN --mount): the Docker API's default classic builder,
+# which nektos/act asks for, builds it too.
 
 # The base image by digest. Dependabot (docker ecosystem, .github/dependabot.yml) reads this FROM
 # line and opens a pull request when python:3.13-slim is republished; it cannot follow an ARG, so
 # the digest lives here and PYTHON_IMAGE names this stage by default. scripts/container.sh passes
-# PYTHON_IMAGE=<local stand-in> where no registry is reachable (no published digest exists there).
+# PYTHON_IMAGE=$BASE_TAG: its local stand-in where no registry is reachable, which has no digest.
 ARG PYTHON_IMAGE=python-pinned
 FROM docker.io/library/python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6 AS python-pinned
 
@@ -24,7 +24,7 @@ COPY src/ src/
 RUN python -m build --wheel --no-isolation --outdir /dist
 
 # --- wheel: the wheel alone. release.yml replaces this stage with the directory of the wheel it
-# built once and publishes (`build-contexts: wheel=dist`), so PyPI and the image carry the same
+# built once and publishes (`build-contexts: wheel=<dir>`), so PyPI and the image carry the same
 # file; scripts/test.sh does the same with the wheel the tests ran against (WHEEL_DIR).
 FROM scratch AS wheel
 COPY --from=build /dist/ /

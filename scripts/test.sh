@@ -73,7 +73,8 @@ wheel() {
     || { tail -30 "$REPO/.work/build.log" >&2; return 1; }
   mkdir -p "$WHEEL_DIR" && cp "$DIST"/*.whl "$WHEEL_DIR"/
   python3 -m venv "$WHEEL_VENV"
-  "$WHEEL_VENV/bin/pip" install -q --require-hashes --only-binary=:all: --no-deps -r requirements.txt
+  "$WHEEL_VENV/bin/pip" install -q --require-hashes --only-binary=:all: --no-deps \
+    -r requirements.txt
   local wheels=("$WHEEL_DIR"/*.whl)
   "$WHEEL_VENV/bin/pip" install -q "${wheels[0]}[test]"
   "$WHEEL_VENV/bin/pip" check
