@@ -5,16 +5,17 @@
 # Plain Dockerfile syntax on purpose (no RUN --mount): the Docker API's default classic builder,
 # which nektos/act asks for, builds it too.
 
-# The base image by digest. Dependabot (docker ecosystem, .github/dependabot.yml) reads this FROM
-# line and opens a pull request when python:3.13-slim is republished; it cannot follow an ARG, so
-# the digest lives here and PYTHON_IMAGE names this stage by default. scripts/container.sh passes
-# PYTHON_IMAGE=$BASE_TAG: its local stand-in where no registry is reachable, which has no digest.
-ARG PYTHON_IMAGE=python-pinned
-FROM docker.io/library/python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6 AS python-pinned
+# The base image by digest, named as a stage that the others build on. Dependabot (docker
+# ecosystem, .github/dependabot.yml) reads this literal FROM line and opens a pull request when
+# python:3.13-slim is republished (it cannot follow an ARG, and buildah resolves an ARG to a stage
+# name only when the argument is passed). A builder swaps the base by replacing the stage:
+# `--build-context python-base=docker-image://<image>`, as scripts/container.sh does with its
+# local stand-in where no registry is reachable (that stand-in has no published digest).
+FROM docker.io/library/python:3.13-slim@sha256:9662417aace5ae7b8e2609cce472b72a8958e134ba372808abe9cc1a0c0125e6 AS python-base
 
 # --- build: the wheel, from the checkout, with the hashed build tools (no isolation, so nothing
 # unhashed is downloaded). This stage's files never reach the image.
-FROM ${PYTHON_IMAGE} AS build
+FROM python-base AS build
 WORKDIR /build
 COPY requirements/build.txt requirements/build.txt
 RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: \
@@ -30,7 +31,7 @@ FROM scratch AS wheel
 COPY --from=build /dist/ /
 
 # --- the image ------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE}
+FROM python-base
 
 # No git here: the git ledgers (`github`, `git+…`, the default `ledger: auto` inside GitHub
 # Actions) speak the git protocol in-process with dulwich, a pinned Python dependency. So no apt

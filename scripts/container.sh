@@ -5,7 +5,7 @@
 #
 #   scripts/container.sh setup          install podman/runc/debootstrap if missing, write config,
 #                                        make sure the base image python:3.13-slim exists
-#   scripts/container.sh build          setup + podman build of the unchanged Dockerfile, FROM
+#   scripts/container.sh build          setup + podman build of the unchanged Dockerfile, on
 #                                        $BASE_TAG instead of the pinned digest
 #   scripts/container.sh env            print the KEY=VALUE environment podman needs (for tools)
 #   scripts/container.sh podman ARGS..  run podman with that environment
@@ -125,15 +125,14 @@ build() {
   # The label's version: the package's __version__, the one version source (the wheel's too).
   version=$(PYTHONPATH="$REPO/src" python3 -c \
     'from streampixel_distribute import __version__; print(__version__)')
-  # --network host: RUN steps reach PyPI the same way the host does. PYTHON_IMAGE: the base
-  # by tag (the stand-in here); the Dockerfile's default is the published image by digest.
-  # WHEEL_DIR replaces the Dockerfile's `wheel` stage, as release.yml does with its wheel.
-  local wheel=()
-  if [ -n "${WHEEL_DIR:-}" ]; then wheel=(--build-context "wheel=$WHEEL_DIR"); fi
+  # --network host: RUN steps reach PyPI the same way the host does. The `python-base` stage
+  # (the published image by digest) is replaced by $BASE_TAG, the stand-in here. WHEEL_DIR
+  # replaces the `wheel` stage, as release.yml does with its wheel.
+  local contexts=(--build-context "python-base=docker-image://$BASE_TAG")
+  if [ -n "${WHEEL_DIR:-}" ]; then contexts+=(--build-context "wheel=$WHEEL_DIR"); fi
   podman_build() {
-    podman build --pull=never --network host --build-arg "PYTHON_IMAGE=$BASE_TAG" \
-      --build-arg "VERSION=$version" "${wheel[@]}" -t "$IMAGE" "$REPO" >"$WORK/build.log" 2>&1 \
-      || { cat "$WORK/build.log" >&2; return 1; }
+    podman build --pull=never --network host "${contexts[@]}" --build-arg "VERSION=$version" \
+      -t "$IMAGE" "$REPO" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; return 1; }
   }
   timed podman_build
   log "built $IMAGE ($(podman image inspect --format '{{.Size}}' "$IMAGE") bytes)"
