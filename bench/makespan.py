@@ -18,6 +18,12 @@ of one account share one window (upload-file and distribute-file alike). Its tab
 accepted calls, the 429s, the smallest gap between two write calls over the interval (>= 1 is
 required) and the makespan over its minimum, (2 x legs - 1) x interval.
 
+Then the cancelled job (`--cancel`, on by default): 5 jobs start at once and the one second in
+line is cancelled while it waits, side by side in two ways: SIGKILL (it cannot give its slot
+back: what every release did before jobs gave slots back) and SIGTERM (as a CI runner cancels:
+it gives the slot back, and the jobs behind move up). The table gives the makespan of the 4
+calls made, over its minimum 3 x interval.
+
 Targets: ratio <= 1.05 and zero 429s for every coordinating backend. `none` is shown for
 comparison; it gets a `max-wait` long enough to succeed by retrying after 429s.
 
@@ -36,10 +42,12 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -186,6 +194,60 @@ def matrix_table(rows: list[MatrixRow], interval: float) -> str:
     return "\n".join(lines)
 
 
+CANCEL_JOBS = 5
+
+
+def measure_cancel(emulator: Emulator, spec: str, interval: float, signum: int) -> float | None:
+    """Makespan of the calls of CANCEL_JOBS jobs started at once, the second in line cancelled
+    with `signum` while it waits; None if a job failed."""
+    emulator.reset()
+    env = _env(emulator, spec)
+    argv = [sys.executable, str(ENTRYPOINT), "--api-url", emulator.url,
+            "--user-id", emulator.demo.user_id, "--project-id", emulator.demo.project_id,
+            "--upload-id", emulator.demo.upload_id, "--rate-limit-interval", f"{interval:g}",
+            "--max-wait", f"{CANCEL_JOBS * interval + 60:g}", "--json"]
+    second = threading.Event()
+    chosen: list[subprocess.Popen[str]] = []
+
+    def watch(process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "Reserved slot" in line and "(position 1," in line and not second.is_set():
+                chosen.append(process)
+                second.set()
+
+    processes = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(CANCEL_JOBS)]
+    readers = [threading.Thread(target=watch, args=(p,), daemon=True) for p in processes]
+    for reader in readers:
+        reader.start()
+    try:
+        if not second.wait(timeout=60):
+            return None
+        chosen[0].send_signal(signum)
+        codes = [p.wait(timeout=JOB_TIMEOUT) for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    if codes.count(0) != CANCEL_JOBS - 1:
+        return None
+    accepted = sorted(float(c["time"]) for c in emulator.requests("distribute-file")
+                      if c["status"] == 200)
+    return accepted[-1] - accepted[0] if len(accepted) == CANCEL_JOBS - 1 else None
+
+
+def cancel_table(rows: list[tuple[str, float | None, float | None]], interval: float) -> str:
+    minimum = (CANCEL_JOBS - 2) * interval
+    lines = [f"| ledger | makespan, slot kept (SIGKILL) | makespan, slot given back (SIGTERM) "
+             f"| / {minimum:g} s kept | / {minimum:g} s given back |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {name} | {fmt(kept, '.2f')} s | {fmt(back, '.2f')} s | "
+              f"{fmt(kept and kept / minimum, '.3f')} | {fmt(back and back / minimum, '.3f')} |"
+              for name, kept, back in rows]
+    return "\n".join(lines)
+
+
 def measure(emulator: Emulator, backend: str, spec: str, jobs: int, interval: float) -> Row:
     emulator.reset()  # forgets the request log and the rate-limit window
     # `none` needs room to retry after 429s; coordinated jobs only wait their turn.
@@ -284,6 +346,8 @@ def main() -> int:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--legs", type=int, default=3,
                         help="matrix legs that each upload and then distribute (0: none)")
+    parser.add_argument("--cancel", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure 5 jobs with the second cancelled while it waits")
     parser.add_argument("--reserves", type=int, default=50,
                         help="sequential reserves timed per backend")
     args = parser.parse_args()
@@ -296,6 +360,7 @@ def main() -> int:
     started = time.monotonic()
     rows: list[Row] = []
     matrix: list[MatrixRow] = []
+    cancelled: list[tuple[str, float | None, float | None]] = []
     with tempfile.TemporaryDirectory(prefix="spd-makespan-") as tmp:
         workdir = Path(tmp)
         emulator = start_emulator(workdir / "emulator", interval=args.interval, quiet=True)
@@ -322,6 +387,13 @@ def main() -> int:
                         print(f"{backend:9} matrix of {args.legs} legs: "
                               f"429s {matrix[-1].rate_limited}  failed {matrix[-1].failed}",
                               file=sys.stderr, flush=True)
+                    if args.cancel and backend != "none":
+                        kept, back = (measure_cancel(emulator, backends.fresh(backend),
+                                                     args.interval, signum)
+                                      for signum in (signal.SIGKILL, signal.SIGTERM))
+                        cancelled.append((backend, kept, back))
+                        print(f"{backend:9} second job cancelled: kept {fmt(kept, '.2f')} s, "
+                              f"given back {fmt(back, '.2f')} s", file=sys.stderr, flush=True)
         finally:
             emulator.stop()
     print(table(rows, args.interval))
@@ -329,6 +401,9 @@ def main() -> int:
         print(f"\nUpload then distribute, {args.legs} legs at once (one window for both "
               "endpoints):\n")
         print(matrix_table(matrix, args.interval))
+    if cancelled:
+        print(f"\n{CANCEL_JOBS} jobs at once, the second in line cancelled while it waits:\n")
+        print(cancel_table(cancelled, args.interval))
     elapsed = time.monotonic() - started
     print(f"\n{len(rows)} rows in {elapsed:.0f} s; python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs.")

@@ -9,7 +9,7 @@
 # (one write call against the account's rate limit either way). Without them it starts the
 # bundled emulator on loopback and shows the whole flow on its demo account: upload a build by a
 # presigned-looking link (held, auto-release false), then distribute that same build; the second
-# call waits for its slot in the same queue.
+# call waits for its slot in the same queue, which the last command shows.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$REPO/.work/venv}
@@ -99,3 +99,6 @@ STREAMPIXEL_UPLOAD_ID=$(output_of upload upload-id)
 export STREAMPIXEL_UPLOAD_ID
 echo
 step distribute distribute
+echo
+echo "===== streampixel-distribute queue   (who holds which slot of the account; no API key)"
+env -u STREAMPIXEL_API_KEY "$SPD" queue

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from streampixel_distribute.answers import Result, TooManyRequests
+from streampixel_distribute.clock import iso
 from streampixel_distribute.coordinator import (
     CALLER_ALLOWANCE,
     HEARTBEAT_SECONDS,
@@ -33,15 +34,25 @@ from streampixel_distribute.errors import (
 from streampixel_distribute.ledger import Ledger, LedgerContext, account_key, open_ledger
 from streampixel_distribute.ledger.none import NoLedger
 from streampixel_distribute.ledger.policy import FallbackLedger
+from streampixel_distribute.ledger.queue import Holder
 from streampixel_distribute.settings import Account
 from support.clock import FakeClock
 
 USER = "663d0a1b2c3e4f5a6b7c8d9e"
 
 
+API = "http://127.0.0.1:9/pixelStripeApi"
+KEY = account_key(API, USER)
+
+
+def file_ledger(tmp_path: Path, clock: FakeClock) -> Ledger:
+    """The real file ledger, on the fake clock."""
+    return open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+
+
 def make_settings(**kw: Any) -> Account:
     base = Account(
-        api_key="sk-test-key-123456", user_id=USER, api_url="http://127.0.0.1:9/pixelStripeApi",
+        api_key="sk-test-key-123456", user_id=USER, api_url=API,
         ledger="none", github_token="", rate_limit_interval=120.0, max_wait=900.0, timeout=30.0,
         retries=3, strict_ids=True,
     )
@@ -141,10 +152,9 @@ def test_free_slot_calls_at_once() -> None:
 
 def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
-    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
-    ledger.reserve(key, 120, 0)  # two other jobs are ahead
-    ledger.reserve(key, 120, 0)
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 120, 0)  # two other jobs are ahead
+    ledger.reserve(KEY, 120, 0)
     coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
     start = clock.now
     coordinator.run(client)
@@ -161,17 +171,16 @@ def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
 
 def test_slot_past_deadline_fails_at_once_without_reserving(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
-    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    ledger = file_ledger(tmp_path, clock)
     for _ in range(5):
-        ledger.reserve(key, 120, 0)
-    before = ledger.peek(key, 120)
+        ledger.reserve(KEY, 120, 0)
+    before = ledger.peek(KEY, 120)
     coordinator, client, _ = run(make_settings(max_wait=300), [OK], ledger=ledger, clock=clock)
     with pytest.raises(RateLimited) as info:
         coordinator.run(client)
     assert client.calls == []
     assert clock.sleeps == []  # did not wait in vain
-    assert ledger.peek(key, 120) == before  # reserved nothing
+    assert ledger.peek(KEY, 120) == before  # reserved nothing
     assert info.value.eta == at(clock.now + 600)
     assert "max-wait" in info.value.hint and info.value.exit_code == 5
 
@@ -230,15 +239,14 @@ def test_auth_errors_are_never_retried() -> None:
 
 def test_dry_run_peeks_and_calls_nothing(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
-    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
-    ledger.reserve(key, 120, 0)
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 120, 0)
     coordinator, client, _ = run(make_settings(), [], ledger=ledger, clock=clock)
     coordinator.dry_run(client.name)
     assert client.calls == []
     assert coordinator.progress.slot_at == at(clock.now + 120)
     assert coordinator.progress.position == 1
-    assert ledger.peek(key, 120) == at(clock.now + 120)  # still not reserved
+    assert ledger.peek(KEY, 120) == at(clock.now + 120)  # still not reserved
 
 
 def test_cancellation_during_wait_keeps_progress(tmp_path: Path) -> None:
@@ -249,8 +257,8 @@ def test_cancellation_during_wait_keeps_progress(tmp_path: Path) -> None:
                 raise Cancelled(15, "received SIGTERM")
 
     clock = CancellingClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
-    ledger.reserve(account_key("http://127.0.0.1:9/pixelStripeApi", USER), 120, 0)
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 120, 0)
     progress = Progress()
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
     coordinator.progress = progress
@@ -265,7 +273,8 @@ def test_cancellation_during_wait_keeps_progress(tmp_path: Path) -> None:
 class BrokenLedger(Ledger):
     description = "redis://broken:6379/0"
 
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
         raise LedgerError("unreachable")
 
     def peek(self, key: str, interval: float) -> float:
@@ -293,7 +302,7 @@ def test_explicit_ledger_failure_is_exit_7() -> None:
 
 def test_slots_are_spaced_slightly_wider_than_the_limit(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = file_ledger(tmp_path, clock)
     coordinator, client, _ = run(make_settings(), [OK, OK], ledger=ledger, clock=clock)
     coordinator.run(client)
     other, other_call, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
@@ -314,15 +323,16 @@ class SlowLedger(Ledger):
         self.clock.now += self.peek_s
         return self.inner.peek(key, interval)
 
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
-        slot = self.inner.reserve(key, interval, not_before)  # decided at the start...
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        slot = self.inner.reserve(key, interval, not_before, holder)  # decided at the start...
         self.clock.now += self.reserve_s  # ...stored only after the round trips
         return slot
 
 
 def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     clock = FakeClock()
-    inner = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    inner = file_ledger(tmp_path, clock)
     ledger = SlowLedger(inner, clock, peek_s=0.4, reserve_s=0.8)
     coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
                                    clock=clock)
@@ -337,7 +347,7 @@ def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
 
 def test_slot_stored_too_late_is_given_up_for_a_later_one(tmp_path: Path) -> None:
     clock = FakeClock()
-    inner = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    inner = file_ledger(tmp_path, clock)
     # Peeks are fast but storing takes 5 s (lost CAS races): the first slot is past on return.
     ledger = SlowLedger(inner, clock, peek_s=0.01, reserve_s=5.0)
     coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
@@ -420,8 +430,8 @@ def test_a_job_sets_up_http_shortly_before_a_far_slot(tmp_path: Path) -> None:
     """Jobs that start together reserve first; only the one whose slot is near imports the HTTP
     stack at once, the others just before their own slot."""
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
-    ledger.reserve(account_key("http://127.0.0.1:9/pixelStripeApi", USER), 240, 0)
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 240, 0)
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
     start = clock.now
     coordinator.run(client)
@@ -431,7 +441,7 @@ def test_a_job_sets_up_http_shortly_before_a_far_slot(tmp_path: Path) -> None:
 
 def test_a_job_whose_slot_is_near_asks_for_one_after_its_set_up(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = file_ledger(tmp_path, clock)
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
     client.setup = 3.0  # more than the 1 s guard at 120 s: the guard absorbs 1 s of it
     start = clock.now
@@ -444,7 +454,7 @@ def test_a_job_whose_slot_is_near_asks_for_one_after_its_set_up(tmp_path: Path) 
 
 def test_set_up_within_the_guard_costs_no_wait(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = file_ledger(tmp_path, clock)
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
     client.setup = 0.4
     start = clock.now
@@ -468,17 +478,16 @@ class SlowSetup(ScriptedClient):
 
 def test_a_late_set_up_gives_its_slot_up_when_another_job_holds_the_next(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = file_ledger(tmp_path, clock)
     coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
     call = SlowSetup(clock, [OK], takes=5.0)  # 5 s late; the guard at 120 s is 1 s
-    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
     start = clock.now
 
     original = call.prepare
 
     def prepare_while_another_reserves() -> None:
         if not call.prepared:
-            ledger.reserve(key, coordinator.spacing)  # the job after us, at start + 121
+            ledger.reserve(KEY, coordinator.spacing)  # the job after us, at start + 121
         original()
 
     call.prepare = prepare_while_another_reserves  # type: ignore[method-assign]
@@ -490,7 +499,7 @@ def test_a_late_set_up_gives_its_slot_up_when_another_job_holds_the_next(tmp_pat
 
 def test_a_late_set_up_alone_calls_late(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = file_ledger(tmp_path, clock)
     coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
     call = SlowSetup(clock, [OK], takes=5.0)
     start = clock.now
@@ -500,7 +509,7 @@ def test_a_late_set_up_alone_calls_late(tmp_path: Path) -> None:
 
 def test_reserve_waits_for_its_turn_in_the_same_queue_and_sends_nothing(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = file_ledger(tmp_path, clock)
     start = clock.now
     first, first_call, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
     first.run(first_call)  # a distribute took the slot at `start`
@@ -518,7 +527,7 @@ def test_reserve_waits_for_its_turn_in_the_same_queue_and_sends_nothing(tmp_path
 def test_a_reserved_slot_is_held_longer_for_the_callers_start_up(tmp_path: Path) -> None:
     """The other tool's call starts after this process ends: the next job's slot leaves room."""
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    ledger = file_ledger(tmp_path, clock)
     reserving, _, _ = run(make_settings(), [], ledger=ledger, clock=clock)
     slot = reserving.reserve()
     after, after_call, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
@@ -528,12 +537,161 @@ def test_a_reserved_slot_is_held_longer_for_the_callers_start_up(tmp_path: Path)
 
 def test_reserve_past_max_wait_fails_at_once(tmp_path: Path) -> None:
     clock = FakeClock()
-    ledger = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
-    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    ledger = file_ledger(tmp_path, clock)
     for _ in range(3):
-        ledger.reserve(key, 121, 0)
+        ledger.reserve(KEY, 121, 0)
     reserving, _, _ = run(make_settings(max_wait=200), [], ledger=ledger, clock=clock)
     with pytest.raises(RateLimited) as info:
         reserving.reserve()
     assert clock.sleeps == []
     assert info.value.eta == at(clock.now + 363)
+
+
+class CancelAfter(FakeClock):
+    """Cancelled (SIGTERM) once `after` seconds have been slept."""
+
+    def __init__(self, after: float) -> None:
+        super().__init__()
+        self.after = after
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if sum(self.sleeps) >= self.after and not self.shielded:
+            raise Cancelled(15, "received SIGTERM")
+
+
+def someone(command: str = "distribute", n: int = 1) -> Holder:
+    return Holder(f"{n:012x}", command, "65de0000000000000000b00" + str(n),
+                  f"acme/game{n} run 8{n} attempt 1 job ship")
+
+
+def test_the_wait_names_the_holders_ahead_and_the_next_one(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    ahead = [someone("upload", 1), someone("distribute", 2)]
+    for holder in ahead:
+        ledger.reserve(KEY, 121, 0, holder)
+    me = Holder("", "distribute", "65de0000000000000000b009", "acme/me run 9 job ship")
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=me)
+    start = clock.now
+    coordinator.run(ScriptedClient(clock, [OK]))
+    reserved = next(m for _, m in log.lines if m.startswith("Reserved slot"))
+    assert "position 2" in reserved
+    assert (f"ahead: {ahead[0].label()} at {iso(start)}; {ahead[1].label()} at "
+            f"{iso(start + 121)}.") in reserved
+    beats = [m for _, m in log.lines if m.startswith("Waiting for")]
+    assert f"next: {ahead[1].label()} until {iso(start + 242)}" in beats[0]
+    # Once the first has had its turn, the heartbeat names the one still ahead.
+    later = [m for m in beats if "ETA 1 min" in m or "ETA 2 min" in m]
+    assert later and all(ahead[1].label() in m for m in later)
+    # The queue the summary draws: both, and this job, by holder.
+    mine = coordinator.progress.queue[coordinator.progress.holder_id]
+    assert mine.holder is not None and mine.holder.origin == me.origin
+    assert mine.at == at(start + 242)
+
+
+def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> None:
+    clock = CancelAfter(60)
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=someone("upload", 2)._replace(id=""))
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert coordinator.progress.gave_back == "released"
+    assert clock.shielded  # a second signal cannot cut the give-back short
+    assert ledger.peek(KEY, 121) == at(clock.now - 60 + 121)  # the next job may call there
+    assert [s.holder.id for s in ledger.queue(KEY, 121) if s.holder] == [someone().id]
+    assert any("Gave the slot back" in m for _, m in log.lines)
+
+
+def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path: Path) -> None:
+    clock = CancelAfter(60)
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+                              holder=someone("upload", 2)._replace(id=""))
+    original = clock.sleep
+
+    def sleep_while_another_queues(seconds: float) -> None:
+        if ledger.queue(KEY, 121)[-1].holder != someone(n=3):
+            ledger.reserve(KEY, 121, 0, someone(n=3))  # a job queues behind ours
+        original(seconds)
+
+    clock.sleep = sleep_while_another_queues  # type: ignore[method-assign]
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert coordinator.progress.gave_back == "marked"
+    queue = ledger.queue(KEY, 121)
+    assert [(s.holder.id if s.holder else "", s.released) for s in queue] == [
+        (someone().id, False), (coordinator.progress.holder_id, True), (someone(n=3).id, False)]
+    assert ledger.peek(KEY, 121) == at(queue[-1].until)
+
+
+def test_a_job_cancelled_after_its_call_gives_nothing_back(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+
+    class CancelledInFlight(ScriptedClient):
+        def send(self) -> Result:
+            self.calls.append(self.clock.time())
+            raise Cancelled(15, "received SIGTERM")
+
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+                              holder=someone()._replace(id=""))
+    with pytest.raises(Cancelled):
+        coordinator.run(CancelledInFlight(clock, []))
+    assert coordinator.progress.gave_back == ""
+    assert ledger.peek(KEY, 121) == at(clock.now + coordinator.spacing)  # the slot stays used
+
+
+def test_a_waiting_job_moves_up_into_a_slot_given_back_ahead_of_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 121, 0, someone(n=1))
+    ledger.reserve(KEY, 121, 0, someone(n=2))  # cancelled below, while we wait
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=someone("upload", 3)._replace(id=""))
+    client = ScriptedClient(clock, [OK])
+    original = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        if clock.now >= start + 20 and ledger.queue(KEY, 121)[1].holder == someone(n=2):
+            assert ledger.give_back(KEY, someone(n=2).id) == "marked"  # we are behind it
+        original(seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    coordinator.run(client)
+    assert client.calls == [at(start + 121)]  # job 2's slot, not start + 242
+    assert any(m.startswith("Moved up to slot") for _, m in log.lines)
+    # Our old slot was the last: given back for real, so the next job calls right after us.
+    assert ledger.peek(KEY, 121) == at(start + 242)
+    queue = ledger.queue(KEY, 121)
+    assert [s.holder.id for s in queue if s.holder] == [someone(n=1).id,
+                                                         coordinator.progress.holder_id]
+    assert coordinator.progress.slot_at == at(start + 121) and coordinator.progress.position == 1
+
+
+def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 121, 0, someone(n=1))
+    ledger.reserve(KEY, 121, 0, someone(n=2))
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+                              holder=someone("upload", 3)._replace(id=""))
+    client = SlowSetup(clock, [OK], takes=5.0)  # needs 5 s to get ready, and says so
+    client.setup = 5.0
+    original = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        # Job 2 gives its slot back 2 s before it begins: too late for us to get ready.
+        if clock.now >= start + 119 and ledger.queue(KEY, 121)[1].holder == someone(n=2):
+            ledger.give_back(KEY, someone(n=2).id)
+        original(min(seconds, 1.0))
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    coordinator.run(client)
+    assert client.calls[0] >= start + 242 - 1e-6

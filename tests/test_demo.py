@@ -34,3 +34,9 @@ def test_demo_uploads_then_distributes_the_same_build(tmp_path: Path) -> None:
     shown = [line for line in out.splitlines() if not line.startswith("::add-mask::")]
     assert not any(signature.group(1) in line for line in shown)
     assert not list(tmp_path.glob("tmp.*")), "the demo left its work directory behind"
+    # The distribute's summary draws the queue, and `queue` lists both slots with holders.
+    assert "```mermaid" in out and "this job distribute" in out
+    queue = out.split("===== streampixel-distribute queue", 1)[1].splitlines()
+    holders = [re.search(r"\S+ pid \d+ \((\w+) 65de…b001\)$", line) for line in queue
+               if line[:2].isdigit()]
+    assert [found.group(1) if found else None for found in holders] == ["upload", "distribute"]

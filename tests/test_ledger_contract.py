@@ -8,6 +8,7 @@ milliseconds a call takes, so every expectation is exact up to that tolerance.
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streampixel_distribute.errors import LedgerError
+from streampixel_distribute.ledger.queue import Holder
 from support.ledger_contract import BackendUnderTest
 
 INTERVAL = 120.0
@@ -152,6 +154,62 @@ def test_matches_the_gcra_model(
 
 
 # -- backends that store nothing ------------------------------------------------------------------
+
+
+def _holder(command: str = "distribute") -> Holder:
+    return Holder(secrets.token_hex(6), command, "65de0000000000000000b001",
+                  f"acme/game run {secrets.randbelow(10_000)} job ship", "https://ci.example/1")
+
+
+def test_the_queue_names_each_holder_in_order(ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    holders = [_holder(command) for command in ("upload", "distribute", "reserve")]
+    slots = [ledger.reserve(key, INTERVAL, holder=h) for h in holders]
+    # Another instance (another job) sees the same queue.
+    seen = ledger_backend.open().queue(key, INTERVAL)
+    assert [s.holder for s in seen] == holders
+    assert [s.at for s in seen] == pytest.approx(slots, abs=tol)
+    assert [s.until - s.at for s in seen] == pytest.approx([INTERVAL] * 3, abs=tol)
+    assert not any(s.released for s in seen)
+    assert ledger.queue(ledger_backend.new_key(), INTERVAL) == []
+
+
+def test_a_slot_given_back_by_the_last_job_is_free_again(ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    first, second = _holder(), _holder()
+    ledger.reserve(key, INTERVAL, holder=first)
+    given_back = ledger.reserve(key, INTERVAL, holder=second)
+    assert ledger_backend.open().give_back(key, second.id) == "released"
+    assert [s.holder for s in ledger.queue(key, INTERVAL)] == [first]
+    assert ledger.peek(key, INTERVAL) == pytest.approx(given_back, abs=tol)
+    third = _holder()
+    assert ledger.reserve(key, INTERVAL, holder=third) == pytest.approx(given_back, abs=tol)
+    assert ledger.give_back(key, second.id) == "absent"  # once only
+
+
+def test_a_slot_with_a_job_after_it_is_marked_and_taken_by_the_next(
+        ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    a, b, c = _holder(), _holder(), _holder()
+    slots = [ledger.reserve(key, INTERVAL, holder=h) for h in (a, b, c)]
+    assert ledger.give_back(key, b.id) == "marked"
+    seen = ledger.queue(key, INTERVAL)
+    assert [(s.holder, s.released) for s in seen] == [(a, False), (b, True), (c, False)]
+    assert ledger.peek(key, INTERVAL) == pytest.approx(slots[2] + INTERVAL, abs=tol)  # nobody moved
+    d = _holder()
+    assert ledger.reserve(key, INTERVAL, holder=d) == pytest.approx(slots[1], abs=tol)
+    assert [s.holder for s in ledger.queue(key, INTERVAL)] == [a, d, c]
+    # The next one queues after c, as before.
+    assert ledger.reserve(key, INTERVAL, holder=_holder()) == pytest.approx(
+        slots[2] + INTERVAL, abs=tol)
+
+
+def test_a_slot_already_begun_is_not_given_back(ledger_backend: BackendUnderTest) -> None:
+    ledger, key = ledger_backend.open(), ledger_backend.new_key()
+    now_holder = _holder()
+    ledger.reserve(key, INTERVAL, holder=now_holder)  # begins at once: its call may be out
+    assert ledger.give_back(key, now_holder.id) == "absent"
+    assert ledger.give_back(ledger_backend.new_key(), now_holder.id) == "absent"
 
 
 def test_nonstoring_backend_never_blocks(nonstoring_ledger_backend: BackendUnderTest) -> None:

@@ -22,6 +22,7 @@ from streampixel_distribute.ledger.file import (
     FileLedger,
     is_github_hosted,
 )
+from streampixel_distribute.ledger.queue import Holder
 from support.hostile import finish_action, spawn_action
 from support.runner import ActionRun, run_action
 
@@ -78,12 +79,41 @@ def test_matches_the_model_exactly(ops: list[tuple[bool, float, float, float]]) 
 
 def test_file_format(tmp_path: Path) -> None:
     path = tmp_path / "ledger.json"
-    ledger_at(path).reserve("sp-abc", 120)
+    ledger_at(path).reserve("sp-abc", 120, holder=Holder("0123456789ab", "upload", "p1"))
     data = json.loads(path.read_text())
-    assert data == {"version": FORMAT_VERSION,
-                    "accounts": {"sp-abc": {"next_free": T0 + 120, "updated": T0}}}
+    queue = {"v": 1, "slots": [{"at": T0, "until": T0 + 120,
+                                "by": {"id": "0123456789ab", "cmd": "upload", "project": "p1"}}]}
+    assert data == {"version": FORMAT_VERSION, "accounts": {
+        "sp-abc": {"next_free": T0 + 120, "updated": T0, "queue": queue}}}
     # The lock is a sidecar that stays; the temporary files of the atomic write do not.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.json", "ledger.json.lock"]
+
+
+def old_release_reserves(path: Path, key: str, interval: float, now: float) -> float:
+    """What a release before the queue did to the file: read next_free, write it back alone."""
+    data = json.loads(path.read_text())
+    entry = data["accounts"].get(key, {})
+    slot = max(now, float(entry.get("next_free", now)))
+    data["accounts"][key] = {"next_free": slot + interval, "updated": now}
+    path.write_text(json.dumps(data))
+    return slot
+
+
+def test_a_rolling_upgrade_works_both_ways(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)
+    first = ledger.reserve("k", 120, holder=Holder("0123456789ab", "upload"))
+    # An older job reads our next_free as always and queues after it, dropping the queue.
+    assert old_release_reserves(path, "k", 120, T0) == first + 120
+    # We read its next_free and queue after it; its slot shows as an older release's.
+    assert ledger.reserve("k", 120, holder=Holder("abcdef012345", "distribute")) == T0 + 240
+    shown = ledger.queue("k", 120)
+    assert [s.holder.id if s.holder else None for s in shown] == [None, "abcdef012345"]
+    assert shown[0].at == T0 + 120
+    # The older job queues after us again; our give-back cannot roll back across it.
+    old_release_reserves(path, "k", 120, T0)
+    assert ledger.give_back("k", "abcdef012345") == "absent"  # its queue entry was dropped
+    assert ledger.peek("k", 120) == T0 + 480
 
 
 def test_unknown_fields_survive_a_rewrite(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 One fresh interpreter (`python -c`, nothing inherited from pytest) imports the backend once and
 forks the reservers: each is a separate process with its own ledger object and its own
 connection or file descriptors, opened after the fork. Forking from that clean process instead of
-starting 32 interpreters keeps the test fast on 2 cores (importing the Redis client alone costs
-about 0.3 s of CPU per process) without sharing any state between reservers.
+starting 32 interpreters keeps the test fast on 2 cores (every interpreter pays its start-up and
+imports in CPU) without sharing any state between reservers.
 
 Each reserver opens the ledger, warms it up (a peek: connection open), says it is ready and blocks
 on a pipe; when all are ready the parent closes the pipe, which wakes them all at once. Nobody

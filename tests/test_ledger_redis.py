@@ -7,20 +7,31 @@ The contract itself (slots, peek, not_before…) runs in test_ledger_contract.py
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import socket
+import subprocess
 import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from streampixel_distribute import redact
 from streampixel_distribute.errors import LedgerError
 from streampixel_distribute.ledger import LedgerContext, open_ledger
-from streampixel_distribute.ledger.redis import NAMESPACE, RedisLedger, _time_refused, load_script
-from support.redis_server import REDIS_PASSWORD, RedisServer
+from streampixel_distribute.ledger.queue import Holder
+from streampixel_distribute.ledger.redis import (
+    NAMESPACE,
+    QUEUE_SUFFIX,
+    RedisLedger,
+    _time_refused,
+    load_script,
+)
+from support.redis_server import CLOSE, REDIS_PASSWORD, RedisServer, ScriptedRedis, start_redis
 
 INTERVAL = 60.0
 TOL = 0.5  # clock conversion error bound, as registered for the contract
@@ -113,25 +124,79 @@ def test_which_script_errors_mean_time_is_refused(message: str, refused: bool) -
 
 def test_the_packaged_script_reserves_on_the_server_clock(redis_server: RedisServer) -> None:
     """The script shipped as package data, run by the real server: peek stores nothing, reserve
-    stores next_free with an expiry, and both answer on the server's own clock."""
+    stores next_free and the queue with an expiry, and both answer on the server's own clock."""
     client, key = redis_server.client(), NAMESPACE + new_key()
+    keys = [key, key + QUEUE_SUFFIX]
     script = client.register_script(load_script())
     interval_us, delay_us = 60_000_000, 5_000_000
-    server_now, slot = (int(v) for v in script(keys=[key], args=[interval_us, delay_us, 1, ""]))
+
+    def call(op: int, delay: int = 0, arg: str = "", at: int | str = "") -> tuple[int, int]:
+        now, result, queue = script(keys=keys, args=[interval_us, delay, op, at, arg])
+        assert queue == b""
+        return int(now), int(result)
+
+    server_now, slot = call(1, delay_us)
     seconds, micros = client.time()
     assert abs(seconds * 1_000_000 + micros - server_now) < 5_000_000  # the server's clock
     assert slot == server_now + delay_us
-    assert client.get(key) is None  # peek stored nothing
-    now, first = (int(v) for v in script(keys=[key], args=[interval_us, 0, 0, ""]))
+    assert client.get(key) is None and client.get(keys[1]) is None  # peek stored nothing
+    by = json.dumps({"id": "0123456789ab", "cmd": "upload", "origin": "acme run 1"})
+    now, first = call(0, arg=by)
     assert first == now
     assert int(client.get(key) or 0) == first + interval_us
-    assert 0 < client.pttl(key) <= 2 * interval_us // 1000  # it expires once long past
-    _, second = (int(v) for v in script(keys=[key], args=[interval_us, 0, 0, ""]))
+    stored = json.loads(client.get(keys[1]) or b"{}")
+    assert stored == {"v": 1, "slots": [{"at": str(first), "until": str(first + interval_us),
+                                         "by": json.loads(by)}]}
+    for name in keys:
+        assert 0 < client.pttl(name) <= 2 * interval_us // 1000  # it expires once long past
+    _, second = call(0)
     assert second == first + interval_us
     # A caller-supplied server time (managed services that refuse TIME in scripts) is used as is.
     fixed = now + 10_000_000_000
-    assert [int(v) for v in script(keys=[key], args=[interval_us, 0, 1, fixed])] == \
-        [fixed, fixed]
+    assert call(1, at=fixed) == (fixed, fixed)
+
+
+#: The script of the releases before the queue: one key, four arguments.
+OLD_SCRIPT = """
+local interval, min_delay, peek = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == "1"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = now + min_delay
+local raw = redis.call("GET", KEYS[1])
+if raw then
+  local next_free = tonumber(raw)
+  if next_free == nil then return redis.error_reply("CORRUPT") end
+  if next_free > slot then slot = next_free end
+end
+if not peek then
+  local next_free = slot + interval
+  redis.call("SET", KEYS[1], string.format("%.0f", next_free), "PX",
+             math.max(1000, math.ceil((next_free - now + interval) / 1000)))
+end
+return {now, slot}
+"""
+
+
+def test_a_rolling_upgrade_works_both_ways(redis_server: RedisServer) -> None:
+    """Jobs of the release before queues and of this one share an account: each reads the
+    other's next_free; this one shows the older job's slot as held by a job of an older release
+    and never gives back across it."""
+    ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
+    old = client.register_script(OLD_SCRIPT)
+    us = 1_000_000
+    first = ledger.reserve(key, INTERVAL, holder=Holder("0123456789ab", "distribute"))
+    _, older = (int(v) for v in old(keys=[NAMESPACE + key], args=[int(INTERVAL * us), 0, 0]))
+    mine = ledger.reserve(key, INTERVAL, holder=Holder("abcdef012345", "upload"))
+    assert mine == pytest.approx(first + 2 * INTERVAL, abs=0.5)  # after the older job's
+    shown = ledger.queue(key, INTERVAL)
+    assert [s.holder.id if s.holder else None for s in shown] == [
+        "0123456789ab", None, "abcdef012345"]  # the older job's slot, held by "someone"...
+    assert [s.at - first for s in shown] == pytest.approx([0, INTERVAL, 2 * INTERVAL], abs=0.5)
+    _, next_old = (int(v) for v in old(keys=[NAMESPACE + key], args=[int(INTERVAL * us), 0, 0]))
+    assert next_old / us == pytest.approx(older / us + 2 * INTERVAL, abs=0.5)
+    # ...but an older job's reservation after ours stops our give-back from rolling back.
+    assert ledger.give_back(key, "abcdef012345") == "marked"
+    assert ledger.queue(key, INTERVAL)[-1].holder is None  # shown as an older release's
 
 
 # -- storage --------------------------------------------------------------------------------------
@@ -217,16 +282,20 @@ def test_password_for_a_server_without_one_is_harmless(redis_server: RedisServer
     ledger.close()
 
 
-@pytest.fixture
-def acl_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    """A user with special characters in its password, on the open server."""
-    name, password = "ledger-user", "p@ss:w/rd%41 #x"
+def _user(redis_server: RedisServer, name: str, password: str) -> Iterator[tuple[str, str]]:
+    """An ACL user on the open server for the length of a test."""
     client = redis_server.client()
     client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
                        commands=["+@all"])
     yield name, password
     client.acl_deluser(name)
     client.close()
+
+
+@pytest.fixture
+def acl_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
+    """A user with special characters in its password."""
+    yield from _user(redis_server, "ledger-user", "p@ss:w/rd%41 #x")
 
 
 def test_percent_encoded_password_works_and_stays_hidden(
@@ -244,14 +313,8 @@ def test_percent_encoded_password_works_and_stays_hidden(
 
 @pytest.fixture
 def slash_user(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
-    """A user whose password has a `/`, on the open server."""
-    name, password = "slash-user", "RedisPassw0rd/Slash+Plus"
-    client = redis_server.client()
-    client.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
-                       commands=["+@all"])
-    yield name, password
-    client.acl_deluser(name)
-    client.close()
+    """A user whose password has a `/`."""
+    yield from _user(redis_server, "slash-user", "RedisPassw0rd/Slash+Plus")
 
 
 def test_an_unencoded_password_is_refused_before_parsing_and_never_shown(
@@ -330,13 +393,15 @@ def test_silent_server_times_out_with_a_ledger_error(silent_port: int) -> None:
 
 def test_default_timeouts_are_short() -> None:
     """Without URL options an unreachable Redis costs seconds, not the OS's minutes."""
-    ledger = open_redis("redis://127.0.0.1:6379/0")
-    options = ledger._client.connection_pool.connection_kwargs
-    assert 0 < options["socket_connect_timeout"] <= 5
-    assert 0 < options["socket_timeout"] <= 5
+    endpoint = open_redis("redis://127.0.0.1:6379/0").endpoint
+    assert 0 < endpoint.connect_timeout <= 5
+    assert 0 < endpoint.socket_timeout <= 5
+    endpoint = open_redis("redis://127.0.0.1:6379/0?socket_timeout=0.5&socket_connect_timeout=2"
+                          ).endpoint
+    assert (endpoint.socket_timeout, endpoint.connect_timeout) == (0.5, 2)
 
 
-# -- URLs, TLS, the optional dependency ------------------------------------------------------------
+# -- URLs, TLS, no client library ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -344,12 +409,32 @@ def test_default_timeouts_are_short() -> None:
     [
         ("redis://127.0.0.1:notaport/0", "redis://[:password@]host:port/db"),
         ("redis://127.0.0.1:6379/0?no_such_option=1", "Remove it"),
+        ("redis://127.0.0.1:6379/0?max_connections=5", "socket_timeout, socket_connect_timeout"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=soon", "?socket_timeout=5"),
+        ("redis://127.0.0.1:6379/0?socket_connect_timeout=0", "?socket_connect_timeout=5"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=1&socket_timeout=2", "Keep one"),
+        ("redis://127.0.0.1:6379/0?ssl_ca_certs=/ca.pem", "Use rediss://"),
+        ("redis://127.0.0.1:6379/zero", "/0, /1"),
+        ("rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe", "optional or none"),
+        ("rediss://127.0.0.1:6379/0?ssl_check_hostname=perhaps", "ssl_check_hostname=false"),
+        ("rediss://127.0.0.1:6379/0?ssl_ca_certs=/nonexistent/ca.pem", "readable PEM file"),
+        ("rediss://127.0.0.1:6379/0?ssl_keyfile=/k.pem", "ssl_certfile"),
     ],
 )
 def test_invalid_urls(url: str, hint_part: str) -> None:
     with pytest.raises(LedgerError) as caught:
         open_redis(url)
     assert hint_part in caught.value.hint
+
+
+def test_a_refused_option_is_not_printed() -> None:
+    """redis-py took `?password=` too; refused now, and its value must not reach the message."""
+    secret = "Query-Pw-5e0c1d2b"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(f"redis://127.0.0.1:6379/0?socket_timeout=2&password={secret}")
+    assert "`password`" in caught.value.detail
+    assert "Remove it" in caught.value.hint
+    assert_no_secret(caught.value, secret)
 
 
 def test_tls_with_an_untrusted_certificate(redis_server_tls: RedisServer) -> None:
@@ -373,8 +458,183 @@ def test_plain_client_against_tls_port_is_unreachable(redis_server_tls: RedisSer
     assert "rediss://" in caught.value.hint
 
 
-def test_missing_client_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)  # what `import redis` sees when not installed
+IMPORT_CHECK = r"""
+import json, sys
+if sys.argv[2] == "blocked":
+    sys.modules["redis"] = None  # what `import redis` meets where redis-py is not installed
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+ledger = open_ledger(sys.argv[1], LedgerContext())
+slot = ledger.reserve("sp-import-check-" + sys.argv[2], 60.0)
+ledger.close()
+print(json.dumps({"slot": slot, "loaded": sorted(
+    name for name, module in sys.modules.items()
+    if module is not None and (name == "redis" or name.startswith("redis.")))}))
+"""
+
+
+@pytest.mark.parametrize("redis_py", ["installed", "blocked"])
+def test_the_ledger_does_not_import_redis_py(redis_server: RedisServer, redis_py: str) -> None:
+    """Every parallel job paid 250-300 ms of start-up for `import redis`: the ledger speaks RESP
+    itself, and works where redis-py is not installed."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_CHECK, redis_server.url(), redis_py],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["loaded"] == []
+    assert abs(result["slot"] - time.time()) < 30
+
+
+# -- what the server sends: bounded, checked -------------------------------------------------------
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedRedis]]:
+    servers: list[ScriptedRedis] = []
+
+    def start(*replies: list[bytes | None]) -> ScriptedRedis:
+        servers.append(ScriptedRedis(list(replies)))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        (b"$2147483648\r\n", "2147483648-byte string"),
+        (b"*100000000\r\n", "array of 100000000 elements"),
+        (b"*1\r\n" * 10 + b":1\r\n", "4 deep"),
+        (b"+" + b"x" * 100_000, "line longer than"),
+        (b"*8\r\n" + (b"$60000\r\n" + b"y" * 60_000 + b"\r\n") * 8, "60000-byte string"),
+        (b"%1\r\n+a\r\n+b\r\n", "not RESP2"),
+        (b":12x\r\n", "malformed number"),
+        (b"*2\r\n:1\r\n" + CLOSE, "closed the connection"),
+    ],
+    ids=["huge-string", "huge-array", "deep", "endless-line", "reply-budget", "resp3",
+         "bad-number", "cut-short"],
+)
+def test_a_hostile_server_cannot_make_the_client_read_without_bound(
+    scripted: Callable[..., ScriptedRedis], reply: bytes, detail: str
+) -> None:
+    """Oversized lengths are refused from their header, before anything that large is read (the
+    old client waited for the announced bytes until its timeout)."""
+    server = scripted([reply], [b"*3\r\n:1\r\n:1\r\n$0\r\n\r\n"])
     with pytest.raises(LedgerError) as caught:
-        open_ledger("redis://127.0.0.1:6379/0")
-    assert "streampixel-distribute[redis]" in caught.value.hint
+        open_redis(server.url()).reserve(new_key(), INTERVAL)
+    assert detail in caught.value.detail
+    assert server.connections == 1  # a new connection that fails is not retried
+    assert f"Redis at 127.0.0.1:{server.port}" in caught.value.detail
+    if detail != "closed the connection":
+        assert "a Redis server's" in caught.value.hint
+
+
+def test_a_dropped_connection_is_reopened_once(redis_server: RedisServer) -> None:
+    """Redis (its `timeout` setting), a proxy or a failover may close an idle connection."""
+    ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
+    first = ledger.reserve(key, INTERVAL)
+    assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # the ledger's
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(first + INTERVAL, abs=TOL)
+    ledger.close()
+    client.close()
+
+
+def test_a_connection_dropped_again_after_reopening_fails(
+    scripted: Callable[..., ScriptedRedis],
+) -> None:
+    script_reply = b"*3\r\n:1000000\r\n:1000000\r\n$0\r\n\r\n"
+    server = scripted([script_reply, CLOSE], [CLOSE])
+    ledger = open_redis(server.url())
+    ledger.reserve(new_key(), INTERVAL)
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(new_key(), INTERVAL)
+    assert "unreachable: the server closed the connection" in caught.value.detail
+    assert server.connections == 2  # one reconnect, no more
+
+
+def test_no_retry_after_a_timeout(scripted: Callable[..., ScriptedRedis]) -> None:
+    """The script may have run when the answer is late: a retry could take a second slot."""
+    server = scripted([None], [b"*3\r\n:1\r\n:1\r\n$0\r\n\r\n"])
+    with pytest.raises(LedgerError) as caught:
+        open_redis(server.url("socket_timeout=0.3")).reserve(new_key(), INTERVAL)
+    assert "no answer within 0.3 s" in caught.value.detail
+    assert [c[0] for c in server.commands[0]] == ["EVALSHA"]
+    assert server.connections == 1
+
+
+def test_a_redis_before_6_gets_the_password_alone(scripted: Callable[..., ScriptedRedis]) -> None:
+    """Redis before 6.0 has no users: AUTH with a user name is a syntax error there."""
+    server = scripted([b"-ERR wrong number of arguments for 'auth' command\r\n",
+                       b"+OK\r\n", b"*3\r\n:5000000\r\n:7000000\r\n$0\r\n\r\n"])
+    ledger = open_redis(f"redis://someone:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0",
+                        now=lambda: 100.0)
+    assert ledger.reserve(new_key(), INTERVAL) == pytest.approx(102.0)
+    sent = server.commands[0]
+    assert sent[0] == ["AUTH", "someone", REDIS_PASSWORD]
+    assert sent[1] == ["AUTH", REDIS_PASSWORD]
+    assert sent[2][0] == "EVALSHA"
+
+
+# -- more server set-ups: database, replica, certificates ------------------------------------------
+
+
+def test_a_database_the_server_does_not_have(redis_server: RedisServer) -> None:
+    with pytest.raises(LedgerError) as caught:
+        open_redis(redis_server.url(db=99)).reserve(new_key(), INTERVAL)
+    assert "has no database 99" in caught.value.detail
+    assert "/0 to /15" in caught.value.hint
+
+
+def test_the_database_in_the_path_is_used(redis_server: RedisServer) -> None:
+    ledger, key, client = open_redis(redis_server.url(db=5)), new_key(), redis_server.client(db=5)
+    ledger.reserve(key, INTERVAL)
+    assert client.exists(NAMESPACE + key) == 1
+    assert redis_server.client(db=0).exists(NAMESPACE + key) == 0
+    ledger.close()
+    client.close()
+
+
+def test_a_read_only_replica_is_named(redis_server: RedisServer, tmp_path: Path) -> None:
+    replica = start_redis(tmp_path / "replica",
+                          extra=[f"replicaof {redis_server.host} {redis_server.port}"])
+    try:
+        with pytest.raises(LedgerError) as caught:
+            open_redis(replica.url()).reserve(new_key(), INTERVAL)
+    finally:
+        replica.stop()
+    assert "read-only replica" in caught.value.detail
+    assert "primary" in caught.value.hint
+
+
+def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    """A Redis with `tls-auth-clients yes` (its default) wants a client certificate."""
+    server = start_redis(tmp_path / "mtls", tls=True, client_certs=True)
+    try:
+        assert server.ca_file is not None
+        cert, key = server.ca_file, server.ca_file.with_name("key.pem")
+        base = f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={server.ca_file}"
+        with pytest.raises(LedgerError) as caught:
+            open_redis(base).reserve(new_key(), INTERVAL)
+        # Named as such when the server's alert is read, a dropped connection otherwise.
+        assert re.search("client certificate|unreachable", caught.value.detail)
+        assert "ssl_certfile" in caught.value.hint
+        ledger = open_redis(f"{base}&ssl_certfile={cert}&ssl_keyfile={key}")
+        before = time.time()
+        assert before - TOL <= ledger.reserve(new_key(), INTERVAL) <= time.time() + TOL
+        ledger.close()
+    finally:
+        server.stop()
+
+
+def test_tls_host_name_must_match_unless_told(redis_server_tls: RedisServer) -> None:
+    """The test certificate names 127.0.0.1 only: `localhost` does not match it."""
+    url = f"rediss://localhost:{redis_server_tls.port}/0?ssl_ca_certs={redis_server_tls.ca_file}"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert "does not trust" in caught.value.detail
+    assert "ssl_check_hostname=false" in caught.value.hint
+    ledger = open_redis(url + "&ssl_check_hostname=false")
+    before = time.time()
+    assert before - TOL <= ledger.reserve(new_key(), INTERVAL) <= time.time() + TOL
+    ledger.close()

@@ -38,6 +38,7 @@ SUBCOMMANDS = {
     Command.RESERVE: "wait for the account's next slot, for another tool's write call",
     Command.TEST_WEBHOOK: "have Streampixel send webhook.test to the project's webhook URL",
     Command.LISTEN: "receive Streampixel webhooks durably and act on them",
+    Command.QUEUE: "show the account's reserved slots and who holds them (no API key needed)",
     "emulator": "run a local stand-in of the Streampixel API",
 }
 T = TypeVar("T")
@@ -88,6 +89,10 @@ def _handler(command: Command) -> Callable[[Parsed, Mapping[str, str]], int]:
         from .webhook_test import test_webhook  # noqa: PLC0415
 
         return test_webhook
+    if command is Command.QUEUE:
+        from .queue_command import show_queue  # noqa: PLC0415
+
+        return show_queue
     return functools.partial(run, command)
 
 
@@ -168,7 +173,7 @@ def build_parser(command: Command) -> argparse.ArgumentParser:
         return parser
     parser.add_argument("--json", action="store_true", help="print the outputs as one JSON "
                         "object on stdout (logs go to stderr)")
-    if command is Command.TEST_WEBHOOK:
+    if command in (Command.TEST_WEBHOOK, Command.QUEUE):
         return parser
     parser.add_argument("--dotenv", metavar="FILE",
                         help="write the outputs as a GitLab dotenv report (STREAMPIXEL_STATUS=…)")
@@ -238,7 +243,7 @@ def run(command: Command, parsed: Parsed, environ: Mapping[str, str]) -> int:
     outcome = guarded(work, on_bug=reporter.info if debug else None, finally_=clock.shield)
     error = outcome if isinstance(outcome, DistributeError) else None
     result = None if isinstance(outcome, DistributeError) else outcome
-    report = build_report(command, job, progress, result, error)
+    report = build_report(command, job, progress, result, error, now=clock.time())
     if error is not None:
         reporter.error(error)
     reporter.finish(report)

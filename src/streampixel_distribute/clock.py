@@ -25,6 +25,10 @@ class Clock(Protocol):
         """Sleep; may raise `Cancelled`."""
         ...
 
+    def shield(self) -> None:
+        """From now on a cancellation signal is only recorded (the last words are written)."""
+        ...
+
 
 class SystemClock:
     def __init__(self) -> None:

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 
 from . import STARTED
 from .answers import Result
+from .ci import origin
 from .clock import Clock
 from .coordinator import CALLER_ALLOWANCE, Coordinator, Log, Progress, WriteCall
-from .errors import NotReady
+from .errors import Cancelled, NotReady
 from .ledger.policy import choose_ledger
+from .ledger.queue import Holder
 from .settings import Account, Command, Job, Target
 
 if TYPE_CHECKING:
@@ -101,14 +103,29 @@ def run(job: Job, *, environ: Mapping[str, str], clock: Clock, log: Log,
     ledger = choose_ledger(account.ledger, github_token=account.github_token, environ=environ,
                            now=clock.time, notes=log)
     with closing(ledger):
-        coordinator = Coordinator(account, ledger=ledger, clock=clock, log=log, progress=progress)
-        if job.dry_run:
-            coordinator.dry_run(_NAMES[job.command])
-            return None
-        if job.command is Command.RESERVE:
-            coordinator.reserve()
-            return Result(0, RESERVED)
-        return coordinator.run(write_call(job, setup=setup))
+        coordinator = Coordinator(account, ledger=ledger, clock=clock, log=log, progress=progress,
+                                  holder=holder_of(job, environ))
+        cancelled = False
+        try:
+            if job.dry_run:
+                coordinator.dry_run(_NAMES[job.command])
+                return None
+            if job.command is Command.RESERVE:
+                coordinator.reserve()
+                return Result(0, RESERVED)
+            return coordinator.run(write_call(job, setup=setup))
+        except Cancelled:
+            cancelled = True  # the runner kills us soon: no more ledger calls
+            raise
+        finally:
+            if not cancelled:
+                coordinator.look()  # the queue around this job, for the summary
+
+
+def holder_of(job: Job, environ: Mapping[str, str]) -> Holder:
+    """How the account's queue names this job's reservations (ids are added per slot)."""
+    where = origin(environ)
+    return Holder("", job.command.value, job.target.project_id, where.text, where.url)
 
 
 #: What `reserve` reports when its slot has come.

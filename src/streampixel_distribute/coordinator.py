@@ -6,19 +6,24 @@ all waiting. Before reserving we peek: a slot beyond the deadline fails at once 
 instead of burning runner minutes in vain. A 429 reserves a later slot at the server's indicated
 time; a transient failure retries on a fresh slot, a full interval later when the request may
 have reached the server (it may have used the account's window).
+
+Each reservation names its holder (this job: command, project, CI run), so the wait can say who
+is ahead, the summary can draw the queue, and a job cancelled while it waits gives its slot back.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Protocol
 
 from .answers import Result, TooManyRequests
 from .clock import Clock, backoff, from_now, hms, iso
-from .errors import DistributeError, RateLimited
+from .errors import Cancelled, DistributeError, LedgerError, RateLimited
 from .ledger import Ledger, account_key
+from .ledger.queue import Holder, Slot
 from .settings import Account
 
 HEARTBEAT_SECONDS = 30.0  # GitHub shows a step as alive; users see what it waits for
@@ -33,6 +38,9 @@ MAX_BACKOFF = 30.0
 #: How long before its slot a waiting job sets up its HTTP client. Jobs that start together
 #: compete for the CPU; only the one whose slot is now should spend it on imports.
 PREPARE_LEAD = 3.0
+#: A waiting job looks for a slot given back ahead of it at least this often (and a quarter of
+#: the interval at most, HEARTBEAT_SECONDS at most).
+MOVE_CHECK_MIN = 1.0
 #: How much later than its slot another tool's call may start (`reserve`): the time for this
 #: process to exit and for the CI system to start the step that makes the call.
 CALLER_ALLOWANCE = 10.0
@@ -84,6 +92,16 @@ class Progress:
         self.http_status: int | None = None
         self.called_at: float | None = None
         self.warnings: list[str] = []
+        self.holder_id = ""  # this job's current reservation, as the queue names it
+        self.queue: dict[str, Slot] = {}  # what the ledger showed, by holder id
+        self.gave_back = ""  # `released` or `marked` when a cancelled job gave its slot back
+
+    def saw(self, slots: list[Slot]) -> None:
+        """Merge a fresh look at the queue: newer facts about a holder replace older ones.
+        Slots without a holder (an older release's) are known by their time only: the fresh
+        look replaces them all."""
+        self.queue = {key: slot for key, slot in self.queue.items() if slot.holder} | {
+            slot.holder.id if slot.holder else f"@{slot.at!r}": slot for slot in slots}
 
 
 def _random() -> float:
@@ -113,8 +131,11 @@ class Coordinator:
         log: Log,
         progress: Progress | None = None,
         jitter: Callable[[], float] | None = None,
+        holder: Holder | None = None,
     ) -> None:
         self.account = account
+        #: Who this job is, for the queue; each reservation gets its own id.
+        self.holder = holder or Holder("")
         self.ledger = ledger
         self.clock = clock
         self.log = log
@@ -123,6 +144,7 @@ class Coordinator:
         self.key = account_key(account.api_url, account.user_id)
         self.jitter = jitter or _random
         self.spacing = spacing(account.rate_limit_interval)
+        self._ledger_time = 0.0  # how long the last reservation took to store
 
     # -- public -----------------------------------------------------------------------------
 
@@ -136,6 +158,12 @@ class Coordinator:
             f"{self.ledger.description} is {iso(slot)} ({from_now(slot - now)}). Nothing was "
             "reserved or sent."
         )
+
+    def look(self) -> None:
+        """Read the account's queue for the summary; best effort (a ledger that cannot show it
+        costs the picture, never the run)."""
+        with suppress(LedgerError):
+            self.progress.saw(self.ledger.queue(self.key, self.spacing))
 
     def reserve(self) -> float:
         """Wait for the account's next slot and return it: another tool makes the call.
@@ -214,11 +242,35 @@ class Coordinator:
         hold = CALLER_ALLOWANCE if call is None else 0.0
         while True:
             setup = 0.0 if call is None else call.prepare_cost()
-            slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
-            self._wait_until(slot, call)
+            try:
+                slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
+                slot = self._wait_until(slot, call)
+            except Cancelled:
+                self._give_back()
+                raise
             if not self._crowds_the_next(slot, hold):
                 return slot
             not_before = 0.0
+
+    def _give_back(self) -> None:
+        """Cancelled before our slot began: give it back, so the jobs behind need not wait for a
+        call that never comes. The runner kills us seconds after its signal: one try, shielded
+        from a second signal, and whatever happens the cancellation goes on."""
+        holder_id = self.progress.holder_id
+        if not holder_id or self.progress.called_at is not None:
+            return
+        self.clock.shield()
+        try:
+            outcome = self.ledger.give_back(self.key, holder_id)
+        except LedgerError as exc:
+            self.log.warning(f"Could not give the slot back: {exc}", title="Slot kept")
+            return
+        self.progress.gave_back = "" if outcome == "absent" else outcome
+        if outcome == "released":
+            self.log.info("Gave the slot back: the next job may call in it.")
+        elif outcome == "marked":
+            self.log.info("Gave the slot back; jobs already queued behind it keep their turns, "
+                          "and the next job to reserve may take it.")
 
     def _reserve(self, not_before: float, deadline: float, *, setup: float = 0.0,
                  hold: float = 0.0) -> float:
@@ -242,8 +294,11 @@ class Coordinator:
             if eta > deadline:
                 raise self._too_late(eta, deadline, None)
             asked = self.clock.time()
-            slot = max(self.ledger.reserve(self.key, interval + hold, earliest), now)
+            mine = self.holder._replace(id=secrets.token_hex(6))
+            self.progress.holder_id = mine.id
+            slot = max(self.ledger.reserve(self.key, interval + hold, earliest, mine), now)
             stored = self.clock.time()
+            self._ledger_time = stored - asked
             self._note_slot(slot, max(now, earliest))
             if slot > deadline:  # lost a race between peek and reserve
                 raise self._too_late(slot, deadline, None)
@@ -259,11 +314,27 @@ class Coordinator:
             )
             lead, now, peeked = 1.5 * (stored - asked), stored, 0.0
         if slot - now >= 1:
+            ahead = self._ahead(slot)
+            if self.progress.holder_id in self.progress.queue:  # a queue that knows us
+                self.progress.position = len(ahead)
+            names = "; ".join(f"{self._label(s)} at {iso(s.at)}" for s in ahead[:3])
+            more = f" and {len(ahead) - 3} more" if len(ahead) > 3 else ""
             self.log.info(
                 f"Reserved slot {iso(slot)} on ledger {self.ledger.description} "
-                f"(position {self.progress.position}, {from_now(slot - now)})."
-            )
+                f"(position {self.progress.position}, {from_now(slot - now)})"
+                + (f"; ahead: {names}{more}." if names else "."))
         return slot
+
+    def _ahead(self, slot: float, *, refresh: bool = True) -> list[Slot]:
+        """The reservations still to run before `slot`, as the ledger shows them now."""
+        if refresh:
+            self.look()
+        now = self.clock.time()
+        return [s for s in sorted(self.progress.queue.values())
+                if s.at < slot and s.until > now and not s.released]
+
+    def _label(self, slot: Slot) -> str:
+        return slot.holder.label() if slot.holder else "a job of an older release"
 
     def _crowds_the_next(self, slot: float, hold: float) -> bool:
         """Would calling now, later than the guard after our slot, land closer than one interval
@@ -288,28 +359,64 @@ class Coordinator:
         # rounding to the nearest one absorbs clock noise between jobs and ledgers.
         self.progress.position = max(0, math.floor((slot - earliest) / self.spacing + 0.5))
 
-    def _wait_until(self, slot: float, call: WriteCall | None) -> None:
-        """Sleep until `slot`, setting the call up `PREPARE_LEAD` seconds before it."""
-        self._sleep_until(slot - PREPARE_LEAD, slot)
+    def _wait_until(self, slot: float, call: WriteCall | None) -> float:
+        """Sleep until `slot`, setting the call up `PREPARE_LEAD` seconds before it, and move up
+        into a slot given back ahead of ours on the way. Returns the slot finally held."""
+        slot = self._sleep_until(PREPARE_LEAD, slot, call)
         if call is not None:
             call.prepare()
-        self._sleep_until(slot, slot)
+        return self._sleep_until(0.0, slot, call, move=False)
 
-    def _sleep_until(self, until: float, slot: float) -> None:
-        remaining = until - self.clock.time()
-        if remaining <= 0:
-            return
-        if slot - self.clock.time() < GROUP_THRESHOLD:
-            self._sleep(remaining)
-            return
-        with self.log.group(f"Waiting {hms(slot - self.clock.time())} for the rate-limit slot "
-                            f"at {iso(slot)}"):
-            while (remaining := until - self.clock.time()) > 0:
-                self.log.info(
-                    f"Waiting for the account's rate-limit slot at {iso(slot)} "
-                    f"(position {self.progress.position}); ETA {hms(slot - self.clock.time())}."
-                )
-                self._sleep(min(HEARTBEAT_SECONDS, remaining))
+    def _sleep_until(self, lead: float, slot: float, call: WriteCall | None, *,
+                     move: bool = True) -> float:
+        """Sleep until `lead` seconds before `slot`, with a heartbeat when the wait is long;
+        every step looks for a slot given back ahead (`_move_up`). Returns the slot."""
+        if slot - lead - self.clock.time() <= 0:
+            return slot
+        grouped = slot - self.clock.time() >= GROUP_THRESHOLD
+        # Often enough to take a given-back slot while it is still ahead; a heartbeat at most
+        # every HEARTBEAT_SECONDS.
+        step = min(HEARTBEAT_SECONDS, max(MOVE_CHECK_MIN, self.spacing / 4))
+        title = f"Waiting {hms(slot - self.clock.time())} for the rate-limit slot at {iso(slot)}"
+        with self.log.group(title) if grouped else nullcontext():
+            first = True  # the reservation has just read the queue
+            while (remaining := slot - lead - self.clock.time()) > 0:
+                if not first and move:
+                    slot = self._move_up(slot, call)
+                    if (remaining := slot - lead - self.clock.time()) <= 0:
+                        break
+                if grouped:
+                    ahead = self._ahead(slot, refresh=False if move else not first)
+                    next_one = (f"; next: {self._label(ahead[-1])} until "
+                                f"{iso(ahead[-1].until)}" if ahead else "")
+                    self.log.info(
+                        f"Waiting for the account's rate-limit slot at {iso(slot)} (position "
+                        f"{self.progress.position}); ETA {hms(slot - self.clock.time())}"
+                        f"{next_one}.")
+                first = False
+                self._sleep(min(step, remaining))
+        return slot
+
+    def _move_up(self, slot: float, call: WriteCall | None) -> float:
+        """A slot given back ahead of ours (a job ahead was cancelled): take it, atomically in
+        the ledger, which gives ours back in turn for the job behind. Best effort."""
+        self.look()
+        now = self.clock.time()
+        earliest = now + 2 * self._ledger_time + (0.0 if call is None else call.prepare_cost())
+        if not any(s.released and earliest <= s.at < slot for s in self.progress.queue.values()):
+            return slot
+        try:
+            moved = self.ledger.advance(self.key, self.progress.holder_id, earliest)
+        except LedgerError:
+            return slot
+        if moved is None or moved >= slot:
+            return slot
+        self.look()
+        self.progress.slot_at = moved
+        self.progress.position = len(self._ahead(moved, refresh=False))
+        self.log.info(f"Moved up to slot {iso(moved)} ({from_now(moved - now)}): a job ahead "
+                      "gave its slot back.")
+        return moved
 
     def _sleep(self, seconds: float) -> None:
         before = self.clock.time()

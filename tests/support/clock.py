@@ -7,6 +7,7 @@ class FakeClock:
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.now = start
         self.sleeps: list[float] = []
+        self.shielded = False
 
     def time(self) -> float:
         return self.now
@@ -14,3 +15,6 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
+
+    def shield(self) -> None:
+        self.shielded = True

@@ -1,15 +1,18 @@
 """The slot ledger: where parallel jobs of one account reserve their turns (GCRA).
 
-`reserve(key, interval, not_before)` atomically computes
-`slot = max(now, not_before, next_free)`, stores `next_free = slot + interval` and returns `slot`.
-Nothing is ever released, so a crashed job wastes at most one slot and nothing can leak.
+`reserve(key, interval, not_before, holder)` atomically computes
+`slot = max(now, not_before, next_free)`, stores `next_free = slot + interval` and returns `slot`;
+the storing backends also record who holds it (queue.py: the account's queue, shown while jobs
+wait and by the `queue` command). Nothing expires early: a crashed job wastes at most one slot.
+A job cancelled while it waits gives its slot back (`give_back`): the slot is released if
+nobody reserved after it, else marked released for a later job to take.
 
 All times crossing this interface are epoch seconds on the *caller's* clock. A backend that keeps
 its own clock (Redis `TIME`) converts on the way in and out, so runner clock skew cannot make two
 jobs collide.
 
 Backends are picked from the `ledger` input by `open_ledger` through one registry keyed by the URL
-scheme; each backend module is imported only when chosen (the Redis client, for one, is optional).
+scheme; each backend module is imported only when chosen, so a run pays only for its own.
 
 The `ledger` value itself is checked in spec.py (credentials, control characters, the scheme);
 `auto` and the fallback to `none` are policy, in policy.py.
@@ -25,6 +28,7 @@ from typing import NamedTuple
 
 from .. import redact, urls
 from ..errors import LedgerError
+from .queue import Holder, Slot
 
 Now = Callable[[], float]
 
@@ -38,12 +42,29 @@ class Ledger(ABC):
     warning: str | None = None
 
     @abstractmethod
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
-        """Reserve the next free slot at or after `not_before`; return it (caller's clock)."""
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        """Reserve the next free slot at or after `not_before` for `holder`; return it (caller's
+        clock). `interval` is how long the slot holds the account."""
 
     @abstractmethod
     def peek(self, key: str, interval: float) -> float:
         """The slot `reserve` would return now, without reserving it."""
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        """The account's reservations still running or ahead, and the last one that ended, in
+        order (caller's clock); [] where nothing is stored."""
+        return []
+
+    def give_back(self, key: str, holder_id: str) -> str:
+        """Give back the slot of `holder_id` before it begins: `released`, `marked` or `absent`
+        (see queue.give_back)."""
+        return "absent"
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        """Move the waiting `holder_id` up into a slot given back ahead of it, at or after
+        `earliest` (caller's clock); the new slot, or None (see queue.advance)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing open
         """Release connections or temporary directories."""

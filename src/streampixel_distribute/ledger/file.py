@@ -1,7 +1,9 @@
 """`file:///abs/path/ledger.json`: a JSON file shared by the jobs of one host.
 
-Format: `{"version": 1, "accounts": {key: {"next_free": float, "updated": float}}}`. Times are epoch
-seconds of the host clock, which every job on the host shares, so no conversion is needed.
+Format: `{"version": 1, "accounts": {key: {"next_free": float, "updated": float, "queue": {…}}}}`,
+where the queue (its own format, queue.py) says who holds which slot; a release that reads only
+`next_free` keeps working with it. Times are epoch seconds of the host clock, which every job on
+the host shares, so no conversion is needed.
 
 Atomicity: every read-modify-write happens under `fcntl.flock` on a sidecar `<name>.lock` file.
 The lock cannot live on the data file itself because the data file is replaced by rename (a lock on
@@ -36,18 +38,20 @@ import secrets
 import stat
 import sys
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import LedgerError
-from . import Ledger, LedgerContext
+from . import Ledger, LedgerContext, queue
+from .queue import Holder, Slot
 from .spec import printable, validate_spec
 
 if sys.platform != "win32":
     import fcntl
 
 FORMAT_VERSION = 1
+T = TypeVar("T")
 #: A larger file is not one of ours: entries are pruned after a day, so even thousands of accounts
 #: stay far below this. The cap bounds memory whatever the path names.
 MAX_BYTES = 8 * 1024 * 1024
@@ -161,13 +165,17 @@ class FileLedger(Ledger):
                 "at an existing directory; every job must name the same file.",
             )
 
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
         with self._locked(exclusive=True):
             now = self._context.now()
             data, mode = self._read()
             accounts: dict[str, Any] = data["accounts"]
-            slot = max(now, not_before, self._next_free(accounts, key))
-            accounts[key] = {"next_free": slot + interval, "updated": now}
+            slots, next_free, slot = queue.take(
+                self._slots(accounts, key), self._next_free(accounts, key), now=now,
+                earliest=max(now, not_before), duration=interval, holder=holder)
+            accounts[key] = {"next_free": next_free, "updated": now,
+                             "queue": queue.encode(slots)}
             for stale in [k for k, v in accounts.items() if v["next_free"] < now - PRUNE_AFTER]:
                 del accounts[stale]
             self._write(data, mode)
@@ -178,10 +186,55 @@ class FileLedger(Ledger):
             now = self._context.now()
             return max(now, self._next_free(self._read()[0]["accounts"], key))
 
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        with self._locked(exclusive=False):
+            accounts = self._read()[0]["accounts"]
+        slots = self._slots(accounts, key)
+        older = queue.unknown_span(slots, self._next_free(accounts, key), interval,
+                                   now=self._context.now())
+        return queue.prune(sorted([*slots, older] if older else slots), self._context.now())
+
+    def give_back(self, key: str, holder_id: str) -> str:
+        def change(slots: list[Slot], next_free: float,
+                   now: float) -> tuple[list[Slot], float, str, bool]:
+            slots, next_free, outcome = queue.give_back(slots, next_free, holder_id, now=now)
+            return slots, next_free, outcome, outcome != "absent"
+
+        return self._change(key, change)
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        def change(slots: list[Slot], next_free: float,
+                   now: float) -> tuple[list[Slot], float, float | None, bool]:
+            slots, next_free, moved = queue.advance(slots, next_free, holder_id, now=now,
+                                                    earliest=earliest)
+            return slots, next_free, moved, moved is not None
+
+        return self._change(key, change)
+
+    def _change(self, key: str, change: Callable[[list[Slot], float, float],
+                                                 tuple[list[Slot], float, T, bool]]) -> T:
+        """Change an account's queue under the lock; `change` says whether to write."""
+        with self._locked(exclusive=True):
+            now = self._context.now()
+            data, mode = self._read()
+            accounts: dict[str, Any] = data["accounts"]
+            slots, next_free, result, write = change(
+                self._slots(accounts, key), self._next_free(accounts, key), now)
+            if write:
+                accounts[key] = {"next_free": next_free, "updated": now,
+                                 "queue": queue.encode(slots)}
+                self._write(data, mode)
+            return result
+
     @staticmethod
     def _next_free(accounts: Mapping[str, Any], key: str) -> float:
         entry = accounts.get(key)
         return float(entry["next_free"]) if entry is not None else -math.inf
+
+    @staticmethod
+    def _slots(accounts: Mapping[str, Any], key: str) -> list[Slot]:
+        entry = accounts.get(key)
+        return queue.decode(entry.get("queue")) if entry is not None else []
 
     # -- storage -------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from ..errors import LedgerError
 from . import Ledger, LedgerContext, open_ledger
 from .none import NoLedger
+from .queue import Holder, Slot
 
 
 class Notes(Protocol):
@@ -44,11 +45,22 @@ class FallbackLedger(Ledger):
                 self.on_degrade(exc)
         return op(self.fallback)
 
-    def reserve(self, key: str, interval: float, not_before: float = 0.0) -> float:
-        return self._call(lambda ledger: ledger.reserve(key, interval, not_before))
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        return self._call(lambda ledger: ledger.reserve(key, interval, not_before, holder))
 
     def peek(self, key: str, interval: float) -> float:
         return self._call(lambda ledger: ledger.peek(key, interval))
+
+    # Showing the queue and giving a slot back are best effort: their failure degrades nothing.
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        return (self.primary or self.fallback).queue(key, interval)
+
+    def give_back(self, key: str, holder_id: str) -> str:
+        return (self.primary or self.fallback).give_back(key, holder_id)
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        return (self.primary or self.fallback).advance(key, holder_id, earliest)
 
     def close(self) -> None:
         if self.primary is not None:

@@ -15,14 +15,17 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ..answers import Result, TooManyRequests, excerpt
 from ..api import HttpClient, StreampixelClient
+from ..ci import origin
 from ..commands import Distribute
 from ..coordinator import Coordinator, Progress
 from ..errors import Cancelled, DistributeError, InvalidInput, LedgerError, RateLimited
 from ..ledger import Ledger
+from ..ledger.queue import Holder
 from ..redact import scrub
 from ..settings import Account, target_for
 from .log import JsonLog
@@ -56,6 +59,9 @@ class StopClock:
         if self.stop.is_set() or (seconds > 0 and self.stop.wait(seconds)):
             raise Cancelled(signal.SIGTERM, "the listener is stopping")
 
+    def shield(self) -> None:
+        """Nothing to shield: stopping ends sleeps only, never a ledger call in flight."""
+
 
 class CountingClient(StreampixelClient):
     """Counts 429 answers for /metrics; the coordinator still handles them."""
@@ -82,12 +88,14 @@ class DistributeAction:
     kind = "distribute"
 
     def __init__(self, account: Account, *, ledger: Ledger, client: StreampixelClient,
-                 clock: StopClock, metrics: Metrics) -> None:
+                 clock: StopClock, metrics: Metrics, environ: Mapping[str, str]) -> None:
         self.account = account
         self.ledger = ledger
         self.client = client
         self.clock = clock
         self.metrics = metrics
+        where = origin(environ)
+        self.holder = Holder("", "listener", "", f"listener {where.text}", where.url)
 
     def run(self, item: Item, log: JsonLog) -> Outcome:
         try:
@@ -97,7 +105,8 @@ class DistributeAction:
             return Outcome("failed", error_result(exc))
         progress = Progress()
         coordinator = Coordinator(self.account, ledger=self.ledger, clock=self.clock, log=log,
-                                  progress=progress)
+                                  progress=progress, holder=self.holder._replace(
+                                      project=target.project_id))
         try:
             result = coordinator.run(Distribute(self.client, self.account, target))
         except Cancelled:

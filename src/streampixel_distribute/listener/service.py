@@ -58,7 +58,7 @@ class Listener:
             # would reach Streampixel late in its slot, leaving the next call too little gap.
             client.prepare()
             actions.append(DistributeAction(account, ledger=self.ledger, client=client,
-                                            clock=clock, metrics=self.metrics))
+                                            clock=clock, metrics=self.metrics, environ=environ))
         if config.rules.uses("dispatch"):
             actions.append(DispatchAction(token=config.github_token,
                                           api_url=config.github_api_url))

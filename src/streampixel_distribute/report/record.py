@@ -14,6 +14,7 @@ from ..answers import Result
 from ..clock import iso
 from ..coordinator import Progress
 from ..errors import DistributeError
+from ..ledger.queue import Slot
 from ..settings import Command, Job, Target
 
 OUTPUT_NAMES = (
@@ -53,6 +54,10 @@ class Report(NamedTuple):
     upload_id: str  # the build's: given (distribute), or returned by upload-file
     user_id: str
     warnings: tuple[str, ...]
+    queue: tuple[Slot, ...] = ()  # the account's slots around this job's, as the ledger showed
+    holder_id: str = ""  # this job's slot in `queue`
+    gave_back: str = ""  # `released` or `marked`: cancelled, it gave its slot back
+    now: float = 0.0  # when the run ended: what has ended and what is still ahead
 
     def outputs(self) -> dict[str, str]:
         values = {
@@ -75,7 +80,7 @@ DRY_RUN_MESSAGE = "Dry run: inputs valid, nothing sent"
 
 
 def build_report(command: Command, job: Job | None, progress: Progress, result: Result | None,
-                 error: DistributeError | None) -> Report:
+                 error: DistributeError | None, *, now: float = 0.0) -> Report:
     """The record of a run of `command`; `job` is None when its inputs did not pass."""
     if error is not None:
         status = Status.FAILED
@@ -94,6 +99,8 @@ def build_report(command: Command, job: Job | None, progress: Progress, result: 
         error=error, ledger=progress.ledger, position=progress.position, command=command,
         target=target, upload_id=_upload_id(command, target, result),
         user_id=job.account.user_id if job else "", warnings=tuple(progress.warnings),
+        queue=tuple(sorted(progress.queue.values())), holder_id=progress.holder_id,
+        gave_back=progress.gave_back, now=now,
     )
 
 

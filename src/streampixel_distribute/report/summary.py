@@ -7,6 +7,7 @@ from ..coordinator import CALLER_ALLOWANCE
 from ..errors import InvalidInput
 from ..redact import shorten_id
 from ..settings import Command
+from .queue_view import summary_section
 from .record import Report, Status
 
 
@@ -44,6 +45,9 @@ def render_summary(report: Report) -> str:
     slot = iso(report.slot_at) or "—"
     if report.slot_at is not None and report.position is not None:
         slot += f" (position {report.position})"
+    if report.gave_back:
+        slot += (" — given back: the next job may call in it" if report.gave_back == "released"
+                 else " — given back: marked for the next job to take")
     rows = [("Result", report.status.value), ("Server message", report.message)]
     if report.command is not Command.RESERVE:
         rows.append(("Project", _code(report.target.project_id)))
@@ -80,4 +84,5 @@ def render_summary(report: Report) -> str:
                 lines += ["", "### How to fix it", "", error.hint]
     if report.warnings:
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in report.warnings]
+    lines += summary_section(report.queue, now=report.now, mine=report.holder_id)
     return "\n".join(lines) + "\n"

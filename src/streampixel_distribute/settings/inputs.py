@@ -23,6 +23,7 @@ class Command(StrEnum):
     RESERVE = "reserve"
     TEST_WEBHOOK = "test-webhook"
     LISTEN = "listen"
+    QUEUE = "queue"
 
 
 #: The commands the action runs (its `command` input); the first is the default.
@@ -99,6 +100,7 @@ _ALL = frozenset(Command)
 _WRITES = frozenset({Command.DISTRIBUTE, Command.UPLOAD})
 _CALLS = _WRITES | {Command.TEST_WEBHOOK, Command.LISTEN}  # commands that call the API
 _SLOTS = _WRITES | {Command.RESERVE, Command.LISTEN}  # commands that take rate-limit slots
+_LEDGER = _SLOTS | {Command.QUEUE}  # commands that read the ledger
 _PROJECT = _WRITES | {Command.TEST_WEBHOOK}
 _ONE = frozenset[Command]
 
@@ -128,11 +130,11 @@ INPUTS: tuple[Input, ...] = (
           "hosts.", Kind.API_URL, default=DEFAULT_API_URL),
     Input("ledger", "Where parallel jobs coordinate the rate limit: auto, none, file:///…, "
           "redis://…, rediss://…, github, github://owner/repo, git+https://….", Kind.LEDGER,
-          default="auto", used_by=_SLOTS),
+          default="auto", used_by=_LEDGER),
     Input("github-token", "Token for the `github` ledger (needs contents write on the ledger "
-          "repository).", Kind.SECRET, used_by=_SLOTS, action_default="${{ github.token }}"),
+          "repository).", Kind.SECRET, used_by=_LEDGER, action_default="${{ github.token }}"),
     Input("rate-limit-interval", "Seconds between two write calls of one account.",
-          Kind.SECONDS, default="120", used_by=_SLOTS, bounds=Bounds(0, 3600, False, "120")),
+          Kind.SECONDS, default="120", used_by=_LEDGER, bounds=Bounds(0, 3600, False, "120")),
     Input("max-wait", "Seconds this job may spend waiting for rate-limit slots, in total.",
           Kind.SECONDS, default="900", used_by=_SLOTS, bounds=Bounds(0, 6 * 3600, True, "900")),
     Input("timeout", "Seconds per HTTP request.", Kind.SECONDS, default="30",
