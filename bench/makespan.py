@@ -202,7 +202,7 @@ def measure_cancel(emulator: Emulator, spec: str, interval: float, signum: int) 
     with `signum` while it waits; None if a job failed."""
     emulator.reset()
     env = _env(emulator, spec)
-    argv = [sys.executable, str(ENTRYPOINT), "--api-url", emulator.url,
+    argv = [*product.command(), "--api-url", emulator.url,
             "--user-id", emulator.demo.user_id, "--project-id", emulator.demo.project_id,
             "--upload-id", emulator.demo.upload_id, "--rate-limit-interval", f"{interval:g}",
             "--max-wait", f"{CANCEL_JOBS * interval + 60:g}", "--json"]
