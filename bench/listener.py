@@ -38,25 +38,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support import product  # noqa: E402
+
 TOKEN = "bench-token-0123456789abcdef"
 
 
 def start_listener(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     ready = workdir / "ready.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPIXEL_")}
+    env = {k: v for k, v in product.env().items() if not k.startswith("STREAMPIXEL_")}
     env.update({
-        "PYTHONPATH": str(ROOT / "src"),
         "STREAMPIXEL_WEBHOOK_TOKEN": TOKEN,
         "STREAMPIXEL_API_KEY": "bench-api-key-0a1b2c3d",
         "STREAMPIXEL_USER_ID": "65de0000000000000000a001",
         "STREAMPIXEL_API_URL": "http://127.0.0.1:9/pixelStripeApi",  # never called: --paused
     })
     proc = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
-         "listen", "--port", "0", "--paused", "--queue", str(workdir / "queue.sqlite3"),
-         "--ready-file", str(ready), "--threads", "8",
-         "--max-pending", "1000000"],  # paused: everything stays pending, none may be refused
+        product.command(
+            "listen", "--port", "0", "--paused", "--queue", str(workdir / "queue.sqlite3"),
+            "--ready-file", str(ready), "--threads", "8",
+            "--max-pending", "1000000"),  # paused: everything stays pending, none may be refused
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir,
     )
     deadline = time.monotonic() + 20

@@ -1,8 +1,9 @@
 """Makespan of N parallel jobs sharing one account's rate limit, per ledger backend.
 
 For each ledger (`none`, `file`, `redis`, `git+file`, `git+http`) and N in (2, 5, 10), start N
-CLI processes (`entrypoint.py`) together against one emulator whose write window is `--interval`
-seconds (the CLI is given the same interval), and read the emulator's request log:
+CLI processes (`python -m streampixel_distribute`) together against one emulator whose write
+window is `--interval` seconds (the CLI is given the same interval), and read the emulator's
+request log:
 
 - makespan: from the first to the last successful distribute call, as the emulator saw them;
 - ratio: makespan / ((N - 1) x interval), the physical minimum (1.00 is perfect);
@@ -27,7 +28,8 @@ Targets: ratio <= 1.05 and zero 429s for every coordinating backend. `none` is s
 comparison; it gets a `max-wait` long enough to succeed by retrying after 429s.
 
 Needs `redis-server` and `git` (missing ones are skipped with a note). It reuses the servers of
-tests/support (no pytest run). Takes about 2-3 minutes with the defaults:
+tests/support (no pytest run) and the installed package (the project venv's python). Takes
+about 2-3 minutes with the defaults:
 
     python bench/makespan.py [--interval 1] [--jobs 2,5,10] [--legs 3] [--backends none,...]
 """
@@ -54,14 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))
 
 from streampixel_distribute.ledger import open_ledger  # noqa: E402
+from support import product  # noqa: E402
 from support.emulator import Emulator, start_emulator  # noqa: E402
 from support.git_server import GitHTTPServer, init_bare, start_git_http_server  # noqa: E402
 from support.redis_server import RedisServer, start_redis  # noqa: E402
 
-ENTRYPOINT = ROOT / "entrypoint.py"
 BACKENDS = ("none", "file", "redis", "git+file", "git+http")
 JOB_TIMEOUT = 600.0
 
@@ -105,7 +107,7 @@ def run_jobs(emulator: Emulator, ledger: str, jobs: int, interval: float,
     """Start `jobs` CLI processes together; return (failed jobs, attempts per job)."""
     env = _env(emulator, ledger)
     argv = [
-        sys.executable, str(ENTRYPOINT), "--api-url", emulator.url,
+        *product.command(), "--api-url", emulator.url,
         "--user-id", emulator.demo.user_id, "--project-id", emulator.demo.project_id,
         "--upload-id", emulator.demo.upload_id, "--rate-limit-interval", f"{interval:g}",
         "--max-wait", f"{max_wait:g}", "--json",
@@ -126,9 +128,9 @@ def run_jobs(emulator: Emulator, ledger: str, jobs: int, interval: float,
 
 
 def _env(emulator: Emulator, ledger: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in product.env().items()
            if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
-    env.update(PYTHONPATH=str(ROOT / "src"), STREAMPIXEL_API_KEY=emulator.demo.api_key,
+    env.update(STREAMPIXEL_API_KEY=emulator.demo.api_key,
                STREAMPIXEL_LEDGER=ledger,
                STREAMPIXEL_FILE_URL="https://builds.example.com/Build.zip?X-Amz-Signature=00")
     return env
@@ -139,14 +141,14 @@ def _leg(emulator: Emulator, env: dict[str, str], interval: float, max_wait: flo
     common = ["--api-url", emulator.url, "--user-id", emulator.demo.user_id,
               "--project-id", emulator.demo.project_id, "--rate-limit-interval", f"{interval:g}",
               "--max-wait", f"{max_wait:g}", "--json"]
-    upload = subprocess.run([sys.executable, str(ENTRYPOINT), "upload", *common,
+    upload = subprocess.run([*product.command("upload"), *common,
                              "--auto-release", "false"], env=env, capture_output=True,
                             text=True, timeout=JOB_TIMEOUT, check=False)
     try:
         upload_id = json.loads(upload.stdout)["upload-id"]
     except (ValueError, KeyError):
         return False
-    distribute = subprocess.run([sys.executable, str(ENTRYPOINT), "distribute", *common,
+    distribute = subprocess.run([*product.command("distribute"), *common,
                                  "--upload-id", upload_id], env=env, capture_output=True,
                                 text=True, timeout=JOB_TIMEOUT, check=False)
     return upload.returncode == 0 and distribute.returncode == 0
@@ -200,7 +202,7 @@ def measure_cancel(emulator: Emulator, spec: str, interval: float, signum: int) 
     with `signum` while it waits; None if a job failed."""
     emulator.reset()
     env = _env(emulator, spec)
-    argv = [sys.executable, str(ENTRYPOINT), "--api-url", emulator.url,
+    argv = [*product.command(), "--api-url", emulator.url,
             "--user-id", emulator.demo.user_id, "--project-id", emulator.demo.project_id,
             "--upload-id", emulator.demo.upload_id, "--rate-limit-interval", f"{interval:g}",
             "--max-wait", f"{CANCEL_JOBS * interval + 60:g}", "--json"]

@@ -5,11 +5,13 @@
 #
 #   scripts/container.sh setup          install podman/runc/debootstrap if missing, write config,
 #                                        make sure the base image python:3.13-slim exists
-#   scripts/container.sh build          setup + podman build of the unchanged Dockerfile
+#   scripts/container.sh build          setup + podman build of the unchanged Dockerfile, on
+#                                        $BASE_TAG instead of the pinned digest
 #   scripts/container.sh env            print the KEY=VALUE environment podman needs (for tools)
 #   scripts/container.sh podman ARGS..  run podman with that environment
 #
 # Environment: WORK (default /tmp/spd-container), IMAGE (default localhost/streampixel-distribute:test),
+# WHEEL_DIR (a directory holding the wheel to install instead of building one from the checkout),
 # SUITE (Debian suite of the local base stand-in, default trixie = Python 3.13),
 # BASE_TAG (default docker.io/library/python:3.13-slim), MIRROR (Debian mirror).
 set -euo pipefail
@@ -120,10 +122,16 @@ setup() {
 build() {
   setup
   local version
-  version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$REPO/src/streampixel_distribute/__init__.py")
-  # --network host: RUN steps reach the Debian mirror and PyPI the same way the host does.
+  # The label's version: the package's __version__, the one version source (the wheel's too).
+  version=$(PYTHONPATH="$REPO/src" python3 -c \
+    'from streampixel_distribute import __version__; print(__version__)')
+  # --network host: RUN steps reach PyPI the same way the host does. The `python-base` stage
+  # (the published image by digest) is replaced by $BASE_TAG, the stand-in here. WHEEL_DIR
+  # replaces the `wheel` stage, as release.yml does with its wheel.
+  local contexts=(--build-context "python-base=docker-image://$BASE_TAG")
+  if [ -n "${WHEEL_DIR:-}" ]; then contexts+=(--build-context "wheel=$WHEEL_DIR"); fi
   podman_build() {
-    podman build --pull=never --network host --build-arg "VERSION=${version:-0.0.0}" \
+    podman build --pull=never --network host "${contexts[@]}" --build-arg "VERSION=$version" \
       -t "$IMAGE" "$REPO" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; return 1; }
   }
   timed podman_build

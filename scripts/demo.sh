@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command: run the main job and show its outputs and job summary.
 #   bash scripts/demo.sh
+#   VENV=DIR bash scripts/demo.sh   the package installed in that venv, e.g. the built wheel
+#                                   (.work/wheel-venv after scripts/test.sh); by default
+#                                   .work/venv, made with an editable install if it is missing
 # With STREAMPIXEL_API_KEY, STREAMPIXEL_USER_ID and STREAMPIXEL_PROJECT_ID set, it works on that
 # real account: it distributes STREAMPIXEL_UPLOAD_ID if set, else uploads STREAMPIXEL_FILE_URL
 # (one write call against the account's rate limit either way). Without them it starts the

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (README): on a fresh Debian/Ubuntu machine it installs everything,
-# then runs every linter and the whole test suite, container tests included.
+# then runs every linter and the whole test suite, container tests included, against the built
+# wheel (not the source tree).
 #   bash scripts/test.sh [PYTEST ARGS...]
-# Environment: VENV (default .work/venv), SKIP_APT=1 (tools already installed), SKIP_LINT=1.
+# Environment: VENV (default .work/venv: the editable install the linters use), SKIP_APT=1
+# (tools already installed), SKIP_LINT=1.
 # Fails if any linter or test fails, and also if no test ran at all (pytest exit 5).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,6 +55,32 @@ venv() {
   "$VENV/bin/pip" install -q -e '.[test,lint]'
 }
 
+# The package under test: the sdist and the wheel built once from the checkout with the hashed
+# build tools (as release.yml builds them), the wheel installed into a new venv after the image's
+# hashed lock (the same dependency versions as the image) with the test extra. pytest runs with
+# that venv's python, so the tests and every process they start import the installed wheel;
+# under CI tests/support/product.py stops the run if they do not. The image phase installs the
+# same wheel (WHEEL_DIR).
+WHEEL_VENV=$REPO/.work/wheel-venv
+DIST=$REPO/.work/dist
+export WHEEL_DIR=$REPO/.work/wheel
+wheel() {
+  local build=$REPO/.work/build-venv
+  [ -x "$build/bin/python" ] || python3 -m venv "$build"
+  "$build/bin/pip" install -q --require-hashes --only-binary=:all: -r requirements/build.txt
+  rm -rf "$DIST" "$WHEEL_DIR" "$WHEEL_VENV"
+  "$build/bin/python" -m build --no-isolation --outdir "$DIST" . >"$REPO/.work/build.log" 2>&1 \
+    || { tail -30 "$REPO/.work/build.log" >&2; return 1; }
+  mkdir -p "$WHEEL_DIR" && cp "$DIST"/*.whl "$WHEEL_DIR"/
+  python3 -m venv "$WHEEL_VENV"
+  "$WHEEL_VENV/bin/pip" install -q --require-hashes --only-binary=:all: --no-deps \
+    -r requirements.txt
+  local wheels=("$WHEEL_DIR"/*.whl)
+  "$WHEEL_VENV/bin/pip" install -q "${wheels[0]}[test]"
+  "$WHEEL_VENV/bin/pip" check
+  ls "$DIST"
+}
+
 # The image is built before pytest so the build has its own line in the timings; the session
 # fixture then finds every layer cached.
 image() {
@@ -76,7 +104,7 @@ gitlab_ci_local() {
 tests() {
   local rc=0
   # CI=true makes a missing podman a failure instead of a skip (tests/support/container.py).
-  "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
+  "$WHEEL_VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
   if [ $rc = 5 ]; then
     echo "pytest collected no tests: that is a failure" >&2
   fi
@@ -86,6 +114,7 @@ tests() {
 if [ "${SKIP_APT:-}" != 1 ]; then phase apt apt_install; fi
 phase venv venv
 if [ "${SKIP_LINT:-}" != 1 ]; then phase lint env VENV="$VENV" bash scripts/lint.sh; fi
+phase wheel wheel
 phase image image
 phase gitlab-ci gitlab_ci_local
 phase pytest tests "$@"

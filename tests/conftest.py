@@ -4,6 +4,7 @@ Modules that others import come first, so pytest can rewrite their asserts befor
 """
 
 pytest_plugins = [
+    "support.product",
     "support.runner",
     "support.ledger_contract",
     "support.emulator",

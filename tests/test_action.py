@@ -1,4 +1,4 @@
-"""The action end to end: entrypoint.py as a subprocess under the runner's contract, against the
+"""The action end to end: the product as a subprocess under the runner's contract, against the
 real emulator over HTTP. Every path checks outputs, summary, exit code and that the key leaks
 nowhere."""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from streampixel_distribute import __version__
 from streampixel_distribute.emulator import DEMO
 from support.container import (
     ContainerImage,
@@ -26,6 +27,7 @@ from support.container import (
     start_image_emulator,
 )
 from support.git_server import GitHTTPServer, init_bare
+from support.lock import RUNTIME_LOCK, read_lock
 from support.tools import require_binary
 
 pytestmark = pytest.mark.container
@@ -237,8 +239,8 @@ def test_image_holds_only_the_runtime(container_image: ContainerImage) -> None:
 
     compilers = sh("for c in gcc cc c++ g++ clang tcc make; do command -v $c || true; done")
     assert compilers.strip() == ""
-    assert sorted(sh("ls -A /app").split()) == ["entrypoint.py", "src"]
-    assert sh("ls -A /app/src").split() == ["streampixel_distribute"]
+    # The package comes from the wheel (site-packages); /app holds only the shim.
+    assert sh("ls -A /app").split() == ["entrypoint.py"]
     # Compared with the base image: what the base itself ships (CPython's own test package,
     # ensurepip's wheels) is not ours to remove.
     find = ("find / -xdev \\( -path /proc -o -path /sys \\) -prune -o \\( -name 'test_*.py' "
@@ -255,18 +257,45 @@ def test_image_holds_only_the_runtime(container_image: ContainerImage) -> None:
     assert sh("du -s /root/.cache 2>/dev/null | cut -f1 || true").strip() in ("", "0", "4")
 
 
+DISTRIBUTIONS = ("import importlib.metadata as m, json; print(json.dumps(sorted({"
+                 "d.metadata['Name'].lower().replace('_', '-'): d.version "
+                 "for d in m.distributions()}.items())))")
+
+
+def test_image_adds_exactly_the_lock_and_the_wheel(container_image: ContainerImage) -> None:
+    """Over the base: the locked packages at their locked versions and this package at this
+    checkout's version; nothing else (no build frontend or backend, no unlocked dependency)."""
+    base = container_image.podman("run", "--rm", "--network", "none", BASE_IMAGE,
+                                  "python", "-c", DISTRIBUTIONS)
+    image = container_image.shell(f'python -c "{DISTRIBUTIONS}"')
+    assert base.returncode == 0 and image.returncode == 0, base.stderr + image.stderr
+    before = dict(json.loads(base.stdout))
+    added = {name: version for name, version in json.loads(image.stdout)
+             if before.get(name) != version}
+    expected: dict[str, str] = {name: pin.version
+                                for name, pin in read_lock(RUNTIME_LOCK).pins.items()}
+    expected["streampixel-distribute"] = __version__
+    assert added == expected
+
+
 def test_image_is_precompiled_labelled_and_starts_the_cli(container_image: ContainerImage) -> None:
     inspect = container_image.podman("image", "inspect", container_image.name)
     assert inspect.returncode == 0, inspect.stderr
     config = json.loads(inspect.stdout)[0]["Config"]
     assert config["Entrypoint"] == ["python", "/app/entrypoint.py"]
     assert {"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"} <= set(config["Env"])
+    assert not [v for v in config["Env"] if v.startswith("PYTHONPATH=")]
     labels = config["Labels"]
     for key in ("title", "description", "version", "source", "licenses"):
         assert labels[f"org.opencontainers.image.{key}"], key
     # Bytecode exists for the package, so no run compiles (or writes) anything.
-    pyc = container_image.shell("ls /app/src/streampixel_distribute/__pycache__")
-    assert "cli.cpython-" in pyc.stdout
+    where = container_image.shell("python -c 'import streampixel_distribute; "
+                                  "print(streampixel_distribute.__file__)'")
+    package = where.stdout.strip().rsplit("/", 1)[0]
+    assert package.startswith("/usr/local/lib/python3.") and package.endswith(
+        "/site-packages/streampixel_distribute"), where.stdout + where.stderr
+    pyc = container_image.shell(f"ls {package}/__pycache__ {package}/ledger/__pycache__")
+    assert "cli.cpython-" in pyc.stdout and "git_store.cpython-" in pyc.stdout, pyc.stderr
     version = container_image.podman("run", "--rm", "--network", "none", container_image.name,
                                      "--version")
     assert version.returncode == 0

@@ -25,7 +25,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -39,10 +38,11 @@ from streampixel_distribute import redact
 from streampixel_distribute.api import StreampixelClient
 from streampixel_distribute.errors import DistributeError
 from streampixel_distribute.ledger import account_key, open_ledger
+from support import product
 from support.emulator import Emulator
 from support.hostile import closed_port, finish_action, recording_server, spawn_action
 from support.redis_server import REDIS_PASSWORD, RedisServer
-from support.runner import ENTRYPOINT, LEAK_KEY, LEAK_TOKEN, ROOT, ActionRun, base_env, run_action
+from support.runner import LEAK_KEY, LEAK_TOKEN, ActionRun, base_env, run_action
 
 GIT_PASSWORD = "gitpw-LEAKCHECK-5e8a1f0c3b"
 # Passwords with a `/`: a strict URL parser splits them, so each half is searched for as well.
@@ -332,7 +332,7 @@ def process_auditor(directory: Path) -> dict[str, str]:
     installed by `sitecustomize` before the program runs) to `directory/processes.log`."""
     directory.mkdir()
     (directory / "sitecustomize.py").write_text(AUDIT_SITE)
-    return {"PYTHONPATH": f"{directory}{os.pathsep}{ROOT / 'src'}",
+    return {"PYTHONPATH": str(directory),
             "SPD_AUDIT_LOG": str(directory / "processes.log")}
 
 
@@ -546,7 +546,7 @@ def test_masks_come_first_even_with_stderr_merged(emulator: Emulator, tmp_path: 
                 "INPUT_GITHUB-TOKEN": LEAK_TOKEN, "INPUT_USER-ID": "not-an-id",
                 "INPUT_LEDGER": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{closed_port()}/0",
                 "RUNNER_DEBUG": "1"})
-    done = subprocess.run([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
+    done = subprocess.run(product.command(), env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
     assert done.returncode == 2, done.stdout
     assert_masks_first(done.stdout, [LEAK_KEY, LEAK_TOKEN, REDIS_PASSWORD])
@@ -559,15 +559,13 @@ def test_masks_come_first_even_with_stderr_merged(emulator: Emulator, tmp_path: 
 def test_listener_log_never_shows_an_unencoded_ledger_password(tmp_path: Path) -> None:
     """The listener validates the ledger like the action: refused (exit 2) with nothing of the
     password in its JSON log. (It used to fail later, in redis-py, quoting both halves.)"""
-    from support.listener import SRC, listener_env
+    from support.listener import listener_env
 
     env = listener_env({"STREAMPIXEL_API_KEY": LEAK_KEY, "STREAMPIXEL_USER_ID": USER,
                         "STREAMPIXEL_LEDGER": f"redis://:{SLASH_REDIS[0]}@127.0.0.1:"
                                               f"{closed_port()}/0"})
-    env["PYTHONPATH"] = str(SRC)
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from streampixel_distribute.cli import main; "
-         "sys.exit(main())", "listen", "--port", "0", "--queue", str(tmp_path / "q.sqlite3")],
+        product.command("listen", "--port", "0", "--queue", str(tmp_path / "q.sqlite3")),
         env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
     sweep = LeakSweep()
     sweep.add("listener log", done.stdout + done.stderr)

@@ -14,15 +14,16 @@ import socket
 import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from support import product
 from support.emulator import Emulator
 from support.listener import (
     API_KEY,
@@ -596,8 +597,9 @@ def test_the_envelope_schema_is_a_valid_schema_and_accepts_every_documented_even
     from streampixel_distribute.listener.config import KNOWN_EVENTS
     from streampixel_distribute.listener.server import envelope_problems
 
-    schema = json.loads((Path(__file__).parents[1] / "src/streampixel_distribute/schema/"
-                         "webhook.schema.json").read_text())
+    # The schema as installed: the package data the listener itself loads.
+    schema = json.loads(resources.files("streampixel_distribute").joinpath(
+        "schema", "webhook.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     for event in KNOWN_EVENTS:
         upload = None if event == "webhook.test" else UPLOADS[0]
@@ -612,9 +614,7 @@ def test_the_envelope_schema_is_a_valid_schema_and_accepts_every_documented_even
 
 def run_listen(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
-         "listen", "--port", "0", "--queue", str(tmp_path / "q.sqlite3"), *args],
+        product.command("listen", "--port", "0", "--queue", str(tmp_path / "q.sqlite3"), *args),
         env=listener_env(env), capture_output=True, text=True, timeout=30, cwd=tmp_path,
         check=False)
 
@@ -662,9 +662,7 @@ def run_test_webhook(emulator: Emulator, project: str) -> subprocess.CompletedPr
     env = listener_env({"STREAMPIXEL_API_KEY": API_KEY, "STREAMPIXEL_USER_ID": USER_ID,
                         "STREAMPIXEL_API_URL": emulator.url})
     return subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
-         "test-webhook", "--project-id", project, "--json"],
+        product.command("test-webhook", "--project-id", project, "--json"),
         env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -910,9 +908,8 @@ def test_a_read_only_queue_directory_is_a_clear_startup_error(
         setup = f'cp {made}/queue.sqlite3 "$0"/ && mount -o remount,ro "$0"'
     options = "size=1m" if existing else "ro,size=1m"
     result = subprocess.run(
-        [*private_mount(data, options, setup=setup), sys.executable, "-c",
-         "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
-         "listen", "--port", "0", "--queue", str(data / "queue.sqlite3")],
+        [*private_mount(data, options, setup=setup),
+         *product.command("listen", "--port", "0", "--queue", str(data / "queue.sqlite3"))],
         env=listener_env({"STREAMPIXEL_API_KEY": API_KEY, "STREAMPIXEL_USER_ID": USER_ID}),
         capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr

@@ -1,9 +1,9 @@
 """End to end: parallel CLI processes share one account's rate limit through each ledger.
 
-Five `entrypoint.py` processes start together against one emulator whose write window is
-`INTERVAL` seconds (the CLI is told the same interval). With a coordinating ledger they must take
-turns so precisely that the emulator never answers 429; with `none` they collide, get 429s, and
-still all succeed by retrying within `max-wait`.
+Five CLI processes (`python -m streampixel_distribute`) start together against one emulator
+whose write window is `INTERVAL` seconds (the CLI is told the same interval). With a coordinating
+ledger they must take turns so precisely that the emulator never answers 429; with `none` they
+collide, get 429s, and still all succeed by retrying within `max-wait`.
 
 The emulator's own window check is authoritative: it answers 429 to any call that arrives inside
 the previous call's window, so "zero 429s" is the real assertion. The gaps between the recorded
@@ -16,19 +16,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from support import product
 from support.emulator import Emulator
 from support.ledger_contract import BackendUnderTest
-
-ROOT = Path(__file__).resolve().parents[1]
-ENTRYPOINT = ROOT / "entrypoint.py"
 
 JOBS = 5
 INTERVAL = 1.0  # seconds: the emulator's window and the CLI's rate-limit-interval
@@ -47,10 +42,9 @@ class Job:
 def _base_env(emulator: Emulator) -> dict[str, str]:
     """The runner's environment without anything that could steer the CLI from outside."""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v for k, v in product.env().items()
         if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))
     }
-    env["PYTHONPATH"] = str(ROOT / "src")
     env["STREAMPIXEL_API_KEY"] = emulator.demo.api_key  # secrets by environment, not argv
     return env
 
@@ -63,7 +57,7 @@ def run_parallel(
     env["STREAMPIXEL_LEDGER"] = ledger  # may hold a password: environment, not argv
     env.update(extra_env or {})
     argv = [
-        sys.executable, str(ENTRYPOINT),
+        *product.command(),
         "--api-url", emulator.url,
         "--user-id", emulator.demo.user_id,
         "--project-id", emulator.demo.project_id,
@@ -181,7 +175,7 @@ def _leg(emulator: Emulator, env: dict[str, str], max_wait: float) -> list[Job]:
     for argv in (["upload", *common, "--auto-release", "false"], ["distribute", *common]):
         if argv[0] == "distribute":
             argv += ["--upload-id", jobs[0].outputs.get("upload-id", "")]
-        proc = subprocess.run([sys.executable, str(ENTRYPOINT), *argv], env=env,
+        proc = subprocess.run(product.command(*argv), env=env,
                               capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
                               check=False)
         try:

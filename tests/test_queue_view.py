@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ from streampixel_distribute.ci import origin
 from streampixel_distribute.ledger import account_key, open_ledger
 from streampixel_distribute.ledger.queue import Holder, Slot
 from streampixel_distribute.report.queue_view import mermaid, summary_section, table
-from support.runner import ROOT, base_env
+from support import product
+from support.runner import base_env
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 USER = "65de0000000000000000a001"
@@ -114,8 +114,7 @@ def test_elsewhere_the_host_and_process_name_the_job() -> None:
 
 def run_queue(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = base_env(tmp_path)  # no API key anywhere: the command needs none
-    return subprocess.run([sys.executable, str(ROOT / "entrypoint.py"), "queue",
-                           "--user-id", USER, "--api-url", API, *args],
+    return subprocess.run(product.command("queue", "--user-id", USER, "--api-url", API, *args),
                           env=env, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -1,4 +1,4 @@
-"""The upload and reserve commands end to end: entrypoint.py under the runner's contract (and as
+"""The upload and reserve commands end to end: the product under the runner's contract (and as
 the CLI), against the real emulator over HTTP.
 
 A presigned file URL is a credential: every path checks that it, its query, the signature on its
@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from support import product
 from support.commands import act_parse, github_parse
 from support.emulator import Emulator
-from support.runner import LEAK_KEY, LEAK_TOKEN, ROOT, ActionRun, base_env, run_action
+from support.runner import LEAK_KEY, LEAK_TOKEN, ActionRun, base_env, run_action
 
 USER = "6a1b2c3d4e5f60718293a4b5"
 PROJECT = "6a1b2c3d4e5f60718293b001"
@@ -280,7 +280,7 @@ def test_the_cli_uploads_with_a_subcommand_and_writes_json(account: Emulator,
     env = base_env(tmp_path)
     env |= {"STREAMPIXEL_API_KEY": LEAK_KEY, "STREAMPIXEL_FILE_URL": PRESIGNED}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "entrypoint.py"), "upload", "--api-url", account.url,
+        [*product.command("upload"), "--api-url", account.url,
          "--user-id", USER, "--project-id", PROJECT, "--auto-release", "false",
          "--ledger", "none", "--json", "--dotenv", str(tmp_path / "out.env")],
         env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -325,7 +325,7 @@ def test_reserve_exits_at_the_slot_with_outputs_and_calls_nothing(account: Emula
 def test_reserve_needs_no_project(account: Emulator, tmp_path: Path) -> None:
     env = base_env(tmp_path) | {"STREAMPIXEL_API_KEY": LEAK_KEY}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "entrypoint.py"), "reserve", "--api-url", account.url,
+        [*product.command("reserve"), "--api-url", account.url,
          "--user-id", USER, "--ledger", f"file://{tmp_path}/l.json", "--dotenv",
          str(tmp_path / "out.env")],
         env=env, capture_output=True, text=True, timeout=60, check=False)

@@ -10,7 +10,6 @@ Fixtures:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,10 +26,10 @@ from typing import Any
 import pytest
 
 from streampixel_distribute.emulator import DEMO, DemoAccount
+from support import product
 from support.httpserver import QuietHandler, serving
 from support.processes import stop_process
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 15.0
 
 
@@ -132,8 +131,7 @@ def start_emulator(workdir: Path, **options: Any) -> Emulator:
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / "ready.json"
     log = workdir / "emulator.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
+    env = product.env()
     cmd = [sys.executable, "-m", "streampixel_distribute.emulator", "--port", "0"]
     cmd += ["--ready-file", str(ready), *option_args(options)]
     with log.open("wb") as out:

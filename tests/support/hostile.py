@@ -1,4 +1,4 @@
-"""Loopback servers the emulator cannot play, and a way to run the entrypoint as a live process.
+"""Loopback servers the emulator cannot play, and a way to run the product as a live process.
 
 - `RecordingServer`: answers 200 to everything and records what reached it. It stands in for the
   host a hostile redirect points at: a test asserts it received *nothing*.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,8 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
+from support import product
 from support.httpserver import QuietHandler
-from support.runner import ENTRYPOINT, ActionRun, action_env, parse_output_file
+from support.runner import ActionRun, action_env, parse_output_file
 
 
 @dataclass
@@ -160,7 +160,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# --- the entrypoint as a live process ---------------------------------------------------------
+# --- the product as a live process ------------------------------------------------------------
 
 
 @dataclass
@@ -207,10 +207,10 @@ def spawn_action(
     github: bool = True,
     prefix: Sequence[str] = (),
 ) -> LiveAction:
-    """Start entrypoint.py like `run_action` does, without waiting for it."""
+    """Start the product like `run_action` does, without waiting for it."""
     full, _, _ = action_env(tmp, inputs, env=env, github=github)
     process = subprocess.Popen(
-        [*prefix, sys.executable, str(ENTRYPOINT), *args], env=full, text=True,
+        [*prefix, *product.command(*args)], env=full, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     live = LiveAction(tmp, process)

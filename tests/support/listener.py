@@ -26,7 +26,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -37,10 +36,10 @@ from typing import Any
 
 import pytest
 
+from support import product
 from support.httpserver import QuietHandler, serving
 from support.processes import stop_process
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 START_TIMEOUT = 15.0
 
 # Distinctive secrets: tests assert they appear in no log line.
@@ -175,9 +174,8 @@ class ListenerProcess:
 
 
 def listener_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in product.env().items()
            if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
     env["NO_PROXY"] = "*"
     env["STREAMPIXEL_WEBHOOK_TOKEN"] = WEBHOOK_TOKEN
     env.update(base or {})
@@ -196,10 +194,8 @@ def start_listener(workdir: Path, *, env: Mapping[str, str] | None = None,
     full_env = listener_env(env)
     if actions is not None:
         full_env["STREAMPIXEL_WEBHOOK_ACTIONS"] = json.dumps(actions)
-    cmd = [*(prefix or []), sys.executable, "-c",
-           "import sys; from streampixel_distribute.cli import main; sys.exit(main())",
-           "listen", "--port", "0", "--ready-file", str(ready), "--queue", str(queue),
-           *(args or [])]
+    cmd = [*(prefix or []), *product.command("listen", "--port", "0", "--ready-file", str(ready),
+                                             "--queue", str(queue), *(args or []))]
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env,
                                    cwd=workdir)

@@ -1,4 +1,4 @@
-"""Run `entrypoint.py` as a subprocess under the GitHub runner's contract, and read what it wrote.
+"""Run the product as a subprocess under the GitHub runner's contract, and read what it wrote.
 
 `run_action(inputs)` passes inputs as `INPUT_<NAME>` with the hyphen kept (as the runner does),
 points `GITHUB_OUTPUT` / `GITHUB_STEP_SUMMARY` / `GITHUB_EVENT_PATH` at temp files, and parses the
@@ -8,9 +8,7 @@ output file's `name<<delimiter` records back into a dict.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from support import product
 from support.commands import assert_documented_commands
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "entrypoint.py"
 
 # Distinctive secret values: the leak checks search every output for them.
 LEAK_KEY = "sk-LEAKCHECK-9f3a7c1e5b2d4f6a8c0e"
@@ -83,9 +81,9 @@ class ActionRun:
 
 
 def base_env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in product.env().items()
            if not k.startswith(("INPUT_", "STREAMPIXEL_", "GITHUB_", "RUNNER_"))}
-    env.update({"HOME": str(tmp / "home"), "PYTHONPATH": str(ROOT / "src"), "NO_PROXY": "*"})
+    env.update({"HOME": str(tmp / "home"), "NO_PROXY": "*"})
     (tmp / "home").mkdir(exist_ok=True)
     return env
 
@@ -130,7 +128,7 @@ def run_action(
 ) -> ActionRun:
     full, output, summary = action_env(tmp, inputs, env=env, event=event, github=github)
     proc = subprocess.run(
-        [sys.executable, str(ENTRYPOINT), *(args or [])],
+        product.command(*(args or [])),
         env=full, capture_output=True, text=True, timeout=timeout, check=False,
     )
     files = {p.name: p.read_text(errors="replace") for p in tmp.iterdir()
