@@ -238,12 +238,12 @@ def test_redirect_is_not_followed(account: Emulator, action: Action) -> None:
 
 #: entrypoint.py with a bug planted where the call is made: an exception the program does not
 #: expect, whose text holds the API key (as a careless f-string in a library would).
-BUGGY_ENTRYPOINT = """
+BUGGY_ENTRYPOINT = r"""
 import runpy, sys
 from streampixel_distribute import api
 
 def distribute(self, *, api_key, user_id, project_id, upload_id):
-    raise ValueError(f"cannot send header Authorization: {api_key}")
+    raise ValueError(f"cannot send header Authorization: {api_key}\n" + "detail " * 300)
 
 api.StreampixelClient.distribute = distribute
 sys.argv = sys.argv[1:]
@@ -263,8 +263,13 @@ def test_a_bug_exits_1_with_a_scrubbed_traceback_only_when_debugging(
     assert run.exit_code == 1, run.stdout + run.stderr
     assert run.outputs["error"] == "internal-error"
     assert run.outputs["status"] == "failed"
-    assert ("::error title=Internal error (a bug)::ValueError: cannot send header "
-            "Authorization: ***.%0AFix: Please report it") in run.stdout
+    # One line of the bug's text, cut short, then the fix.
+    annotation = next(line for line in run.stdout.splitlines() if line.startswith("::error"))
+    message, fix = annotation.split("%0AFix: ")
+    assert message.startswith("::error title=Internal error (a bug)::ValueError: cannot send "
+                              "header Authorization: *** detail detail")
+    assert message.endswith("….") and len(message) < 400
+    assert fix.startswith("Please report it")
     assert_no_leak(run)
     assert_masked_first(run)
     shown = run.stdout + run.stderr
@@ -275,3 +280,24 @@ def test_a_bug_exits_1_with_a_scrubbed_traceback_only_when_debugging(
     else:
         assert "Traceback" not in shown
     assert distribute_calls(account) == []
+
+
+def test_guarded_hands_a_bugs_traceback_over_scrubbed() -> None:
+    """The traceback reaches `on_bug` (the debug log, the listener's JSON log) already
+    scrubbed; the error says which exception it was, in one short line."""
+    from streampixel_distribute import redact
+    from streampixel_distribute.cli import guarded
+    from streampixel_distribute.errors import InternalError
+
+    redact.register(LEAK_KEY)
+    traces: list[str] = []
+
+    def bug() -> None:
+        raise KeyError(f"no such header: {LEAK_KEY}")
+
+    error = guarded(bug, on_bug=traces.append)
+    assert isinstance(error, InternalError)
+    assert (error.code, error.detail) == (1, "KeyError: 'no such header: ***'")
+    assert len(traces) == 1
+    assert traces[0].startswith("Traceback (most recent call last):")
+    assert "in bug" in traces[0] and LEAK_KEY not in traces[0]
