@@ -4,8 +4,11 @@
 # wheel (not the source tree).
 #   bash scripts/test.sh [PYTEST ARGS...]
 # Environment: VENV (default .work/venv: the editable install the linters use), SKIP_APT=1
-# (tools already installed), SKIP_LINT=1.
-# Fails if any linter or test fails, and also if no test ran at all (pytest exit 5).
+# (tools already installed), SKIP_LINT=1, SKIP_COVERAGE=1 (plain pytest, no coverage table or
+# gate).
+# Fails if any linter or test fails, if no test ran at all (pytest exit 5), and if line+branch
+# coverage of the core is below 95 % (scripts/coverage_gate.py; judged only on a full run, i.e.
+# without PYTEST ARGS).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$REPO/.work/venv}
@@ -102,13 +105,25 @@ gitlab_ci_local() {
 }
 
 tests() {
-  local rc=0
+  local rc=0 runner=()
+  if [ "${SKIP_COVERAGE:-}" != 1 ]; then
+    # pyproject.toml's [tool.coverage.run] has every Python child of the run (the action, the
+    # emulator, the listener, CLI processes) record its own data file next to .coverage.
+    rm -f .coverage .coverage.*
+    runner=(-m coverage run)
+  fi
   # CI=true makes a missing podman a failure instead of a skip (tests/support/container.py).
-  "$WHEEL_VENV/bin/python" -m pytest -p no:cacheprovider "$@" || rc=$?
+  "$WHEEL_VENV/bin/python" "${runner[@]}" -m pytest -p no:cacheprovider "$@" || rc=$?
   if [ $rc = 5 ]; then
     echo "pytest collected no tests: that is a failure" >&2
   fi
   return $rc
+}
+
+# Combine the data files, print the table, and fail below the bar (the core, see the script).
+# A partial run (PYTEST ARGS) gets the table only.
+coverage_gate() {
+  "$WHEEL_VENV/bin/python" scripts/coverage_gate.py "$@"
 }
 
 if [ "${SKIP_APT:-}" != 1 ]; then phase apt apt_install; fi
@@ -118,4 +133,7 @@ phase wheel wheel
 phase image image
 phase gitlab-ci gitlab_ci_local
 phase pytest tests "$@"
+if [ "${SKIP_COVERAGE:-}" != 1 ]; then
+  if [ $# = 0 ]; then phase coverage coverage_gate; else phase coverage coverage_gate --no-gate; fi
+fi
 report

@@ -234,3 +234,70 @@ def test_redirect_is_not_followed(account: Emulator, action: Action) -> None:
     assert "redirect" in run.summary.lower()
     assert "127.0.0.1" in run.summary
     assert_no_leak(run)
+
+
+#: entrypoint.py with a bug planted where the call is made: an exception the program does not
+#: expect, whose text holds the API key (as a careless f-string in a library would).
+BUGGY_ENTRYPOINT = r"""
+import runpy, sys
+from streampixel_distribute import api
+
+def distribute(self, *, api_key, user_id, project_id, upload_id):
+    raise ValueError(f"cannot send header Authorization: {api_key}\n" + "detail " * 300)
+
+api.StreampixelClient.distribute = distribute
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "RUNNER_DEBUG"])
+def test_a_bug_exits_1_with_a_scrubbed_traceback_only_when_debugging(
+        account: Emulator, tmp_path: Path, debug: bool) -> None:
+    """Any unexpected exception is exit 1, `internal-error`, and says how to report it; the
+    traceback is shown only with RUNNER_DEBUG=1 (or --debug), and the key never, in either."""
+    from support.runner import ENTRYPOINT
+
+    run = run_action(tmp_path, inputs(account), env={"RUNNER_DEBUG": "1"} if debug else {},
+                     program=["-c", BUGGY_ENTRYPOINT, str(ENTRYPOINT)])
+    assert run.exit_code == 1, run.stdout + run.stderr
+    assert run.outputs["error"] == "internal-error"
+    assert run.outputs["status"] == "failed"
+    # One line of the bug's text, cut short, then the fix.
+    annotation = next(line for line in run.stdout.splitlines() if line.startswith("::error"))
+    message, fix = annotation.split("%0AFix: ")
+    assert message.startswith("::error title=Internal error (a bug)::ValueError: cannot send "
+                              "header Authorization: *** detail detail")
+    assert message.endswith("….") and len(message) < 400
+    assert fix.startswith("Please report it")
+    assert_no_leak(run)
+    assert_masked_first(run)
+    shown = run.stdout + run.stderr
+    if debug:
+        assert "Traceback (most recent call last):" in shown
+        assert "in distribute" in shown  # the frame of the bug
+        assert "ValueError: cannot send header Authorization: ***" in shown
+    else:
+        assert "Traceback" not in shown
+    assert distribute_calls(account) == []
+
+
+def test_guarded_hands_a_bugs_traceback_over_scrubbed() -> None:
+    """The traceback reaches `on_bug` (the debug log, the listener's JSON log) already
+    scrubbed; the error says which exception it was, in one short line."""
+    from streampixel_distribute import redact
+    from streampixel_distribute.cli import guarded
+    from streampixel_distribute.errors import InternalError
+
+    redact.register(LEAK_KEY)
+    traces: list[str] = []
+
+    def bug() -> None:
+        raise KeyError(f"no such header: {LEAK_KEY}")
+
+    error = guarded(bug, on_bug=traces.append)
+    assert isinstance(error, InternalError)
+    assert (error.code, error.detail) == (1, "KeyError: 'no such header: ***'")
+    assert len(traces) == 1
+    assert traces[0].startswith("Traceback (most recent call last):")
+    assert "in bug" in traces[0] and LEAK_KEY not in traces[0]

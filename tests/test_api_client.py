@@ -8,6 +8,7 @@ a reset after sending) waits a full interval, since it may have used the account
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -57,6 +58,35 @@ def test_no_answer_in_time_may_have_reached_the_server(emulator: Emulator) -> No
     error = failure(emulator.url, timeout=0.5)
     assert error.reached_server
     assert "no response" in error.detail
+
+
+@pytest.fixture
+def not_http() -> Iterator[int]:
+    """A server that reads the request, then answers a line that is not HTTP and hangs up."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        yield int(server.getsockname()[1])
+        thread.join(timeout=10)
+
+
+def test_an_answer_that_is_not_http_may_have_reached_the_server(not_http: int) -> None:
+    """Something else listens on the port: it got the request, so it is treated as reached;
+    the error quotes what the HTTP stack said, in short."""
+    error = failure(f"http://127.0.0.1:{not_http}/pixelStripeApi")
+    assert error.reached_server
+    assert error.detail.startswith("connection to 127.0.0.1 failed: ")
+    assert "SSH-2.0-OpenSSH_9.6" in error.detail
+    assert len(error.detail) <= len("connection to 127.0.0.1 failed: ") + 160
 
 
 def test_reset_after_sending_may_have_reached_the_server(emulator: Emulator) -> None:

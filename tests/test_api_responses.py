@@ -149,6 +149,18 @@ def test_redirect_is_an_error_naming_the_host(status: int) -> None:
     assert not info.value.retryable
 
 
+@pytest.mark.parametrize(("location", "shown"), [
+    ("http://[::1/steal", "(an unreadable location)"),  # urlsplit: Invalid IPv6 URL
+    ("", "(no location)"),
+])
+def test_redirect_to_an_unreadable_or_missing_location_says_so(location: str, shown: str) -> None:
+    with pytest.raises(ServerError) as info:
+        interpret(302, {"Location": location}, b"", now=NOW)
+    assert info.value.detail == (f"the API answered HTTP 302, a redirect to {shown}; it was not "
+                                 "followed and nothing was sent there")
+    assert info.value.title == "Unexpected redirect"
+
+
 def test_429_reads_retry_after_header_first() -> None:
     with pytest.raises(TooManyRequests) as info:
         interpret(429, {"Retry-After": "37"}, body("Rate limit exceeded. Try again in 2 minutes."),

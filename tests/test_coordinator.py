@@ -7,6 +7,7 @@ test_action.py); the ledgers are the real `none` and `file` backends.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -695,3 +696,47 @@ def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> 
     clock.sleep = sleep  # type: ignore[method-assign]
     coordinator.run(client)
     assert client.calls[0] >= start + 242 - 1e-6
+
+
+class RacedLedger(Ledger):
+    """A real file ledger on which `others` other jobs reserve between our peek and our
+    reserve (they started a moment after us and were quicker to write)."""
+
+    def __init__(self, inner: Ledger, others: int) -> None:
+        self.inner, self.others = inner, others
+        self.description = "raced"
+
+    def peek(self, key: str, interval: float) -> float:
+        return self.inner.peek(key, interval)
+
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        for _ in range(self.others):
+            self.inner.reserve(key, interval)
+        self.others = 0
+        return self.inner.reserve(key, interval, not_before, holder)
+
+
+def test_a_slot_lost_between_peek_and_reserve_past_max_wait_fails_at_once(
+        tmp_path: Path) -> None:
+    """The peek promised a slot within max-wait; by the time we reserved, two other jobs had
+    taken theirs and ours lies past the deadline: fail now (exit 5) with that slot as the ETA,
+    instead of waiting for a call max-wait no longer allows."""
+    clock = FakeClock()
+    inner = open_ledger(f"file://{tmp_path}/l.json", LedgerContext(now=clock.time))
+    key = account_key("http://127.0.0.1:9/pixelStripeApi", USER)
+    coordinator, client, _ = run(make_settings(max_wait=300), [OK],
+                                 ledger=RacedLedger(inner, others=3), clock=clock)
+    spacing = coordinator.spacing
+    inner.reserve(key, spacing)  # one job ahead: the peek says `spacing` from now, in time
+    with pytest.raises(RateLimited) as info:
+        coordinator.run(client)
+    lost_to = clock.now + 4 * spacing  # the one ahead and the three that overtook us
+    assert client.calls == []
+    assert clock.sleeps == []
+    assert info.value.eta == at(lost_to)
+    assert info.value.exit_code == 5
+    assert f"at least {math.ceil(4 * spacing) + 1} s" in info.value.hint
+    assert coordinator.progress.slot_at == at(lost_to)
+    assert coordinator.progress.position == 4
+    assert inner.peek(key, spacing) == at(lost_to + spacing)  # the slot stays taken: a gap

@@ -209,6 +209,20 @@ def test_limits_hold_in_bytes_and_every_written_line_parses(values: list[str]) -
     assert len(gitlab) == len(lines)
 
 
+@pytest.mark.parametrize("spare", [0, 1, 2, 3])
+def test_a_value_with_no_room_for_the_ellipsis_is_left_empty(spare: int) -> None:
+    """The file is `spare` bytes short of the limit once the last variable's name is written: a
+    cut value needs 3 bytes for `…`, so with less it is left empty, and the file stays within
+    GitLab's limit."""
+    outputs = {f"v{i}": "x" * DOTENV_MAX_VALUE for i in range(12)}
+    used = len(dotenv(outputs).encode())
+    fill = DOTENV_MAX_BYTES - used - len("STREAMPIXEL_FILL=\n") - len("STREAMPIXEL_LAST=\n") - spare
+    assert 0 < fill < DOTENV_MAX_VALUE
+    text = dotenv(outputs | {"fill": "y" * fill, "last": "the last value"})
+    assert text.endswith("STREAMPIXEL_LAST=" + ("…" if spare == 3 else "") + "\n")
+    assert len(text.encode()) == DOTENV_MAX_BYTES - (0 if spare == 3 else spare)
+
+
 def test_no_outputs_is_an_empty_file_not_a_blank_line() -> None:
     assert dotenv({}) == ""
     assert gitlab_parse(b"") == {}

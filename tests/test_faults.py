@@ -545,6 +545,28 @@ def test_auto_ledger_unreachable_on_github_degrades_to_none(emu: Emulator,
     assert_bounded(run, elapsed)
 
 
+def test_auto_ledger_that_cannot_open_github_degrades_to_none(emu: Emulator,
+                                                              tmp_path: Path) -> None:
+    """The `github` ledger refuses to start at all (GITHUB_SERVER_URL is plain http on a public
+    host: the token must not travel there): `auto` runs uncoordinated, with a warning that
+    names the cause, instead of failing the job."""
+    env = {"GITHUB_REPOSITORY": "octo/game", "GITHUB_SERVER_URL": "http://github.example.com"}
+    inputs = inputs_for(emu, ledger="auto", **{"github-token": LEAK_TOKEN})
+    run = run_action(tmp_path, inputs, env=env)
+    assert run.exit_code == 0, run.stdout
+    assert run.outputs["status"] == "triggered"
+    assert run.outputs["ledger"] == "none"
+    assert len(distribute_calls(emu)) == 1
+    warnings = commands(run, "warning")
+    degraded = [m for t, m in warnings if t == "Ledger unavailable"]
+    assert len(degraded) == 1, warnings
+    assert degraded[0].startswith("Coordination disabled: Rate-limit ledger unavailable: "
+                                  "GITHUB_SERVER_URL "
+                                  "(http://github.example.com) is not a plain https:// server URL")
+    assert "Falling back to `ledger: none`" in degraded[0]
+    assert LEAK_TOKEN not in without_masks(run.everything())
+
+
 @pytest.mark.parametrize(
     ("content", "detail", "fix"),
     [

@@ -511,6 +511,17 @@ def test_sweep_catches_basic_auth_of_the_token() -> None:
 # --- exception text (in-process) -------------------------------------------------------------
 
 
+def test_a_secret_with_a_lone_surrogate_is_masked_in_every_form() -> None:
+    """A value decoded from a JSON escape (`\\ud800`) can hold a surrogate that surrogateescape
+    cannot turn back into a byte; its other encodings are masked all the same."""
+    secret = "sk-\ud800-from-a-json-escape"
+    redact.register(secret)
+    raw = secret.encode("utf-8", "surrogatepass")
+    for form in (secret, urllib.parse.quote(raw, safe=""), urllib.parse.quote_plus(raw),
+                 base64.b64encode(raw).decode()):
+        assert redact.scrub(f"[{form}]") == "[***]", form
+
+
 @pytest.fixture
 def _registered() -> None:
     for secret in SECRETS:

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from streampixel_distribute.errors import LedgerError
 from streampixel_distribute.ledger import LedgerContext, open_ledger
 from streampixel_distribute.ledger.file import (
     FORMAT_VERSION,
+    GITHUB_HOSTED_WARNING,
     PRUNE_AFTER,
     FileLedger,
     is_github_hosted,
@@ -25,6 +28,7 @@ from streampixel_distribute.ledger.file import (
 from streampixel_distribute.ledger.queue import Holder
 from support.hostile import finish_action, spawn_action
 from support.runner import ActionRun, run_action
+from support.tools import missing
 
 T0 = 1_700_000_000.0
 
@@ -262,14 +266,20 @@ def reserve_as_unprivileged(spec: str) -> LedgerError | None:
         try:
             os.close(read_end)
             os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)  # nobody
+            # Real and effective ids become nobody's: file permissions apply and the effective
+            # capabilities are gone. The saved ids stay root's, only so that the child can take
+            # root back before it exits: coverage.py (pyproject.toml: patch `_exit`) then writes
+            # the child's data file into the root-owned checkout.
+            os.setresgid(65534, 65534, 0)
+            os.setresuid(65534, 65534, 0)
             try:
                 open_ledger(spec).reserve("a", 120)
                 answer: dict[str, list[str] | None] = {"error": None}
             except LedgerError as exc:
                 answer = {"error": [exc.title, exc.detail, exc.hint]}
             os.write(write_end, json.dumps(answer).encode())
+            os.setresuid(0, 0, 0)
+            os.setresgid(0, 0, 0)
         except BaseException:
             code = 1
         os._exit(code)
@@ -432,6 +442,155 @@ def test_an_oversized_file_is_not_read_whole(tmp_path: Path) -> None:
     assert path.stat().st_size == len(body)  # left alone
 
 
+
+# -- I/O failures: each names the file, the cause and the fix, and leaves the ledger alone -------
+
+
+def test_a_path_through_a_regular_file_is_a_missing_directory(tmp_path: Path) -> None:
+    """`…/notes.txt/ledger.json`: the "directory" is a file, so the ledger cannot exist there."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    error = refusal(lambda: ledger_at(notes / "ledger.json"))
+    assert f"the directory of the file ledger, {notes}, does not exist" in error.detail
+    assert f"mkdir -p {notes}" in error.hint
+    assert notes.read_text() == "mine"
+
+
+@pytest.mark.parametrize("cause", ["name-too-long", "link-loop"])
+def test_a_path_the_file_system_refuses_names_the_cause(tmp_path: Path, cause: str) -> None:
+    if cause == "name-too-long":
+        path = tmp_path / ("x" * 300) / "ledger.json"
+        reason = "File name too long"
+    else:
+        (tmp_path / "loop").symlink_to(tmp_path / "loop")
+        path = tmp_path / "loop" / "ledger.json"
+        reason = "Too many levels of symbolic links"
+    error = refusal(lambda: ledger_at(path))
+    assert error.title == "Rate-limit ledger refused"
+    assert error.detail == f"cannot reach {path}: {reason}"
+    assert error.hint == f"Check the file system holding {path} (space, mount, permissions)."
+
+
+def test_a_directory_removed_after_the_check_says_to_create_it(tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    directory.mkdir()
+    ledger = ledger_at(directory / "ledger.json")
+    directory.rmdir()  # e.g. a workspace clean-up between two jobs
+    error = refusal(lambda: ledger.reserve("a", 120))
+    assert error.detail == (f"cannot open the lock file {directory}/ledger.json.lock: "
+                            "No such file or directory")
+    assert error.hint == f"Create {directory} (mkdir -p) or point the ledger at an existing one."
+    assert not directory.exists()  # not created behind the user's back
+
+
+def open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.timeout(30)  # a blocking open of the FIFO would hang here for good
+def test_a_lock_replaced_by_a_fifo_after_the_check_is_refused_and_closed(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)
+    os.mkfifo(tmp_path / "ledger.json.lock")
+    before = open_descriptors()
+    for call in (lambda: ledger.reserve("a", 120), lambda: ledger.peek("a", 120)):
+        error = refusal(call)
+        assert error.detail == (f"{path}.lock is a named pipe (FIFO); the file ledger and its "
+                                "lock must be regular files")
+        assert "Remove" in error.hint
+    assert open_descriptors() == before  # the refused lock was not left open
+    assert not path.exists()
+
+
+def test_a_ledger_linked_after_the_check_is_not_followed(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)  # checked: nothing there yet
+    real = tmp_path / "real.json"
+    real.write_text('{"version": 1, "accounts": {}}')
+    path.symlink_to(real)
+    for call in (lambda: ledger.reserve("a", 120), lambda: ledger.peek("a", 120)):
+        error = refusal(call)
+        assert error.detail == (f"{path} is a symbolic link; the file ledger and its lock must "
+                                "be regular files")
+        assert "file itself" in error.hint
+    assert path.is_symlink()
+    assert real.read_text() == '{"version": 1, "accounts": {}}'
+
+
+def test_a_shared_ledger_in_a_directory_the_job_cannot_write(open_tmp: Path) -> None:
+    """The ledger and its lock are shared (0666) but the directory is not writable: the lock
+    and the read work, the atomic rewrite (a temporary file next to the ledger) cannot."""
+    directory = open_tmp / "shared"
+    directory.mkdir()
+    path = directory / "ledger.json"
+    body = '{"version": 1, "accounts": {}}'
+    path.write_text(body)
+    (directory / "ledger.json.lock").write_text("")
+    for made in (path, directory / "ledger.json.lock"):
+        made.chmod(0o666)
+    directory.chmod(0o755 if os.geteuid() == 0 else 0o555)  # root-owned: not writable by nobody
+    error = reserve_as_unprivileged(path.as_uri())
+    assert error is not None
+    assert error.title == "Rate-limit ledger refused"
+    assert error.detail == f"cannot write to {directory}: Permission denied"
+    assert f"Make {directory} (and the files in it) writable" in error.hint
+    assert path.read_text() == body
+    assert sorted(p.name for p in directory.iterdir()) == ["ledger.json", "ledger.json.lock"]
+
+
+FULL_DISK = r"""
+import json, os, sys
+from pathlib import Path
+from streampixel_distribute.errors import LedgerError
+from streampixel_distribute.ledger import LedgerContext, open_ledger
+
+data = Path(sys.argv[1])
+path = data / "ledger.json"
+path.write_text(json.dumps({"version": 1, "accounts": {"sp-other": {"next_free": 5.0e9}}}))
+ledger = open_ledger(path.as_uri(), LedgerContext(now=lambda: 1.7e9))
+ledger.peek("sp-mine", 120)  # the lock file exists from here on
+fd = os.open(data / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+try:
+    while True:
+        os.write(fd, b"\0" * 4096)
+except OSError as exc:
+    assert exc.errno == 28, exc  # ENOSPC: the disk is full
+os.close(fd)
+try:
+    ledger.reserve("sp-mine", 120)
+    answer = None
+except LedgerError as exc:
+    answer = [exc.title, exc.detail, exc.hint]
+print(json.dumps({"error": answer, "ledger": path.read_text(),
+                  "files": sorted(p.name for p in data.iterdir())}))
+"""
+
+
+def test_a_full_disk_leaves_the_ledger_as_it_was(tmp_path: Path) -> None:
+    """The rewrite fails half-way (no space for the new ledger): the old one stays whole, the
+    temporary file is removed, and the error says where to look."""
+    from support.listener import can_mount, listener_env, private_mount
+
+    if not can_mount():
+        missing("a private mount namespace (a tiny tmpfs) needs root and `unshare`")
+    data = tmp_path / "data"
+    data.mkdir()
+    done = subprocess.run([*private_mount(data, "size=64k"), sys.executable, "-c", FULL_DISK,
+                           str(data)], env=listener_env(), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["error"] is not None, "the write on a full disk succeeded"
+    title, detail, hint = report["error"]
+    assert title == "Rate-limit ledger refused"
+    assert detail == f"cannot write {data / 'ledger.json'}: No space left on device"
+    assert hint == (f"Check the file system holding {data / 'ledger.json'} (space, mount, "
+                    "permissions).")
+    assert json.loads(report["ledger"]) == {"version": 1,
+                                            "accounts": {"sp-other": {"next_free": 5.0e9}}}
+    assert report["files"] == ["filler", "ledger.json", "ledger.json.lock"]
+
+
 #: A dry run: nothing is sent anywhere, the ledger is opened and peeked.
 DRY_RUN = {"api-key": "sk-file-ledger-test-7f3a", "user-id": "65de00000000000000000f01",
            "project-id": "65de00000000000000000f02", "upload-id": "65de00000000000000000f03",
@@ -461,6 +620,17 @@ def test_the_action_refuses_a_special_file_as_ledger(tmp_path: Path, special: st
     assert ("symbolic link" if special == "dev-zero" else "named pipe") in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
 
+
+
+def test_the_action_warns_that_a_file_ledger_coordinates_nothing_on_github_hosted_runners(
+        tmp_path: Path) -> None:
+    ledger = (tmp_path / "ledger.json").as_uri()
+    run = run_action(tmp_path / "run", {**DRY_RUN, "ledger": ledger},
+                     env={"RUNNER_ENVIRONMENT": "github-hosted"})
+    assert run.exit_code == 0, run.stdout + run.stderr
+    warnings = [line for line in run.stdout.splitlines() if line.startswith("::warning")]
+    assert warnings == [f"::warning title=Ledger::{GITHUB_HOSTED_WARNING}"]
+    assert run.outputs["ledger"] == ledger
 
 def test_an_injected_line_in_the_ledger_path_never_reaches_the_log(tmp_path: Path) -> None:
     """A percent-encoded line break in a file ledger URL decoded into the path, which was logged

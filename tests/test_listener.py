@@ -858,6 +858,71 @@ def test_an_outcome_that_cannot_be_recorded_is_retried_and_the_build_distributed
     assert "Traceback" not in listener.output()
 
 
+
+REFUSE_CLAIM = ("CREATE TRIGGER test_refuse BEFORE UPDATE OF state ON deliveries "
+                "WHEN NEW.state = 'working' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+
+
+def test_a_queue_the_worker_cannot_read_is_logged_and_waited_out(
+    emulator: Emulator, listener_factory: Any
+) -> None:
+    """Taking an item fails (a locked or broken database, here a trigger): the worker logs why,
+    stays alive, and acts on the item once the queue works again, once."""
+    emulator.configure(interval=0)
+    seed(emulator)
+    listener = listener_factory(env=distribute_env(emulator, 0.2))
+    _schema(listener.queue, REFUSE_CLAIM)
+    assert listener.deliver(envelope("build.approved", PROJECTS[0], UPLOADS[0])).status == 202
+    record = listener.wait_log("could not read the queue")
+    assert (record["level"], record["error"]) == ("error", "refused by the test")
+    assert [r["state"] for r in listener.rows()] == ["pending"]
+    assert distributed(emulator) == []
+
+    _schema(listener.queue, "DROP TRIGGER test_refuse")
+    listener.wait_log("distribute done", uploadId=UPLOADS[0])  # at the worker's next poll
+    assert [r["state"] for r in listener.rows()] == ["done"]
+    assert len(distributed(emulator, UPLOADS[0])) == 1
+    assert listener.stop() == 0
+    assert "Traceback" not in listener.output()
+
+
+def test_an_action_that_raises_fails_its_item_only_with_the_traceback_logged(
+    github_standin: GitHubStandIn, listener_factory: Any
+) -> None:
+    """A row this listener cannot act on (written by another tool: its body is a JSON array,
+    not the webhook object) makes the action raise. That item fails with `internal-error` and
+    its traceback in the log; the worker goes on with the next delivery."""
+    listener = listener_factory(
+        actions=dispatch_actions(PROJECTS[0]),
+        env={"STREAMPIXEL_GITHUB_TOKEN": GITHUB_TOKEN, "GITHUB_API_URL": github_standin.url})
+    assert listener.healthy()
+    db = sqlite3.connect(listener.queue, timeout=10)
+    try:
+        db.execute("INSERT INTO deliveries (upload_id, event, project_id, action, rule, body, "
+                   "received_at, updated_at) VALUES (?, 'build.approved', ?, 'dispatch', ?, "
+                   "'[1, 2]', 0, 0)", (UPLOADS[0], PROJECTS[0], json.dumps(
+                       {"repository": "acme/game", "event_type": "streampixel-build"})))
+        db.commit()
+    finally:
+        db.close()
+    good = envelope("build.approved", PROJECTS[0], UPLOADS[1])
+    assert listener.deliver(good).status == 202  # also wakes the worker
+
+    bug = listener.wait_log("internal error while acting on a delivery", uploadId=UPLOADS[0])
+    assert bug["level"] == "error"
+    assert bug["traceback"].startswith("Traceback (most recent call last):")
+    assert "dict(item.body)" in bug["traceback"]
+    failed = listener.wait_log("dispatch failed", uploadId=UPLOADS[0])
+    assert failed["result"]["error"] == "internal-error"
+    assert failed["result"]["detail"].startswith("TypeError: ")
+    listener.wait_log("dispatch done", uploadId=UPLOADS[1])
+    assert [(r["upload_id"], r["state"]) for r in listener.rows()] == [
+        (UPLOADS[0], "failed"), (UPLOADS[1], "done")]
+    assert [r["body"]["client_payload"] for r in github_standin.received()] == [good]
+    assert listener.metric("actions_total", action="dispatch", result="failed") == 1
+    assert listener.stop() == 0
+    no_secrets(listener.output())
+
 def _need_mount() -> None:
     if not can_mount():
         missing("a private mount namespace (a tiny or read-only tmpfs) needs root and `unshare`")

@@ -66,3 +66,22 @@ def test_runner_files_come_from_the_given_mapping(tmp_path: Path,
     assert outputs["error"] == "invalid-input"
     assert "`user-id`" in (tmp_path / "summary").read_text()
     assert "GITHUB_OUTPUT" not in os.environ  # borrowed for the library call, then restored
+
+
+def test_an_output_file_that_cannot_be_written_is_a_warning_not_a_failure(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The run's result stands (exit 0, $GITHUB_OUTPUT written); the file asked for with
+    --output-file gets a warning that names it and the reason."""
+    missing = tmp_path / "no-such-dir" / "outputs.txt"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(tmp_path / "out"),
+           "STREAMPIXEL_API_KEY": "sk-in-process-123456",
+           "STREAMPIXEL_USER_ID": "663d0a1b2c3e4f5a6b7c8d9e",
+           "STREAMPIXEL_PROJECT_ID": "664f1a2b3c4d5e6f7a8b9c0d",
+           "STREAMPIXEL_UPLOAD_ID": "665a2b3c4d5e6f7a8b9c0e1f", "STREAMPIXEL_LEDGER": "none",
+           "STREAMPIXEL_API_URL": "http://127.0.0.1:9/pixelStripeApi"}
+    assert main(["--dry-run", "--output-file", str(missing)], env) == 0
+    out = capsys.readouterr().out
+    assert (f"::warning title=Output not written::could not write {missing}: [Errno 2] No such "
+            f"file or directory: '{missing}'") in out
+    assert parse_output_file((tmp_path / "out").read_text())["status"] == "dry-run"
+    assert not missing.parent.exists()

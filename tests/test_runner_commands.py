@@ -10,10 +10,11 @@ Every subprocess run of the action (support.runner) is checked the same way.
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from streampixel_distribute import redact
@@ -100,6 +101,9 @@ def test_masks_hide_every_piece_on_both_runners(value: str) -> None:
 
 
 @given(text=_any_text)
+@example(text="::error title=Forged::from the server")  # always tried, whatever is drawn
+@example(text="  ::add-mask::x")
+@example(text="##[error]forged")
 def test_plain_lines_are_never_commands(text: str) -> None:
     for line in text.splitlines() or [""]:
         safe = gh.plain_line(line)
@@ -112,6 +116,22 @@ def test_plain_lines_are_never_commands(text: str) -> None:
 def test_output_records_round_trip(outputs: dict[str, str]) -> None:
     clean = {name: value.replace("\r", "") for name, value in outputs.items()}
     assert parse_output_file(gh.output_records(clean)) == clean
+
+
+def test_a_value_that_holds_the_delimiter_gets_another_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = iter([b"\0" * 16, b"\1" * 16])
+    monkeypatch.setattr(os, "urandom", lambda _size: next(drawn))
+    value = "first\nghadelimiter_" + "00" * 16 + "\nlast"
+    records = gh.output_records({"message": value})
+    assert records.startswith("message<<ghadelimiter_" + "01" * 16 + "\n")
+    assert parse_output_file(records) == {"message": value}
+
+
+def test_an_error_without_a_fix_is_one_annotation_without_a_fix_line() -> None:
+    out = io.StringIO()
+    Reporter(on_github=True, environ={}, stdout=out).error(ServerError("HTTP 502", hint=""))
+    assert out.getvalue() == "::error title=Streampixel server error::HTTP 502.\n"
 
 
 ERRORS: list[DistributeError] = [

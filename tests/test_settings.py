@@ -25,8 +25,10 @@ from streampixel_distribute.settings import (
     DEFAULT_API_URL,
     Command,
     Job,
+    Target,
     load,
     secret_candidates,
+    target_for,
 )
 from streampixel_distribute.settings.inputs import inputs_of
 
@@ -300,6 +302,7 @@ def test_quotes_around_the_key_are_reported_without_the_key() -> None:
     "your-api-key", "[YOUR_API_KEY]", "<api-key>", "xxx", "XXXXXXXXXX", "changeme",
     "${{ secrets.STREAMPIXEL_API_KEY }}", "$STREAMPIXEL_API_KEY", "${API_KEY}", "%API_KEY%",
     "$env:API_KEY", "sk_...", "***", "YOUR_API_KEY", "PLACEHOLDER", "'your-api-key'",
+    "aaaaaaaaaaaaaaaaaaaaaaaa", "'ZZZZZZZZ'",  # one character, over and over
 ])
 def test_placeholder_keys(placeholder: str) -> None:
     found = only_problem({}, env_for("api-key", placeholder), "api-key")
@@ -728,6 +731,28 @@ def test_unusable_event_files_do_not_fail_a_run_that_needs_no_payload(event_file
     del env["STREAMPIXEL_UPLOAD_ID"]
     found = only_problem({}, env, "upload-id")
     assert "payload" in found.message
+
+
+def test_an_oversized_event_file_is_not_read(event_file: Path) -> None:
+    """Past 16 MiB the payload is not parsed at all (bounded memory), even when it would have
+    held a usable webhook body."""
+    body = {"action": "streampixel", "client_payload": webhook(), "pad": "x" * (16 << 20)}
+    env = dispatch_env(event_file, None, raw=json.dumps(body))
+    found = problems({}, env)
+    assert set(found) == {"project-id", "upload-id"}, found
+    assert all("the event payload file is too large to read" in problem.message
+               for problem in found.values())
+
+
+def test_ids_from_a_webhook_are_checked_like_inputs() -> None:
+    account = load_settings({}, base_env()).account
+    assert target_for(account, project_id=f" {OTHER.upper()} ", upload_id=UPLOAD) == Target(
+        project_id=OTHER, upload_id=UPLOAD)
+    with pytest.raises(InvalidInput) as caught:
+        target_for(account, project_id="your-project-id", upload_id="665a2b3c")
+    assert caught.value.title == "Unusable ids in the webhook"
+    assert [p.input for p in caught.value.problems] == ["project-id", "upload-id"]
+    assert "placeholder" in caught.value.problems[0].message
 
 
 def test_missing_event_file_does_not_fail_the_run(tmp_path: Path) -> None:

@@ -125,10 +125,12 @@ def run_action(
     args: list[str] | None = None,
     github: bool = True,
     timeout: float = 120,
+    program: list[str] | None = None,
 ) -> ActionRun:
+    """`program`: what Python runs instead of the product (e.g. `-c CODE`), before `args`."""
     full, output, summary = action_env(tmp, inputs, env=env, event=event, github=github)
     proc = subprocess.run(
-        product.command(*(args or [])),
+        [sys.executable, *program, *(args or [])] if program else product.command(*(args or [])),
         env=full, capture_output=True, text=True, timeout=timeout, check=False,
     )
     files = {p.name: p.read_text(errors="replace") for p in tmp.iterdir()

@@ -1,0 +1,410 @@
+"""Mutation score of the core: do the fast tests fail when the code is wrong?
+
+    python bench/mutation.py                       # every module below (about an hour, 2 cores)
+    python bench/mutation.py --module redact       # one module (repeat --module for more)
+    python bench/mutation.py --keep                # keep the temporary copy, for `mutmut show`
+
+Needs mutmut, pinned in the `mutation` extra: `pip install -e '.[mutation]'`. Not part of
+`.ci/run` (too slow for 2 cores on every push). The tree is copied to a temporary directory
+(tracked and untracked files, nothing git ignores) and mutated there: the working tree is never
+touched. The table counts, per module: mutants, killed, survived, equivalent (each listed in
+EQUIVALENT below with its reason) and the score, killed / (mutants - equivalent). The target is
+at most 5 % surviving; the exit status is 1 when a module is above it.
+
+Why mutmut (3.x), and not cosmic-ray:
+- Speed on 2 cores. mutmut writes every mutant of a function into the copied source once,
+  behind a trampoline that runs the variant named by the MUTANT_UNDER_TEST environment variable.
+  Each mutant is then a fork of a process that has already imported pytest, running only the
+  tests that called the mutated function (recorded in one "stats" run of the suite), and it
+  stops at the first failure. cosmic-ray rewrites the file and runs the whole test command
+  again for every mutant (a fresh interpreter and collection each time), with no per-mutant
+  test selection: several times slower here for the same mutants.
+- Tests that start subprocesses. The mutant is chosen through the environment, which child
+  processes inherit, and the tests find the package by their own location (inside the copy);
+  PYTHONPATH is set to the copy as well. So the action, the emulator and the CLI processes the
+  tests start run the mutant too. The one limit: mutmut learns which tests cover a function
+  in-process, so a test that reaches a function only through a child process is not chosen for
+  that function's mutants (a mutant no chosen test covers is reported as "no tests").
+
+Operators: all of mutmut's (numbers, comparisons and arithmetic swapped, booleans flipped,
+`is`/`in` and `not` changed, call arguments dropped or replaced by None, assignments set to
+None, `break`/`continue`, string methods swapped, ternaries forced down one arm), but one: string
+literals that contain a space are left alone. Those are prose (messages, hints, log lines);
+mutmut would wrap them in `XX`, which survives any substring check and says nothing about the
+code. Strings without a space (keys, names, encodings, protocol values) are mutated.
+
+Timeouts count as killed (the mutant made a test hang, and the test failed it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "src/streampixel_distribute"
+#: module -> the package files it stands for.
+MODULES: dict[str, tuple[str, ...]] = {
+    "coordinator": ("coordinator.py",),
+    "api": ("api.py",),
+    "answers": ("answers.py",),
+    "redact": ("redact.py",),
+    "settings": ("settings/*.py",),
+    "ledger/file": ("ledger/file.py",),
+}
+#: The fast tests: no container, no nektos/act or gitlab-ci-local, no multi-second e2e matrix.
+#: mutmut runs, for each mutant, those of them that called the mutated function.
+FAST_TESTS = (
+    "tests/test_coordinator.py", "tests/test_api_client.py", "tests/test_api_responses.py",
+    "tests/test_settings.py", "tests/test_action_contract.py", "tests/test_ledger_file.py",
+    "tests/test_ledger_contract.py", "tests/test_runner_commands.py", "tests/test_report.py",
+    "tests/test_dotenv.py", "tests/test_leaks.py", "tests/test_fuzz.py", "tests/test_upload.py",
+    "tests/test_action.py", "tests/test_faults.py", "tests/test_signals.py",
+)
+TARGET_SURVIVING = 5.0  # percent of the mutants that are not equivalent
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A surviving mutant no test can kill: the program behaves the same. Matched by file,
+    function and the text of the line before and after (line numbers are for reading)."""
+
+    file: str
+    line: int
+    function: str
+    original: str
+    mutated: str
+    reason: str
+
+
+EQUIVALENT: tuple[Equivalent, ...] = ()
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+#: Runs inside the copy: mutmut with prose strings left alone (module docstring).
+BOOT = r"""
+import sys
+import libcst as cst
+from mutmut.mutation import mutators
+
+def strings_but_prose(node):
+    if isinstance(node, cst.SimpleString) and " " in node.value:
+        return
+    yield from mutators.operator_string(node)
+
+ops = mutators.mutation_operators
+ops[:] = [(kind, strings_but_prose if op is mutators.operator_string else op)
+          for kind, op in ops]
+from mutmut.__main__ import cli
+sys.argv = ["mutmut", "run", "--max-children", sys.argv[1]]
+cli()
+"""
+
+#: Runs inside the copy afterwards: every mutant's status, and the diff of those not killed.
+COLLECT = r"""
+import json, sys
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+
+found = []
+for path in walk_mutatable_files():
+    data = SourceFileMutationData(path=path)
+    data.load()
+    for name, code in sorted(data.exit_code_by_key.items()):
+        status = status_by_exit_code[code]
+        diff = "" if status == "killed" else get_diff_for_mutant(name, path=path)
+        found.append({"path": str(path), "name": name, "status": status, "diff": diff})
+json.dump(found, sys.stdout)
+"""
+
+
+def copy_tree(destination: Path) -> None:
+    """Tracked and untracked files, as the working tree has them; nothing git ignores."""
+    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+
+
+def configure(copy: Path, patterns: list[str]) -> None:
+    also = sorted(p.name for p in copy.iterdir() if p.name not in ("src", "tests"))
+    config = {
+        "source_paths": [PACKAGE],
+        "only_mutate": [f"{PACKAGE}/{pattern}" for pattern in patterns],
+        "pytest_add_cli_args_test_selection": list(FAST_TESTS),
+        "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+        "also_copy": also,
+        "use_git_change_detection": False,
+    }
+    lines = ["", "[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in
+                                      config.items()]
+    with (copy / "pyproject.toml").open("a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+#: Imported by every Python process of the run: it lies in the copy's `mutants/src`, where
+#: the tests point their child processes (PYTHONPATH) to find the package. mutmut records which
+#: tests call which function by running the suite once with MUTANT_UNDER_TEST=stats; a child
+#: process (the action, the CLI) inheriting that value would try to record too and fail, lacking
+#: mutmut's state, so children of that run use the original functions. With a mutant's name,
+#: children run the mutant, as the test's own process does.
+SITECUSTOMIZE = """
+import os
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
+
+
+def run_mutmut(copy: Path, children: int, log: Path) -> None:
+    source = copy / "mutants" / "src"
+    source.mkdir(parents=True)  # mutmut adds the package next to it, and keeps this file
+    (source / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(source), PYTHONDONTWRITEBYTECODE="1")
+    env.pop("CI", None)  # a missing tool skips its test here, as on a developer's machine
+    with log.open("wb") as out:
+        done = subprocess.run([sys.executable, "-c", BOOT, str(children)], cwd=copy, env=env,
+                              stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise SystemExit(f"mutmut failed (exit {done.returncode}); the end of {log}:\n{tail}")
+
+
+def collect(copy: Path) -> list[dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-c", COLLECT], cwd=copy, capture_output=True,
+                          text=True, check=True)
+    found: list[dict[str, Any]] = json.loads(done.stdout)
+    return found
+
+
+# -- reading the results ------------------------------------------------------------------------
+
+
+@dataclass
+class Mutant:
+    name: str
+    file: str  # inside the package, e.g. `ledger/file.py`
+    function: str  # `Class.method` or `function`
+    status: str
+    line: int = 0
+    original: str = ""
+    mutated: str = ""
+    equivalent: Equivalent | None = None
+
+
+def function_of(name: str) -> str:
+    """`Coordinator._reserve` for `….coordinator.xǁCoordinatorǁ_reserve__mutmut_3`."""
+    mangled = name.rpartition(".")[2].rsplit("__mutmut_", 1)[0]
+    if mangled.startswith("x\u01c1"):
+        return ".".join(mangled.split("\u01c1")[1:3])
+    return mangled.removeprefix("x_")
+
+
+def changed_lines(diff: str) -> tuple[int, str, str, str]:
+    """(position of the first changed line inside the function, that line, all lines before,
+    all lines after), whitespace-trimmed and joined by one space."""
+    before: list[str] = []
+    after: list[str] = []
+    first = 0
+    position = 0
+    for line in diff.splitlines():
+        if line.startswith(("---", "+++")):
+            continue
+        hunk = re.match(r"@@ -(\d+)", line)
+        if hunk:
+            position = int(hunk.group(1)) - 1
+            continue
+        if line.startswith("-"):
+            before.append(line[1:].strip())
+            first = first or position + 1
+        elif line.startswith("+"):
+            after.append(line[1:].strip())
+        if not line.startswith("+"):
+            position += 1
+    return first, (before or [""])[0], " ".join(before), " ".join(after)
+
+
+def function_spans(path: Path) -> dict[str, tuple[int, int]]:
+    spans: dict[str, tuple[int, int]] = {}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    spans[f"{node.name}.{item.name}"] = _span(item)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            spans[node.name] = _span(node)
+    return spans
+
+
+def _span(node: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[int, int]:
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    return start, node.end_lineno or node.lineno
+
+
+def locate(source: list[str], span: tuple[int, int] | None, offset: int, text: str) -> int:
+    """The file line of a mutation: the line of the function that reads `text`, nearest to
+    where the diff puts it."""
+    if span is None:
+        return 0
+    guess = span[0] + offset - 1
+    candidates = [number for number in range(span[0], span[1] + 1)
+                  if source[number - 1].strip() == text]
+    return min(candidates, key=lambda n: abs(n - guess)) if candidates else guess
+
+
+def read(found: list[dict[str, Any]]) -> list[Mutant]:
+    mutants: list[Mutant] = []
+    spans: dict[str, dict[str, tuple[int, int]]] = {}
+    sources: dict[str, list[str]] = {}
+    for entry in found:
+        file = entry["path"].split(PACKAGE + "/", 1)[-1]
+        if file not in spans:
+            path = ROOT / PACKAGE / file
+            spans[file] = function_spans(path)
+            sources[file] = path.read_text(encoding="utf-8").splitlines()
+        mutant = Mutant(entry["name"], file, function_of(entry["name"]), entry["status"])
+        if entry["diff"]:
+            offset, text, mutant.original, mutant.mutated = changed_lines(entry["diff"])
+            mutant.line = locate(sources[file], spans[file].get(mutant.function), offset, text)
+        mutants.append(mutant)
+    return mutants
+
+
+def apply_equivalents(mutants: list[Mutant]) -> list[Equivalent]:
+    """Mark the survivors listed in EQUIVALENT; return the entries that matched nothing."""
+    used: set[Equivalent] = set()
+    for mutant in mutants:
+        if mutant.status in KILLED:
+            continue
+        for entry in EQUIVALENT:
+            if (entry.file, entry.function, entry.original, entry.mutated) == (
+                    mutant.file, mutant.function, mutant.original, mutant.mutated):
+                mutant.equivalent = entry
+                used.add(entry)
+                break
+    return [entry for entry in EQUIVALENT if entry not in used]
+
+
+def module_of(file: str, chosen: dict[str, tuple[str, ...]]) -> str:
+    for module, patterns in chosen.items():
+        if any(fnmatch.fnmatchcase(file, pattern) for pattern in patterns):
+            return module
+    return file
+
+
+def report(mutants: list[Mutant], chosen: dict[str, tuple[str, ...]], elapsed: float) -> int:
+    rows: dict[str, dict[str, int]] = {m: {"mutants": 0, "killed": 0, "survived": 0,
+                                            "equivalent": 0} for m in chosen}
+    for mutant in mutants:
+        row = rows.setdefault(module_of(mutant.file, chosen),
+                              {"mutants": 0, "killed": 0, "survived": 0, "equivalent": 0})
+        row["mutants"] += 1
+        if mutant.status in KILLED:
+            row["killed"] += 1
+        elif mutant.equivalent is not None:
+            row["equivalent"] += 1
+        else:
+            row["survived"] += 1
+    print(f"\n{'module':<14} {'mutants':>8} {'killed':>7} {'survived':>9} {'equivalent':>11} "
+          f"{'score':>7}")
+    above: list[str] = []
+    totals = {"mutants": 0, "killed": 0, "survived": 0, "equivalent": 0}
+    for module, row in rows.items():
+        for key in totals:
+            totals[key] += row[key]
+        print(_row(module, row))
+        judged = row["mutants"] - row["equivalent"]
+        if judged and 100.0 * row["survived"] / judged > TARGET_SURVIVING:
+            above.append(module)
+    print(_row("all", totals))
+    print(f"\nwall time {elapsed / 60:.1f} min; score = killed / (mutants - equivalent); "
+          "timeouts count as killed")
+
+    survivors = [m for m in mutants if m.status not in KILLED and m.equivalent is None]
+    if survivors:
+        print(f"\nsurvivors ({len(survivors)}):")
+        for m in sorted(survivors, key=lambda m: (m.file, m.line)):
+            print(f"  {m.file}:{m.line} {m.function}: `{m.original}` -> `{m.mutated}` "
+                  f"[{m.status}] {m.name}")
+    equivalents = [m for m in mutants if m.equivalent is not None]
+    if equivalents:
+        print(f"\nequivalent ({len(equivalents)}):")
+        for m in sorted(equivalents, key=lambda m: (m.file, m.line)):
+            assert m.equivalent is not None
+            print(f"  {m.file}:{m.line} `{m.original}` -> `{m.mutated}`: {m.equivalent.reason}")
+    if above:
+        print(f"\nabove {TARGET_SURVIVING:g} % surviving: {', '.join(above)}")
+        return 1
+    return 0
+
+
+def _row(module: str, row: dict[str, int]) -> str:
+    judged = row["mutants"] - row["equivalent"]
+    score = f"{100.0 * row['killed'] / judged:6.1f}%" if judged else "     -"
+    return (f"{module:<14} {row['mutants']:>8} {row['killed']:>7} {row['survived']:>9} "
+            f"{row['equivalent']:>11} {score:>7}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", action="append", choices=sorted(MODULES),
+                        help="only this module (repeatable); default: all")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2,
+                        help="mutants tested at once (default: one per CPU)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary copy and print where it is")
+    args = parser.parse_args(argv)
+    try:
+        import mutmut  # noqa: F401 - only to say how to install it
+    except ImportError:
+        print("mutmut is not installed: pip install -e '.[mutation]'", file=sys.stderr)
+        return 2
+    chosen = {m: MODULES[m] for m in (args.module or MODULES)}
+    started = time.monotonic()
+    copy = Path(tempfile.mkdtemp(prefix="spd-mutation-"))
+    try:
+        copy_tree(copy)
+        configure(copy, [p for patterns in chosen.values() for p in patterns])
+        log = copy / "mutmut.log"
+        print(f"mutating {', '.join(chosen)} in {copy} (log: {log}) ...", flush=True)
+        run_mutmut(copy, args.max_children, log)
+        mutants = read(collect(copy))
+    finally:
+        if args.keep:
+            print(f"kept: {copy} (cd there; `python -m mutmut show NAME`)")
+        else:
+            shutil.rmtree(copy, ignore_errors=True)
+    unmatched = apply_equivalents(mutants)
+    code = report(mutants, chosen, time.monotonic() - started)
+    chosen_files = {m.file for m in mutants}
+    stale = [e for e in unmatched if e.file in chosen_files]
+    if stale:
+        print("\nEQUIVALENT entries that matched no surviving mutant (the code changed, or a "
+              "test kills them now; remove or update them):")
+        for entry in stale:
+            print(f"  {entry.file}:{entry.line} `{entry.original}` -> `{entry.mutated}`")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
