@@ -236,7 +236,7 @@ def test_redirect_is_not_followed(account: Emulator, action: Action) -> None:
     assert_no_leak(run)
 
 
-#: entrypoint.py with a bug planted where the call is made: an exception the program does not
+#: The product with a bug planted where the call is made: an exception the program does not
 #: expect, whose text holds the API key (as a careless f-string in a library would).
 BUGGY_ENTRYPOINT = r"""
 import runpy, sys
@@ -246,8 +246,7 @@ def distribute(self, *, api_key, user_id, project_id, upload_id):
     raise ValueError(f"cannot send header Authorization: {api_key}\n" + "detail " * 300)
 
 api.StreampixelClient.distribute = distribute
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+runpy.run_module("streampixel_distribute", run_name="__main__", alter_sys=True)
 """
 
 
@@ -256,10 +255,8 @@ def test_a_bug_exits_1_with_a_scrubbed_traceback_only_when_debugging(
         account: Emulator, tmp_path: Path, debug: bool) -> None:
     """Any unexpected exception is exit 1, `internal-error`, and says how to report it; the
     traceback is shown only with RUNNER_DEBUG=1 (or --debug), and the key never, in either."""
-    from support.runner import ENTRYPOINT
-
     run = run_action(tmp_path, inputs(account), env={"RUNNER_DEBUG": "1"} if debug else {},
-                     program=["-c", BUGGY_ENTRYPOINT, str(ENTRYPOINT)])
+                     program=["-c", BUGGY_ENTRYPOINT])
     assert run.exit_code == 1, run.stdout + run.stderr
     assert run.outputs["error"] == "internal-error"
     assert run.outputs["status"] == "failed"

@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / PACKAGE
 
 
-def command(*args: str) -> list[str]:
-    """The product's command line: what `streampixel-distribute ARGS` runs."""
-    return [sys.executable, "-m", PACKAGE, *args]
+def command(*args: str, program: list[str] | None = None) -> list[str]:
+    """The product's command line: what `streampixel-distribute ARGS` runs; `program` replaces
+    `-m streampixel_distribute` (e.g. `-c CODE` that plants a bug, then runs the product)."""
+    return [sys.executable, *(program or ["-m", PACKAGE]), *args]
 
 
 def env(base: Mapping[str, str] | None = None) -> dict[str, str]:

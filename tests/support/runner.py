@@ -130,7 +130,7 @@ def run_action(
     """`program`: what Python runs instead of the product (e.g. `-c CODE`), before `args`."""
     full, output, summary = action_env(tmp, inputs, env=env, event=event, github=github)
     proc = subprocess.run(
-        [sys.executable, *program, *(args or [])] if program else product.command(*(args or [])),
+        product.command(*(args or []), program=program),
         env=full, capture_output=True, text=True, timeout=timeout, check=False,
     )
     files = {p.name: p.read_text(errors="replace") for p in tmp.iterdir()
