@@ -29,7 +29,7 @@ from support.lock import (
 from support.tools import missing
 
 # Extras that are not part of the product: the image does not serve them.
-DEVELOPMENT_EXTRAS = ("test", "lint")
+DEVELOPMENT_EXTRAS = ("test", "lint", "mutation")
 FIX = "run `bash scripts/lock.sh` (CONTRIBUTING.md: Locked dependencies)"
 
 

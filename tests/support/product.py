@@ -36,9 +36,11 @@ def command(*args: str, program: list[str] | None = None) -> list[str]:
 
 
 def env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A child's environment: `base` (default: this process's) without PYTHONPATH."""
+    """A child's environment: `base` (default: this process's) without PYTHONPATH, except under
+    bench/mutation.py (MUTANT_UNDER_TEST set), whose PYTHONPATH leads children to the mutant."""
     full = dict(os.environ if base is None else base)
-    full.pop("PYTHONPATH", None)
+    if "MUTANT_UNDER_TEST" not in os.environ:
+        full.pop("PYTHONPATH", None)
     return full
 
 
