@@ -38,16 +38,8 @@ installed_version() {  # installed_version PACKAGE: its version under $PREFIX, o
   return 0
 }
 
-apt_install() {
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    log "missing $*: install them (root and apt-get are needed to do it here)"
-    return 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  log "installed $*"
-}
+# shellcheck source=scripts/lib/apt.sh
+. "$REPO/scripts/lib/apt.sh"
 
 setup() {
   # The host side of gitlab-ci-local copies job files and artifacts with rsync.

@@ -46,7 +46,7 @@ run zizmor "$VENV/bin/zizmor" --offline --strict-collection --no-progress .githu
 # SC2317 ("unreachable command") is excluded: ShellCheck 0.9 (Debian 12) reports every command
 # of a function that only a `trap` calls.
 if command -v shellcheck >/dev/null; then
-  run shellcheck shellcheck --exclude=SC2317 scripts/*.sh .ci/run
+  run shellcheck shellcheck --exclude=SC2317 -x scripts/*.sh scripts/lib/*.sh .ci/run
 fi
 run ruff "$VENV/bin/ruff" check .
 run mypy "$VENV/bin/mypy"

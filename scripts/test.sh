@@ -37,21 +37,8 @@ report() {
 # (gitlab-ci-local copies job files with it).
 APT_PACKAGES=(python3 python3-venv python3-pip git redis-server podman runc debootstrap
   ca-certificates shellcheck openssl util-linux nginx-light rsync)
-apt_install() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && { echo "all present"; return 0; }
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
-    return 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  echo "installed: ${missing[*]}"
-}
+# shellcheck source=scripts/lib/apt.sh
+. "$REPO/scripts/lib/apt.sh"
 
 venv() {
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -126,7 +113,7 @@ coverage_gate() {
   "$WHEEL_VENV/bin/python" scripts/coverage_gate.py "$@"
 }
 
-if [ "${SKIP_APT:-}" != 1 ]; then phase apt apt_install; fi
+if [ "${SKIP_APT:-}" != 1 ]; then phase apt apt_install "${APT_PACKAGES[@]}"; fi
 phase venv venv
 if [ "${SKIP_LINT:-}" != 1 ]; then phase lint env VENV="$VENV" bash scripts/lint.sh; fi
 phase wheel wheel
