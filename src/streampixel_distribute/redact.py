@@ -26,12 +26,14 @@ def _encoded_forms(secret: str) -> set[str]:
         raw = secret.encode("utf-8", "surrogatepass")
     forms = {secret, urllib.parse.quote(raw, safe=""), urllib.parse.quote_plus(raw)}
     forms.add(_b64(raw))
-    # base64 of the secret inside a longer value ("user:secret") aligns on any of 3 offsets; the
-    # stable middle part of each alignment is what can appear in such an encoding.
+    # base64 of the secret inside a longer value ("user:secret") aligns on any of 3 offsets. Of
+    # each alignment, the characters made of the secret's bits alone are what appears in such an
+    # encoding whatever the neighbours are: character k holds bits 6k..6k+5.
     for pad in range(3):
         encoded = _b64(b"\0" * pad + raw)
-        start = (pad * 4 + 2) // 3 + 1
-        middle = encoded[start : len(encoded) - 4]
+        start = -(-8 * pad // 6)  # the first character with no bit of the padding
+        end = 8 * (pad + len(raw)) // 6  # the characters before it hold no bit of what follows
+        middle = encoded[start:end]
         if len(middle) >= 8:
             forms.add(middle)
     return {f for f in forms if len(f) >= _MIN_LEN}
