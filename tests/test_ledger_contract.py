@@ -212,15 +212,64 @@ def test_a_slot_already_begun_is_not_given_back(ledger_backend: BackendUnderTest
     assert ledger.give_back(ledger_backend.new_key(), now_holder.id) == "absent"
 
 
+def test_a_waiting_job_moves_up_into_a_slot_given_back_ahead_of_it(
+        ledger_backend: BackendUnderTest) -> None:
+    """b is cancelled: c, queued behind it, moves up into b's slot, and c's own slot (the last)
+    is given back in turn, so the next job gets it instead of one after it."""
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    a, b, c = _holder(), _holder(), _holder()
+    slots = [ledger.reserve(key, INTERVAL, holder=h) for h in (a, b, c)]
+    assert ledger.give_back(key, b.id) == "marked"
+    moved = ledger_backend.open().advance(key, c.id, time.time())  # c's job, its own instance
+    assert moved == pytest.approx(slots[1], abs=tol)
+    seen = ledger.queue(key, INTERVAL)
+    assert [(s.holder, s.released) for s in seen] == [(a, False), (c, False)]
+    assert [s.at for s in seen] == pytest.approx(slots[:2], abs=tol)
+    assert ledger.peek(key, INTERVAL) == pytest.approx(slots[2], abs=tol)
+    assert ledger.reserve(key, INTERVAL, holder=_holder()) == pytest.approx(slots[2], abs=tol)
+    assert ledger.advance(key, c.id, time.time()) is None  # nothing given back ahead any more
+
+
+def test_a_job_moves_up_only_into_a_slot_given_back_ahead_and_in_time(
+        ledger_backend: BackendUnderTest) -> None:
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    a, b, c, d = _holder(), _holder(), _holder(), _holder()
+    slots = [ledger.reserve(key, INTERVAL, holder=h) for h in (a, b, c, d)]
+    assert ledger.advance(key, d.id, time.time()) is None  # nothing was given back
+    assert ledger.give_back(key, c.id) == "marked"
+    # Too late for c's slot: d could not call by then, so nobody moves.
+    assert ledger.advance(key, d.id, slots[2] + 1.0) is None
+    assert ledger.advance(key, b.id, time.time()) is None  # c's slot is behind b's, not ahead
+    assert ledger.advance(key, _holder().id, time.time()) is None  # not in the queue
+    assert ledger.advance(key, a.id, time.time()) is None  # a's slot has begun
+    assert ledger.advance(ledger_backend.new_key(), d.id, time.time()) is None  # another account
+    seen = ledger.queue(key, INTERVAL)
+    assert [(s.holder, s.released) for s in seen] == [
+        (a, False), (b, False), (c, True), (d, False)]
+    assert [s.at for s in seen] == pytest.approx(slots, abs=tol)
+    assert ledger.peek(key, INTERVAL) == pytest.approx(slots[3] + INTERVAL, abs=tol)
+
+
 def test_nonstoring_backend_never_blocks(nonstoring_ledger_backend: BackendUnderTest) -> None:
     ledger = nonstoring_ledger_backend.open()
     key, tol = nonstoring_ledger_backend.new_key(), nonstoring_ledger_backend.tolerance
     for _ in range(5):
-        before, slot, after = timed(lambda: ledger.reserve(key, INTERVAL))
+        before, slot, after = timed(lambda: ledger.reserve(key, INTERVAL, holder=_holder()))
         assert before - tol <= slot <= after + tol
         before, peeked, after = timed(lambda: ledger.peek(key, INTERVAL))
         assert before - tol <= peeked <= after + tol
     assert ledger.description
+
+
+def test_nonstoring_backend_has_no_queue_to_give_back_to(
+        nonstoring_ledger_backend: BackendUnderTest) -> None:
+    """Nothing was stored, so a cancelled job has nothing to give back and nobody moves up."""
+    ledger, key = nonstoring_ledger_backend.open(), nonstoring_ledger_backend.new_key()
+    holder = _holder()
+    ledger.reserve(key, INTERVAL, time.time() + INTERVAL, holder=holder)
+    assert ledger.queue(key, INTERVAL) == []
+    assert ledger.give_back(key, holder.id) == "absent"
+    assert ledger.advance(key, holder.id, time.time()) is None
 
 
 def test_ledger_errors_carry_a_fix() -> None:

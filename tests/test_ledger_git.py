@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from streampixel_distribute.errors import LedgerError
 from streampixel_distribute.ledger import LedgerContext, open_ledger
 from streampixel_distribute.ledger.git import GitLedger
 from streampixel_distribute.ledger.git_spec import DEFAULT_REF_PREFIX, GITHUB_USERNAME, parse_spec
+from streampixel_distribute.ledger.git_store import MAX_RESPONSE_BYTES
 from support.git_server import GitHTTPServer
 from support.git_server import git_env as server_git_env
 from support.hostile import RecordingServer, closed_port, recording_server
@@ -294,7 +296,10 @@ def test_endless_lost_races_end_in_a_ledger_error(bare_git_repo: Path, clock: Cl
     rival.close()
 
 
-def test_a_foreign_ref_is_never_overwritten(bare_git_repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("points_at", ["commit", "blob"])
+def test_a_foreign_ref_is_never_overwritten(bare_git_repo: Path, tmp_path: Path,
+                                            points_at: str) -> None:
+    """A commit without ledger.json, or a ref to a bare blob (as `git notes` tools can leave)."""
     work = tmp_path / "work"
     subprocess.run(["git", "init", "-q", str(work)], check=True, env=server_git_env())
     env = dict(server_git_env(), GIT_AUTHOR_NAME="u", GIT_AUTHOR_EMAIL="u@example.org",
@@ -303,12 +308,59 @@ def test_a_foreign_ref_is_never_overwritten(bare_git_repo: Path, tmp_path: Path)
                    check=True, env=env)
     subprocess.run(["git", "-C", str(work), "push", "-q", str(bare_git_repo),
                     "HEAD:refs/notes/mine"], check=True, env=env)
+    if points_at == "blob":
+        blob = store_object(bare_git_repo, "blob", b'{"version": 1}')
+        git(bare_git_repo, "update-ref", "refs/notes/mine", blob)
     before = git(bare_git_repo, "rev-parse", "refs/notes/mine")
     ledger = GitLedger(f"git+file://{bare_git_repo}?ref=refs/notes/mine", LedgerContext())
     with pytest.raises(LedgerError) as caught:
         ledger.reserve(KEY, INTERVAL)
     assert "not a streampixel-distribute ledger" in caught.value.detail
     assert git(bare_git_repo, "rev-parse", "refs/notes/mine") == before
+    ledger.close()
+
+
+def store_object(repo: Path, kind: str, data: bytes) -> str:
+    """Write one object into `repo` with git itself; its id."""
+    done = subprocess.run(["git", f"--git-dir={repo}", "hash-object", "-w", "-t", kind,
+                           "--stdin", "--literally"],
+                          input=data, capture_output=True, check=True, env=server_git_env())
+    return done.stdout.decode().strip()
+
+
+def commit_state(repo: Path, ref: str, data: bytes) -> None:
+    """Point `ref` at a parentless commit whose ledger.json holds `data`, as git would."""
+    blob = store_object(repo, "blob", data)
+    tree = subprocess.run(["git", f"--git-dir={repo}", "mktree"],
+                          input=f"100644 blob {blob}\tledger.json\n", text=True,
+                          capture_output=True, check=True, env=server_git_env()).stdout.strip()
+    env = dict(server_git_env(), GIT_AUTHOR_NAME="u", GIT_AUTHOR_EMAIL="u@example.org",
+               GIT_COMMITTER_NAME="u", GIT_COMMITTER_EMAIL="u@example.org")
+    commit = subprocess.run(["git", f"--git-dir={repo}", "commit-tree", tree, "-m", "damaged"],
+                            capture_output=True, text=True, check=True, env=env).stdout.strip()
+    git(repo, "update-ref", ref, commit)
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[1, 2]", b'{"version": "two"}'],
+                         ids=["not-json", "not-an-object", "bad-version"])
+def test_a_damaged_ledger_file_gets_the_delete_the_ref_fix(
+        served: tuple[str, Path], clock: Clock, damage: bytes) -> None:
+    """Someone edited ledger.json by hand: the job says which ref to delete, and changes nothing."""
+    spec, repo = served
+    ref = f"{DEFAULT_REF_PREFIX}/{KEY}"
+    commit_state(repo, ref, damage)
+    before = git(repo, "rev-parse", ref)
+    ledger = GitLedger(spec, LedgerContext(now=clock))
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    ledger.close()
+    assert f"ledger.json in {ref}" in caught.value.detail
+    assert "not valid ledger JSON" in caught.value.detail
+    assert f"git push <repo> :{ref}" in caught.value.hint
+    assert git(repo, "rev-parse", ref) == before
+    git(repo, "update-ref", "-d", ref)  # the fix works: the next job starts afresh
+    ledger = GitLedger(spec, LedgerContext(now=clock))
+    assert ledger.reserve(KEY, INTERVAL) == clock.value
     ledger.close()
 
 
@@ -543,11 +595,13 @@ def test_missing_repository_gets_the_create_fix(
         ledger.close()
 
 
-def test_a_server_refusing_the_ref_update_is_reported(served: tuple[str, Path]) -> None:
-    """A pre-receive hook that says no: run by `git http-backend` over HTTP, and for file:// by
-    the ledger itself, as git-receive-pack would; its words reach the message."""
+@pytest.mark.parametrize("hook_name", ["pre-receive", "update"])
+def test_a_server_refusing_the_ref_update_is_reported(served: tuple[str, Path],
+                                                      hook_name: str) -> None:
+    """A pre-receive or update hook that says no: run by `git http-backend` over HTTP, and for
+    file:// by the ledger itself, as git-receive-pack would; its words reach the message."""
     spec, repo = served
-    hook = repo / "hooks" / "pre-receive"
+    hook = repo / "hooks" / hook_name
     hook.write_text("#!/bin/sh\necho 'notes are frozen' >&2\nexit 1\n")
     hook.chmod(0o755)
     ledger = GitLedger(spec, LedgerContext())
@@ -581,6 +635,33 @@ def test_a_hook_gets_no_secret_from_the_environment(
     assert "post-receive" in text
     assert "GIT_DIR=" in text
     assert "sk-hook-must-not-see" not in text and TOKEN not in text
+
+
+@pytest.mark.parametrize(
+    ("hook_text", "detail", "hint"),
+    [
+        ("#!/bin/sh\nexec sleep 60\n", "did not answer within 0.5 s (update): the pre-receive "
+         "hook ran too long", "raise `?timeout=`"),
+        ("#!/nonexistent/interpreter\nexit 0\n", "git could not update", "read and write the "
+         "repository"),
+    ],
+    ids=["hangs", "cannot-run"],
+)
+def test_a_hook_that_hangs_or_cannot_run_fails_the_update_with_a_fix(
+        bare_git_repo: Path, hook_text: str, detail: str, hint: str) -> None:
+    """git+file runs the repository's hooks itself: a hook that never ends is stopped at the
+    ledger's timeout, and one that cannot start is named; the ref is left alone either way."""
+    hook = bare_git_repo / "hooks" / "pre-receive"
+    hook.write_text(hook_text)
+    hook.chmod(0o755)
+    ledger = GitLedger(f"git+file://{bare_git_repo}?timeout=0.5", LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    ledger.close()
+    assert detail in caught.value.detail
+    assert "pre-receive hook" in caught.value.detail
+    assert hint in caught.value.hint
+    assert git(bare_git_repo, "for-each-ref") == ""
 
 
 def test_a_no_force_push_policy_is_reported_not_retried(served: tuple[str, Path]) -> None:
@@ -874,6 +955,47 @@ def test_no_proxy_hosts_are_reached_directly(
     ledger.close()
 
 
+def test_no_proxy_addresses_and_ranges_are_reached_directly(
+    git_http_server: GitHTTPServer, monkeypatch: pytest.MonkeyPatch, clock: Clock,
+) -> None:
+    """The server is 127.0.0.1: `*`, its address or a CIDR range around it bypass the proxy; an
+    unparsable range is skipped, not fatal; a range that does not hold it changes nothing."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{closed_port()}")  # would fail
+    for no_proxy in ("*", "10.0.0.0/8, 300.1.0.0/16, 127.0.0.0/8", "[::1], 127.0.0.1"):
+        monkeypatch.setenv("no_proxy", no_proxy)
+        ledger = GitLedger(git_http_server.spec(), LedgerContext(now=clock))
+        assert ledger.peek(KEY, INTERVAL) == clock.value, no_proxy
+        ledger.close()
+    monkeypatch.setenv("no_proxy", "10.0.0.0/8, 127.0.0.2/32")
+    ledger = GitLedger(git_http_server.spec(), LedgerContext(now=clock))
+    with pytest.raises(LedgerError) as caught:
+        ledger.peek(KEY, INTERVAL)
+    ledger.close()
+    assert "through the proxy" in caught.value.detail
+    assert git_http_server.password not in all_text(caught.value)
+
+
+@pytest.mark.parametrize("variable", ["http_proxy", "all_proxy"])
+def test_a_socks_proxy_is_refused_with_the_fix(
+    git_http_server: GitHTTPServer, monkeypatch: pytest.MonkeyPatch, variable: str,
+) -> None:
+    """urllib3 speaks SOCKS only with an extra package: the job says so instead of failing
+    obscurely, and the proxy's password is never shown."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, f"socks5://proxy-user:px-socks-8d2e@127.0.0.1:{closed_port()}")
+    ledger = GitLedger(git_http_server.spec(), LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    ledger.close()
+    assert "is a socks5 proxy, which the git ledger does not support" in caught.value.detail
+    assert "http:// or https:// proxy" in caught.value.hint
+    assert "px-socks-8d2e" not in all_text(caught.value)
+    assert git_http_server.password not in all_text(caught.value)
+
+
 def test_a_renamed_repository_is_followed_on_the_same_server(
     git_http_server_factory: Callable[..., GitHTTPServer], clock: Clock,
 ) -> None:
@@ -907,6 +1029,95 @@ def test_a_redirect_to_another_server_is_not_followed(capture: RecordingServer) 
     assert "final URL" in caught.value.hint
     assert "pw-redirect-5531" not in all_text(caught.value)
     assert capture.snapshot() == (0, [])
+
+
+def test_a_redirect_loop_ends_with_the_final_url_fix(
+    git_http_server_factory: Callable[..., GitHTTPServer],
+) -> None:
+    server = git_http_server_factory(moved={"a.git": "b.git", "b.git": "a.git"}, log=True)
+    ledger = GitLedger(server.spec("a.git"), LedgerContext())
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(KEY, INTERVAL)
+    ledger.close()
+    assert "too many redirects" in caught.value.detail
+    assert "final URL" in caught.value.hint
+    assert len(server.requests()) == 6  # the first request and five redirects, no more
+    assert server.password not in all_text(caught.value)
+
+
+# -- servers that misbehave: bounded in time and size, and never a traceback -------------------
+
+ADVERTISEMENT = "application/x-git-upload-pack-advertisement"
+ZERO = "0" * 40
+
+
+def pkt(text: str) -> bytes:
+    return f"{len(text) + 4:04x}{text}".encode()
+
+
+def misbehaving(kind: str) -> type[QuietHandler]:
+    """A server that answers the first git request (the ref advertisement) in one bad way."""
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            self.connection.settimeout(30)  # a bound on this thread, should a client linger
+            if kind == "garbage":
+                self.reply(200, b"<html>Sign in to continue</html>\n", ADVERTISEMENT)
+                return
+            if kind == "error-cut-short":  # an error page announced, then the connection drops
+                self.send_response(502)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ADVERTISEMENT)
+            if kind in ("stalls", "cut-short"):
+                self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(pkt("# service=git-upload-pack\n") + b"0000")
+            self.wfile.flush()
+            with contextlib.suppress(OSError):
+                if kind == "stalls":
+                    self.rfile.read(1)  # until the client hangs up
+                elif kind == "trickle":  # every line in time, the whole never
+                    for number in range(100):
+                        self.wfile.write(pkt(f"{ZERO} refs/notes/x{number}\n"))
+                        self.wfile.flush()
+                        threading.Event().wait(0.05)  # a tenth of the read timeout
+                elif kind == "flood":  # a ref advertisement without end, in the longest lines
+                    long_name = "x" * 65_000
+                    for number in range(MAX_RESPONSE_BYTES // 65_000 + 10):
+                        self.wfile.write(pkt(f"{ZERO} refs/notes/{long_name}{number}\n"))
+
+    return Handler
+
+
+@pytest.mark.parametrize(
+    ("kind", "detail", "hint"),
+    [
+        ("garbage", "git could not read", "Check the `ledger` value"),
+        ("error-cut-short", "<key>): HTTP 502", "accepts pushes"),
+        ("stalls", "did not answer within 0.5 s (read)", "raise `?timeout=`"),
+        ("trickle", "did not answer within 0.5 s (read): the operation ran out of time",
+         "raise `?timeout=`"),
+        ("cut-short", "cannot reach", "reachable from the runner"),
+        ("flood", "far too large to be a ledger", "?ref-prefix=refs/"),
+    ],
+)
+def test_a_misbehaving_server_fails_in_bounded_time_with_a_fix(
+        kind: str, detail: str, hint: str) -> None:
+    with serving(misbehaving(kind)) as base:
+        # Seconds only for a server that sends at full speed: a slow one must trip the timeout.
+        timeout = 60 if kind == "flood" else 0.5
+        spec = f"git+{base}/ledger.git?timeout={timeout}".replace("://", "://u:pw-hostile-3b9a@",
+                                                                     1)
+        ledger = GitLedger(spec, LedgerContext())
+        with pytest.raises(LedgerError) as caught:
+            ledger.reserve(KEY, INTERVAL)
+        ledger.close()
+    assert detail in caught.value.detail
+    assert hint in caught.value.hint
+    assert "pw-hostile-3b9a" not in all_text(caught.value)
 
 
 # -- a storm: 50 jobs at the same instant, each its own process ---------------------------------

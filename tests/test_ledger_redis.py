@@ -202,6 +202,29 @@ def test_a_rolling_upgrade_works_both_ways(redis_server: RedisServer) -> None:
 # -- storage --------------------------------------------------------------------------------------
 
 
+def test_a_damaged_queue_costs_the_display_not_the_reservation(redis_server: RedisServer) -> None:
+    """Entries of the stored queue that cannot be read are skipped, a queue that is not JSON at
+    all is shown as one span held by someone unknown, and reserving goes on as before."""
+    ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
+    holders = [Holder("0123456789ab", "upload"), Holder("abcdef012345", "distribute")]
+    first, second = (ledger.reserve(key, INTERVAL, holder=h) for h in holders)
+    queue_key = NAMESPACE + key + QUEUE_SUFFIX
+    stored = json.loads(client.get(queue_key) or b"{}")
+    stored["slots"] = [7, "slot", {"at": "soon", "until": "later"}, {"by": {"id": "0" * 12}},
+                       *stored["slots"]]
+    client.set(queue_key, json.dumps(stored), keepttl=True)
+    shown = ledger.queue(key, INTERVAL)
+    assert [s.holder for s in shown] == holders
+    assert [s.at for s in shown] == pytest.approx([first, second], abs=TOL)
+    client.set(queue_key, "{not json", keepttl=True)
+    shown = ledger.queue(key, INTERVAL)
+    assert [(s.holder, s.released) for s in shown] == [(None, False)]
+    assert (shown[0].at, shown[0].until) == pytest.approx((second, second + INTERVAL), abs=TOL)
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(second + INTERVAL, abs=TOL)
+    ledger.close()
+    client.close()
+
+
 def test_key_is_namespaced_and_expires(redis_server: RedisServer) -> None:
     ledger, key, client = open_redis(redis_server.url()), new_key(), redis_server.client()
     ledger.peek(key, INTERVAL)
@@ -391,6 +414,68 @@ def test_silent_server_times_out_with_a_ledger_error(silent_port: int) -> None:
     assert "no answer within 0.3 s" in caught.value.detail
 
 
+@pytest.fixture
+def full_backlog_port() -> Iterator[int]:
+    """A port whose listener never accepts and whose backlog is full: the kernel drops further
+    SYNs, so a connect there hangs (a Redis too overloaded to accept)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued: list[socket.socket] = []
+        try:
+            while len(queued) < 16:
+                sock = socket.socket()
+                sock.settimeout(0.2)
+                try:
+                    sock.connect(("127.0.0.1", port))
+                except TimeoutError:
+                    sock.close()
+                    break
+                queued.append(sock)
+            else:
+                pytest.fail("the listen backlog never filled up")
+            yield port
+        finally:
+            for sock in queued:
+                sock.close()
+
+
+def test_a_redis_that_accepts_no_connection_times_out(full_backlog_port: int) -> None:
+    url = (f"redis://:{REDIS_PASSWORD}@127.0.0.1:{full_backlog_port}/0"
+           "?socket_timeout=5&socket_connect_timeout=0.3")
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert caught.value.detail == (f"Redis at 127.0.0.1:{full_backlog_port} unreachable: "
+                                   "no connection within 0.3 s")
+    assert "host and port" in caught.value.hint
+    assert_no_secret(caught.value, REDIS_PASSWORD)
+
+
+def test_a_tls_handshake_without_answer_times_out(silent_port: int) -> None:
+    url = (f"rediss://127.0.0.1:{silent_port}/0"
+           "?socket_timeout=5&socket_connect_timeout=0.3&ssl_cert_reqs=none")
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert "unreachable: no connection within 0.3 s" in caught.value.detail
+    assert "ssl_certfile" in caught.value.hint  # a server wanting a certificate may look so
+
+
+def test_tls_to_a_server_that_does_not_speak_it_fails_the_handshake(
+    scripted: Callable[..., ScriptedRedis],
+) -> None:
+    """rediss:// to a port whose server hangs up on the TLS hello: named as a failed handshake."""
+    server = scripted([b"+OK\r\n"])
+    url = f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0?ssl_cert_reqs=none"
+    with pytest.raises(LedgerError) as caught:
+        open_redis(url).reserve(new_key(), INTERVAL)
+    assert caught.value.detail.startswith(
+        f"Redis at 127.0.0.1:{server.port} unreachable: TLS handshake failed: ")
+    assert "host and port" in caught.value.hint
+    assert server.commands == [[]]  # the hello is no command: nothing was run
+    assert_no_secret(caught.value, REDIS_PASSWORD)
+
+
 def test_default_timeouts_are_short() -> None:
     """Without URL options an unreachable Redis costs seconds, not the OS's minutes."""
     endpoint = open_redis("redis://127.0.0.1:6379/0").endpoint
@@ -425,6 +510,14 @@ def test_invalid_urls(url: str, hint_part: str) -> None:
     with pytest.raises(LedgerError) as caught:
         open_redis(url)
     assert hint_part in caught.value.hint
+
+
+def test_the_redis_ledger_refuses_a_url_of_another_kind() -> None:
+    """Only `open_ledger`'s registry sends URLs here; built directly, it still checks."""
+    with pytest.raises(LedgerError) as caught:
+        RedisLedger("http://127.0.0.1:6379/0", LedgerContext())
+    assert caught.value.detail == "not a Redis URL: http://127.0.0.1:6379/0"
+    assert "redis://[:password@]host:port/db" in caught.value.hint
 
 
 def test_a_refused_option_is_not_printed() -> None:
@@ -484,6 +577,41 @@ def test_the_ledger_does_not_import_redis_py(redis_server: RedisServer, redis_py
     assert abs(result["slot"] - time.time()) < 30
 
 
+BUILTIN_HASHES_BLOCKED = r"""
+import json, sys
+for name in ("_sha1", "_sha2", "_sha256"):
+    sys.modules[name] = None  # as on an interpreter without CPython's built-in hash modules
+from streampixel_distribute.ledger import LedgerContext, account_key, open_ledger
+key = account_key("https://api.example.test/pixelStripeApi", "user-1")
+ledger = open_ledger(sys.argv[1], LedgerContext())
+slot = ledger.reserve(key, 60.0)
+ledger.close()
+print(json.dumps({"key": key, "sha": ledger._sha, "slot": slot,
+                  "hashlib": "hashlib" in sys.modules}))
+"""
+
+
+def test_without_the_builtin_hash_modules_jobs_still_share_the_account(
+    redis_server: RedisServer,
+) -> None:
+    """Where CPython's own SHA modules are missing, hashlib takes over: the account key (the
+    ledger entry every job of the account must share) and the script's SHA come out the same."""
+    from streampixel_distribute.ledger import account_key
+
+    done = subprocess.run([sys.executable, "-c", BUILTIN_HASHES_BLOCKED, redis_server.url()],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    child = json.loads(done.stdout)
+    assert child["hashlib"] is True  # the fallback really ran
+    key = account_key("https://api.example.test/pixelStripeApi", "user-1")
+    assert child["key"] == key
+    ledger = open_redis(redis_server.url())
+    assert child["sha"] == ledger._sha
+    # This process sees the child's reservation under the same key.
+    assert ledger.peek(key, 60.0) == pytest.approx(child["slot"] + 60.0, abs=TOL)
+    ledger.close()
+
+
 # -- what the server sends: bounded, checked -------------------------------------------------------
 
 
@@ -511,9 +639,16 @@ def scripted() -> Iterator[Callable[..., ScriptedRedis]]:
         (b"%1\r\n+a\r\n+b\r\n", "not RESP2"),
         (b":12x\r\n", "malformed number"),
         (b"*2\r\n:1\r\n" + CLOSE, "closed the connection"),
+        (b"+" + b"x" * 20_000 + b"\r\n", "line longer than"),
+        (b"$3\r\nabcXY\r\n", "string without its line end"),
+        (b"$-1\r\n", "unexpected answer to the reservation script: None"),
+        (b"*-1\r\n", "unexpected answer to the reservation script: None"),
+        (b":1\r\n", "unexpected answer to the reservation script: 1"),
+        (b"*3\r\n$3\r\nabc\r\n:1\r\n$0\r\n\r\n", "unexpected answer to the reservation script"),
     ],
     ids=["huge-string", "huge-array", "deep", "endless-line", "reply-budget", "resp3",
-         "bad-number", "cut-short"],
+         "bad-number", "cut-short", "long-line", "unterminated-string", "null-string",
+         "null-array", "integer", "not-a-number"],
 )
 def test_a_hostile_server_cannot_make_the_client_read_without_bound(
     scripted: Callable[..., ScriptedRedis], reply: bytes, detail: str
@@ -528,6 +663,73 @@ def test_a_hostile_server_cannot_make_the_client_read_without_bound(
     assert f"Redis at 127.0.0.1:{server.port}" in caught.value.detail
     if detail != "closed the connection":
         assert "a Redis server's" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"-ERR the script did something odd\r\n",
+     b"*3\r\n-ERR the script did something odd\r\n:1\r\n$0\r\n\r\n"],
+    ids=["error", "error-in-array"],
+)
+def test_an_error_the_ledger_does_not_know_points_at_the_servers_log(
+    scripted: Callable[..., ScriptedRedis], reply: bytes
+) -> None:
+    """An error reply, even one inside an array, is reported once the whole reply is read: the
+    connection stays in step, and the next command on it gets its own answer."""
+    server = scripted([reply, b"*3\r\n:5000000\r\n:7000000\r\n$0\r\n\r\n"])
+    ledger = open_redis(server.url(), now=lambda: 100.0)
+    with pytest.raises(LedgerError) as caught:
+        ledger.reserve(new_key(), INTERVAL)
+    assert caught.value.detail == (f"Redis at 127.0.0.1:{server.port} failed: "
+                                   "ERR the script did something odd")
+    assert "Redis server's log" in caught.value.hint
+    assert ledger.reserve(new_key(), INTERVAL) == pytest.approx(102.0)
+    assert server.connections == 1
+    ledger.close()
+
+
+def test_a_redis_that_refuses_time_in_scripts_gets_the_time_passed_in(
+    scripted: Callable[..., ScriptedRedis],
+) -> None:
+    """Redis 3.2-4.x with verbatim script replication refuses a write after TIME in a script:
+    the client then reads TIME itself, passes it in, and keeps doing so on that server."""
+    refusal = (b"-ERR Error running script (call to f_0123): @user_script:1: @user_script: 1: "
+               b"Write commands not allowed after non deterministic commands.\r\n")
+    time_reply = b"*2\r\n$10\r\n1700000000\r\n$6\r\n250000\r\n"
+    server = scripted([refusal,
+                       time_reply, b"*3\r\n:1700000000250000\r\n:1700000002250000\r\n$0\r\n\r\n",
+                       time_reply, b"*3\r\n:1700000000250000\r\n:1700000004250000\r\n$0\r\n\r\n"])
+    ledger, key = open_redis(server.url(), now=lambda: 100.0), new_key()
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(102.0)
+    assert ledger.reserve(key, INTERVAL) == pytest.approx(104.0)
+    sent = server.commands[0]
+    assert [command[0] for command in sent] == ["EVALSHA", "TIME", "EVALSHA", "TIME", "EVALSHA"]
+    # EVALSHA sha 2 key queue-key interval min-delay op server-time holder
+    assert [command[8] for command in sent if command[0] == "EVALSHA"] == [
+        "", "1700000000250000", "1700000000250000"]
+    ledger.close()
+
+
+def test_a_password_changed_while_the_job_runs_is_reported_as_refused(tmp_path: Path) -> None:
+    """The password is rotated and the connection dropped: the reconnect's refused AUTH is
+    reported as refused credentials with their fix, not as a lost connection."""
+    server = start_redis(tmp_path / "rotating", password=REDIS_PASSWORD)
+    try:
+        ledger, key = open_redis(server.url()), new_key()
+        ledger.reserve(key, INTERVAL)
+        admin = server.client()
+        admin.config_set("requirepass", "rotated-Pw-91c3e2")
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the ledger's
+        with pytest.raises(LedgerError) as caught:
+            ledger.reserve(key, INTERVAL)
+        admin.close()
+        ledger.close()
+    finally:
+        server.stop()
+    assert caught.value.title == "Rate-limit ledger refused"
+    assert "refused the credentials" in caught.value.detail
+    assert "password in the ledger URL secret" in caught.value.hint
+    assert_no_secret(caught.value, REDIS_PASSWORD, "rotated-Pw-91c3e2")
 
 
 def test_a_dropped_connection_is_reopened_once(redis_server: RedisServer) -> None:
