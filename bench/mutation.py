@@ -55,24 +55,20 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "src/streampixel_distribute"
-#: module -> the package files it stands for.
-MODULES: dict[str, tuple[str, ...]] = {
-    "coordinator": ("coordinator.py",),
-    "api": ("api.py",),
-    "answers": ("answers.py",),
-    "redact": ("redact.py",),
-    "settings": ("settings/*.py",),
-    "ledger/file": ("ledger/file.py",),
+#: module -> (the package files it stands for, the tests that judge its mutants). Each module
+#: gets its own mutmut run with its own tests: the in-process tests aimed at it (seconds, not a
+#: minute, per surviving mutant), none that starts the action, a container, nektos/act or
+#: gitlab-ci-local. mutmut runs, for each mutant, those of them that called the mutated function.
+MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "coordinator": (("coordinator.py",), ("tests/test_coordinator.py",)),
+    "api": (("api.py",), ("tests/test_api_client.py", "tests/test_api_responses.py")),
+    "answers": (("answers.py",), ("tests/test_api_responses.py", "tests/test_upload.py")),
+    "redact": (("redact.py",), ("tests/test_redact.py", "tests/test_runner_commands.py")),
+    "settings": (("settings/*.py",), ("tests/test_settings.py", "tests/test_action_contract.py",
+                                      "tests/test_upload.py")),
+    "ledger/file": (("ledger/file.py",), ("tests/test_ledger_file.py",
+                                          "tests/test_ledger_contract.py::file and not git")),
 }
-#: The fast tests: no container, no nektos/act or gitlab-ci-local, no multi-second e2e matrix.
-#: mutmut runs, for each mutant, those of them that called the mutated function.
-FAST_TESTS = (
-    "tests/test_coordinator.py", "tests/test_api_client.py", "tests/test_api_responses.py",
-    "tests/test_settings.py", "tests/test_action_contract.py", "tests/test_ledger_file.py",
-    "tests/test_ledger_contract.py", "tests/test_runner_commands.py", "tests/test_report.py",
-    "tests/test_dotenv.py", "tests/test_leaks.py", "tests/test_fuzz.py", "tests/test_upload.py",
-    "tests/test_action.py", "tests/test_faults.py", "tests/test_signals.py",
-)
 TARGET_SURVIVING = 5.0  # percent of the mutants that are not equivalent
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
@@ -90,7 +86,27 @@ class Equivalent:
     reason: str
 
 
-EQUIVALENT: tuple[Equivalent, ...] = ()
+_START = "start = -(-8 * pad // 6)  # the first character with no bit of the padding"
+_FORMS = 'forms = {secret, urllib.parse.quote(raw, safe=""), urllib.parse.quote_plus(raw)}'
+_SAME_FOR_PADS = "the same start for pad 0, 1 and 2, the only values pad takes"
+EQUIVALENT: tuple[Equivalent, ...] = (
+    Equivalent("redact.py", 24, "_encoded_forms",
+               'raw = secret.encode("utf-8", "surrogateescape")',
+               'raw = secret.encode("UTF-8", "surrogateescape")',
+               "codec names are case-insensitive"),
+    Equivalent("redact.py", 26, "_encoded_forms",
+               'raw = secret.encode("utf-8", "surrogatepass")',
+               'raw = secret.encode("UTF-8", "surrogatepass")',
+               "codec names are case-insensitive"),
+    Equivalent("redact.py", 27, "_encoded_forms", _FORMS, _FORMS.replace('safe=""', 'safe="XXXX"'),
+               "quote never encodes letters: safe='XXXX' is safe=''"),
+    Equivalent("redact.py", 32, "_encoded_forms", "for pad in range(3):", "for pad in range(4):",
+               "pad 3 is pad 0 shifted by one whole base64 group: the same middle again"),
+    Equivalent("redact.py", 34, "_encoded_forms", _START,
+               _START.replace("-8 * pad", "-9 * pad"), _SAME_FOR_PADS),
+    Equivalent("redact.py", 34, "_encoded_forms", _START,
+               _START.replace("// 6)", "// 7)"), _SAME_FOR_PADS),
+)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -145,13 +161,13 @@ def copy_tree(destination: Path) -> None:
             shutil.copy2(source, destination / name)
 
 
-def configure(copy: Path, patterns: list[str]) -> None:
+def configure(copy: Path, patterns: tuple[str, ...], tests: tuple[str, ...]) -> None:
     also = sorted(p.name for p in copy.iterdir() if p.name not in ("src", "tests"))
     config = {
         "source_paths": [PACKAGE],
         "only_mutate": [f"{PACKAGE}/{pattern}" for pattern in patterns],
-        "pytest_add_cli_args_test_selection": list(FAST_TESTS),
-        "pytest_add_cli_args": ["-p", "no:cacheprovider"],
+        "pytest_add_cli_args_test_selection": [t for t in tests if "::" not in t],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", *_keywords(tests)],
         "also_copy": also,
         "use_git_change_detection": False,
     }
@@ -159,6 +175,12 @@ def configure(copy: Path, patterns: list[str]) -> None:
                                       config.items()]
     with (copy / "pyproject.toml").open("a", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
+
+
+def _keywords(tests: tuple[str, ...]) -> list[str]:
+    """`file::word` in a module's tests: only that file's tests whose id holds `word` (`-k`)."""
+    words = [t.split("::", 1)[1] for t in tests if "::" in t]
+    return ["-k", " or ".join(words)] if words else []
 
 
 #: Imported by every Python process of the run: it lies in the copy's `mutants/src`, where
@@ -305,14 +327,15 @@ def apply_equivalents(mutants: list[Mutant]) -> list[Equivalent]:
     return [entry for entry in EQUIVALENT if entry not in used]
 
 
-def module_of(file: str, chosen: dict[str, tuple[str, ...]]) -> str:
+def module_of(file: str, chosen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> str:
     for module, patterns in chosen.items():
-        if any(fnmatch.fnmatchcase(file, pattern) for pattern in patterns):
+        if any(fnmatch.fnmatchcase(file, pattern) for pattern in patterns[0]):
             return module
     return file
 
 
-def report(mutants: list[Mutant], chosen: dict[str, tuple[str, ...]], elapsed: float) -> int:
+def report(mutants: list[Mutant], chosen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]],
+           elapsed: float) -> int:
     rows: dict[str, dict[str, int]] = {m: {"mutants": 0, "killed": 0, "survived": 0,
                                             "equivalent": 0} for m in chosen}
     for mutant in mutants:
@@ -381,19 +404,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen = {m: MODULES[m] for m in (args.module or MODULES)}
     started = time.monotonic()
-    copy = Path(tempfile.mkdtemp(prefix="spd-mutation-"))
-    try:
-        copy_tree(copy)
-        configure(copy, [p for patterns in chosen.values() for p in patterns])
-        log = copy / "mutmut.log"
-        print(f"mutating {', '.join(chosen)} in {copy} (log: {log}) ...", flush=True)
-        run_mutmut(copy, args.max_children, log)
-        mutants = read(collect(copy))
-    finally:
-        if args.keep:
-            print(f"kept: {copy} (cd there; `python -m mutmut show NAME`)")
-        else:
-            shutil.rmtree(copy, ignore_errors=True)
+    mutants: list[Mutant] = []
+    for module, (patterns, tests) in chosen.items():
+        copy = Path(tempfile.mkdtemp(prefix="spd-mutation-"))
+        try:
+            copy_tree(copy)
+            configure(copy, patterns, tests)
+            log = copy / "mutmut.log"
+            print(f"mutating {module} in {copy} (log: {log}) ...", flush=True)
+            run_mutmut(copy, args.max_children, log)
+            mutants += read(collect(copy))
+        finally:
+            if args.keep:
+                print(f"kept: {copy} (cd there; `python -m mutmut show NAME`)")
+            else:
+                shutil.rmtree(copy, ignore_errors=True)
     unmatched = apply_equivalents(mutants)
     code = report(mutants, chosen, time.monotonic() - started)
     chosen_files = {m.file for m in mutants}
