@@ -89,7 +89,7 @@ class Equivalent:
 _START = "start = -(-8 * pad // 6)  # the first character with no bit of the padding"
 _FORMS = 'forms = {secret, urllib.parse.quote(raw, safe=""), urllib.parse.quote_plus(raw)}'
 _SAME_FOR_PADS = "the same start for pad 0, 1 and 2, the only values pad takes"
-EQUIVALENT: tuple[Equivalent, ...] = (
+_REDACT = (
     Equivalent("redact.py", 24, "_encoded_forms",
                'raw = secret.encode("utf-8", "surrogateescape")',
                'raw = secret.encode("UTF-8", "surrogateescape")',
@@ -107,6 +107,12 @@ EQUIVALENT: tuple[Equivalent, ...] = (
     Equivalent("redact.py", 34, "_encoded_forms", _START,
                _START.replace("// 6)", "// 7)"), _SAME_FOR_PADS),
 )
+_COORDINATOR: tuple[Equivalent, ...] = ()
+_API: tuple[Equivalent, ...] = ()
+_ANSWERS: tuple[Equivalent, ...] = ()
+_SETTINGS: tuple[Equivalent, ...] = ()
+_LEDGER_FILE: tuple[Equivalent, ...] = ()
+EQUIVALENT = (*_REDACT, *_COORDINATOR, *_API, *_ANSWERS, *_SETTINGS, *_LEDGER_FILE)
 
 
 # -- the run ----------------------------------------------------------------------------------
