@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -124,18 +125,23 @@ class _Server(ThreadingHTTPServer):
         pass  # clients hanging up mid-response is the point of these servers
 
 
-def _serve(host: str, handler: type[BaseHTTPRequestHandler]) -> tuple[_Server, int]:
+def _serve(host: str, handler: type[BaseHTTPRequestHandler],
+           tls: ssl.SSLContext | None = None) -> tuple[_Server, int]:
     httpd = _Server((host, 0), handler)
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
     return httpd, int(httpd.server_address[1])
 
 
-def recording_server(host: str = "127.0.0.1") -> Iterator[RecordingServer]:
-    """Generator for a fixture: `yield from recording_server("127.0.0.2")`."""
+def recording_server(host: str = "127.0.0.1", *,
+                     tls: ssl.SSLContext | None = None) -> Iterator[RecordingServer]:
+    """Generator for a fixture: `yield from recording_server("127.0.0.2")`; over https with
+    `tls` (a server context holding the certificate)."""
     server = RecordingServer(host)
-    httpd, server.port = _serve(host, _recording_handler(server))
+    httpd, server.port = _serve(host, _recording_handler(server), tls)
     try:
         yield server
     finally:
