@@ -109,7 +109,36 @@ _REDACT = (
 )
 _COORDINATOR: tuple[Equivalent, ...] = ()
 _API: tuple[Equivalent, ...] = ()
-_ANSWERS: tuple[Equivalent, ...] = ()
+_HANDLER = "handler = _redirect if 300 <= status < 400 else \\"
+_NOT_READY = ('NotReady, title="Build not ready", hint="The upload has no build URL yet '
+              '(Streampixel is still downloading, extracting or "')
+_BY_STATUS_400 = "400 is in _BY_STATUS, so the fallback never sees it"
+_ANSWERS = (
+    Equivalent("answers.py", 83, "parse_retry_after", 'match = _TRY_AGAIN.search(message or "")',
+               'match = _TRY_AGAIN.search(message or "XXXX")',
+               "'XXXX' holds no 'try again in': no match, as with ''"),
+    Equivalent("answers.py", 131, "_read", 'text = raw.decode("utf-8", "replace")',
+               'text = raw.decode("UTF-8", "replace")', "codec names are case-insensitive"),
+    Equivalent("answers.py", 134, "_read",
+               "parsed = json.loads(text) if text.strip() else None",
+               "parsed = json.loads(text) if (text.strip()) or True else None",
+               "json.loads of blank text raises ValueError, caught: body stays None"),
+    Equivalent("answers.py", 164, "interpret", _HANDLER, _HANDLER.replace("< 400", "<= 400"),
+               _BY_STATUS_400),
+    Equivalent("answers.py", 164, "interpret", _HANDLER, _HANDLER.replace("< 400", "< 401"),
+               _BY_STATUS_400),
+    Equivalent("answers.py", 170, "_redirect",
+               'location = answer.headers.get("Location") or answer.headers.get("location") '
+               'or ""',
+               'location = answer.headers.get("Location") or answer.headers.get("location") '
+               'or "XXXX"',
+               "'XXXX' has no host either: both read '(no location)'"),
+    Equivalent("answers.py", 207, "_bad_request", 'NotReady, title="Build not ready",',
+               "NotReady, title=None,", "NotReady's default title is 'Build not ready'"),
+    Equivalent("answers.py", 207, "_bad_request", _NOT_READY,
+               _NOT_READY.replace('title="Build not ready", ', ""),
+               "NotReady's default title is 'Build not ready'"),
+)
 _SETTINGS: tuple[Equivalent, ...] = ()
 _LEDGER_FILE: tuple[Equivalent, ...] = ()
 EQUIVALENT = (*_REDACT, *_COORDINATOR, *_API, *_ANSWERS, *_SETTINGS, *_LEDGER_FILE)
