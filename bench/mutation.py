@@ -108,7 +108,27 @@ _REDACT = (
                _START.replace("// 6)", "// 7)"), _SAME_FOR_PADS),
 )
 _COORDINATOR: tuple[Equivalent, ...] = ()
-_API: tuple[Equivalent, ...] = ()
+_INTERPRET = "return interpret(status, headers, raw, now=time.time(), endpoint=DISTRIBUTE_FILE)"
+_NO_REDIRECT = "allow_redirects=False,  # a redirect must never carry the key to another host"
+_CHUNKS = "for chunk in response.iter_content(chunk_size=16384):"
+_WHOLE_CHUNKS = ("the body streams in whole 16 KiB chunks until it ends: the same bytes are read and "
+                 "cut to MAX_BODY_BYTES")
+_API = (
+    Equivalent("api.py", 67, "StreampixelClient.distribute", _INTERPRET,
+               "return interpret(status, headers, raw, now=time.time(), )",
+               "DISTRIBUTE_FILE is interpret's default endpoint"),
+    Equivalent("api.py", 88, "StreampixelClient.post", _NO_REDIRECT,
+               _NO_REDIRECT.replace("False", "None"),
+               "requests follows redirects only when allow_redirects is truthy"),
+    Equivalent("api.py", 135, "_read_capped", "size = 0", "size = 1", _WHOLE_CHUNKS),
+    Equivalent("api.py", 136, "_read_capped", _CHUNKS, _CHUNKS.replace("16384", "None"),
+               "chunks as they arrive instead of 16 KiB: the same bytes, cut to MAX_BODY_BYTES"),
+    Equivalent("api.py", 136, "_read_capped", _CHUNKS, _CHUNKS.replace("16384", "16385"),
+               "four chunks pass MAX_BODY_BYTES either way; the result is cut to it"),
+    Equivalent("api.py", 139, "_read_capped", "if size >= MAX_BODY_BYTES:",
+               "if size > MAX_BODY_BYTES:",
+               "at most one more 16 KiB chunk is read, and the result is cut to MAX_BODY_BYTES"),
+)
 _HANDLER = "handler = _redirect if 300 <= status < 400 else \\"
 _NOT_READY = ('NotReady, title="Build not ready", hint="The upload has no build URL yet '
               '(Streampixel is still downloading, extracting or "')

@@ -76,7 +76,7 @@ def test_no_answer_in_time_may_have_reached_the_server(emulator: Emulator) -> No
     emulator.fault(path="distribute-file", delay=3.0, status=200)
     error = failure(emulator.url, timeout=0.5)
     assert error.reached_server
-    assert "no response" in error.detail
+    assert error.detail == "no response from 127.0.0.1 within 0.5 s"
 
 
 @pytest.fixture
@@ -162,6 +162,26 @@ def test_upload_posts_the_file_url_and_auto_release(capture: RecordingServer,
     # Read as upload-file's answer: accepted, and the missing uploadId is said.
     assert result.http_status == 200
     assert len(result.warnings) == 1 and "`uploadId`" in result.warnings[0]
+
+
+def test_only_trailing_slashes_leave_the_base_url() -> None:
+    assert StreampixelClient("http://h/api/vX//", timeout=1).api_url == "http://h/api/vX"
+
+
+def test_an_empty_2xx_is_named_for_its_endpoint(emulator: Emulator) -> None:
+    emulator.fault(path="distribute-file", status=200, body="")
+    result = StreampixelClient(emulator.url, timeout=5).distribute(**IDS)
+    assert (result.http_status, result.message) == (200, "Distribution triggered")
+
+
+def test_an_upload_429_is_read_with_its_headers(emulator: Emulator) -> None:
+    emulator.fault(path="upload-file", status=429,
+                   headers={"Retry-After": email.utils.formatdate(time.time() + 42, usegmt=True)})
+    ids = {k: v for k, v in IDS.items() if k != "upload_id"}
+    with pytest.raises(TooManyRequests) as info:
+        StreampixelClient(emulator.url, timeout=5).upload(
+            **ids, file_url="https://builds.example.com/b/Build.zip", auto_release=True)
+    assert info.value.retry_after is not None and 39 <= info.value.retry_after <= 43
 
 
 def test_a_session_handed_in_is_the_one_used(capture: RecordingServer) -> None:
