@@ -111,8 +111,8 @@ _COORDINATOR: tuple[Equivalent, ...] = ()
 _INTERPRET = "return interpret(status, headers, raw, now=time.time(), endpoint=DISTRIBUTE_FILE)"
 _NO_REDIRECT = "allow_redirects=False,  # a redirect must never carry the key to another host"
 _CHUNKS = "for chunk in response.iter_content(chunk_size=16384):"
-_WHOLE_CHUNKS = ("the body streams in whole 16 KiB chunks until it ends: the same bytes are read and "
-                 "cut to MAX_BODY_BYTES")
+_WHOLE_CHUNKS = ("the body streams in whole 16 KiB chunks until it ends: the same bytes are "
+                 "read and cut to MAX_BODY_BYTES")
 _API = (
     Equivalent("api.py", 67, "StreampixelClient.distribute", _INTERPRET,
                "return interpret(status, headers, raw, now=time.time(), )",
