@@ -64,8 +64,7 @@ MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "api": (("api.py",), ("tests/test_api_client.py", "tests/test_api_responses.py")),
     "answers": (("answers.py",), ("tests/test_api_responses.py", "tests/test_upload.py")),
     "redact": (("redact.py",), ("tests/test_redact.py", "tests/test_runner_commands.py")),
-    "settings": (("settings/*.py",), ("tests/test_settings.py", "tests/test_action_contract.py",
-                                      "tests/test_upload.py")),
+    "settings": (("settings/*.py",), ("tests/test_settings.py", "tests/test_action_contract.py")),
     "ledger/file": (("ledger/file.py",), ("tests/test_ledger_file.py",
                                           "tests/test_ledger_contract.py::file and not git")),
 }
