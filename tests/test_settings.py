@@ -869,3 +869,168 @@ def test_any_payload_loads_or_fails_cleanly(event: Any, project: Any, upload: An
     else:
         assert {p.input for p in outcome.problems} <= {"project-id", "upload-id"}
         assert not ids_given
+
+
+# --------------------------------------------------------------------------------------------
+# Exact wording: what each problem says and which fix it gives, where it came from
+# --------------------------------------------------------------------------------------------
+
+Reported = tuple[str, str, str]  # (input, message, fix)
+
+
+def reported(flags: Flags, environ: Mapping[str, str],
+             command: Command = Command.DISTRIBUTE) -> list[Reported]:
+    with pytest.raises(InvalidInput) as caught:
+        load(command, flags, environ)
+    return [(p.input, p.message, p.fix) for p in caught.value.problems]
+
+
+CORRECT_FLAG = " Correct the `--{}` argument."
+IN_WORKFLOW = (" Correct the `{}` input in the workflow (or the secret it reads, usually "
+               "`STREAMPIXEL_{}`).")
+EXPRESSION_FIX = ("The value is the literal text `${{ … }}`: GitHub did not evaluate it (it only "
+                  "expands expressions in workflow YAML, not in files, and not inside a secret's "
+                  "value). Pass it through `with:` or `env:` in the workflow.")
+VARIABLE_FIX = ("The value is an unexpanded variable reference: the shell or CI system did not "
+                "substitute it. Use double quotes in the shell (`\"$VAR\"`) or set the value "
+                "directly.")
+UNQUOTE = "Remove the quotes or brackets around the value."
+ONE_LINE = ("Give only the {}, on one line without spaces; whitespace around it is trimmed, "
+            "whitespace inside is not.")
+RECOPY = "Copy the value again from its source, or type it; remove the invisible character."
+NOT_HEX = ("Copy the {} again; if your ids really have another format, set `strict-ids: "
+           "false`.")
+
+
+@pytest.mark.parametrize(("flags", "extra", "expect"), [
+    pytest.param({}, {"INPUT_API-KEY": "your-api-key"}, (
+        "api-key", "looks like a placeholder, not a real API key.",
+        "Put the real API key there." + IN_WORKFLOW.format("api-key", "API_KEY")),
+        id="placeholder-key-from-INPUT"),
+    pytest.param({"user-id": "your-user-id"}, {}, (
+        "user-id", "looks like a placeholder, not a real user id: 'your…r-id'.",
+        "Put the real user id there." + CORRECT_FLAG.format("user-id")),
+        id="placeholder-user-id-shortened"),
+    pytest.param({}, {"STREAMPIXEL_PROJECT_ID": "<project-id>"}, (
+        "project-id", "looks like a placeholder, not a real project id: '<project-id>'.",
+        "Put the real project id there. Correct the `STREAMPIXEL_PROJECT_ID` variable or "
+        "secret."), id="placeholder-project-from-env"),
+    pytest.param({"upload-id": "[UPLOAD_ID]"}, {}, (
+        "upload-id", "looks like a placeholder, not a real upload id: '[UPLOAD_ID]'.",
+        "Put the real upload id there." + CORRECT_FLAG.format("upload-id")),
+        id="placeholder-upload-id"),
+    pytest.param({"github-token": "${{ secrets.GH }}"}, {}, (
+        "github-token", "looks like a placeholder, not a real token.", EXPRESSION_FIX),
+        id="expression-token"),
+    pytest.param({}, {"INPUT_API_KEY": "${{ secrets.KEY }}"}, (
+        "api-key", "looks like a placeholder, not a real API key.", EXPRESSION_FIX),
+        id="expression-key"),
+    pytest.param({}, {"STREAMPIXEL_USER_ID": "$USER_ID"}, (
+        "user-id", "looks like a placeholder, not a real user id: '$USER_ID'.", VARIABLE_FIX),
+        id="variable-user-id"),
+    pytest.param({"api-url": "${{ vars.API_URL }}"}, {}, (
+        "api-url", "looks like a placeholder, not a real api-url: '${{ vars.API_URL }}'.",
+        EXPRESSION_FIX), id="expression-api-url"),
+    pytest.param({"api-key": KEY[:4] + "\xa0" + KEY[4:]}, {}, (
+        "api-key", "contains an invisible or control character (U+00A0).",
+        RECOPY + CORRECT_FLAG.format("api-key")), id="control-in-key"),
+    pytest.param({"user-id": USER[:4] + "\x00" + USER[4:]}, {}, (
+        "user-id", "contains an invisible or control character (U+0000): '663d…8d9e'.",
+        RECOPY + CORRECT_FLAG.format("user-id")), id="control-in-user-id"),
+    pytest.param({"api-url": "https://h.test/x\u200b"}, {}, (
+        "api-url", "contains an invisible or control character (U+200B): "
+        "'https://h.test/x\\u200b'.", RECOPY + CORRECT_FLAG.format("api-url")),
+        id="control-in-api-url"),
+    pytest.param({"upload-id": UPLOAD[:4] + " " + UPLOAD[4:]}, {}, (
+        "upload-id", "contains a space inside the value: '665a 2b3c4d5e6f7a8b9c0e1f'.",
+        ONE_LINE.format("upload id") + CORRECT_FLAG.format("upload-id")), id="space-in-id"),
+    pytest.param({"project-id": PROJECT[:4] + "\r" + PROJECT[4:]}, {}, (
+        "project-id", "contains a line break inside the value: '6794\\r4b8a3f323be4b89a2272'.",
+        ONE_LINE.format("project id") + CORRECT_FLAG.format("project-id")),
+        id="carriage-return-in-id"),
+    pytest.param({"github-token": TOKEN[:4] + "\t" + TOKEN[4:]}, {}, (
+        "github-token", "contains a space inside the value.",
+        ONE_LINE.format("token") + CORRECT_FLAG.format("github-token")), id="tab-in-token"),
+    pytest.param({"api-key": f"'{KEY}'"}, {}, (
+        "api-key", "is wrapped in quotes or brackets.", UNQUOTE + CORRECT_FLAG.format("api-key")),
+        id="quoted-key"),
+    pytest.param({"upload-id": f"({UPLOAD})"}, {}, (
+        "upload-id", f"is wrapped in quotes or brackets: '({UPLOAD})'.",
+        f"{UNQUOTE} Use '{UPLOAD}'." + CORRECT_FLAG.format("upload-id")), id="quoted-id"),
+    pytest.param({"upload-id": f"{UPLOAD}\u201d"}, {}, (
+        "upload-id", f"is wrapped in quotes or brackets: '{UPLOAD}\u201d'.",
+        f"{UNQUOTE} Use '{UPLOAD}'." + CORRECT_FLAG.format("upload-id")),
+        id="closing-quote-only"),
+    pytest.param({"user-id": f"`{USER}`"}, {}, (
+        "user-id", "is wrapped in quotes or brackets: '\\`663…d9e\\`'.",
+        f"{UNQUOTE} Use '663d…8d9e'." + CORRECT_FLAG.format("user-id")), id="quoted-user-id"),
+    pytest.param({"project-id": "''"}, {}, (
+        "project-id", "is wrapped in quotes or brackets: '\\'\\''.",
+        UNQUOTE + CORRECT_FLAG.format("project-id")), id="quotes-around-nothing"),
+    pytest.param({"api-url": "'https://h.test/api'"}, {}, (
+        "api-url", "is wrapped in quotes or brackets: '\\'https://h.test/api\\''.",
+        UNQUOTE + CORRECT_FLAG.format("api-url")), id="quoted-api-url"),
+    pytest.param({"api-key": "abcdefg"}, {}, (
+        "api-key", "is only 7 characters long; an API key is longer.",
+        "Copy the whole key." + CORRECT_FLAG.format("api-key")), id="key-7-characters"),
+    pytest.param({"api-key": "k" * 1024 + "q"}, {}, (
+        "api-key", "is 1025 characters long, more than any key.",
+        "Give only the key." + CORRECT_FLAG.format("api-key")), id="key-1025-characters"),
+    pytest.param({"github-token": "t" * 1024 + "q"}, {}, (
+        "github-token", "is 1025 characters long, more than any key.",
+        "Give only the key." + CORRECT_FLAG.format("github-token")), id="token-1025-characters"),
+    pytest.param({"project-id": "a" * 256 + "b"}, {}, (
+        "project-id", f"is longer than 256 characters: '{'a' * 48}…'.",
+        "Give only the project id." + CORRECT_FLAG.format("project-id")), id="id-257-characters"),
+    pytest.param({"project-id": "p1" * 64 + "x", "strict-ids": "false"}, {}, (
+        "project-id", "is 129 characters long (at most 128).",
+        "Give only the project id." + CORRECT_FLAG.format("project-id")),
+        id="loose-id-129-characters"),
+    pytest.param({"user-id": "www.example.test/" + USER}, {}, (
+        "user-id", "is a URL, not an id: 'www.…8d9e'.",
+        "Use the id from that URL: `user-id: 663d…8d9e`." + CORRECT_FLAG.format("user-id")),
+        id="www-in-user-id"),
+    pytest.param({"upload-id": "API.example.test/x"}, {}, (
+        "upload-id", "is a URL, not an id: 'API.example.test/x'.",
+        "Give only the upload id, not a URL." + CORRECT_FLAG.format("upload-id")),
+        id="api-host-in-upload-id"),
+    pytest.param({"upload-id": "Dashboard.streampixel.io/projectdetail/" + PROJECT}, {}, (
+        "upload-id", "is a URL, not an id: 'Dashboard.streampixel.io/projectdetail/67944b8a3…'.",
+        f"That is a project's dashboard URL: its id `{PROJECT}` belongs in `project-id`; put the "
+        "upload id here." + CORRECT_FLAG.format("upload-id")), id="dashboard-in-upload-id"),
+    pytest.param({"project-id": "https://dashboard.streampixel.io/ProjectDetail/"
+                  + OTHER.upper() + "/" + PROJECT}, {}, (
+        "project-id", "is a URL, not an id: 'https://dashboard.streampixel.io/ProjectDetail/0…'.",
+        f"Use the id from that URL: `project-id: {PROJECT}`." + CORRECT_FLAG.format("project-id")),
+        id="dashboard-in-project-id-takes-the-last-id"),
+    pytest.param({"user-id": "https://x.test/u/" + USER.upper()}, {}, (
+        "user-id", "is a URL, not an id: 'https://x.test/u/663D…8D9E'.",
+        "Use the id from that URL: `user-id: 663d…8d9e`." + CORRECT_FLAG.format("user-id")),
+        id="url-in-user-id"),
+    pytest.param({"upload-id": UPLOAD[:-1]}, {}, (
+        "upload-id", "is not 24 hexadecimal characters (it has 23 hex characters; a character "
+        f"was lost or added): '{UPLOAD[:-1]}'.",
+        NOT_HEX.format("upload id") + CORRECT_FLAG.format("upload-id")), id="23-hex"),
+    pytest.param({"upload-id": "g" + UPLOAD[1:]}, {}, (
+        "upload-id", f"is not 24 hexadecimal characters: 'g{UPLOAD[1:]}'.",
+        NOT_HEX.format("upload id") + CORRECT_FLAG.format("upload-id")), id="not-hex"),
+    pytest.param({}, {"INPUT_GITHUB-TOKEN": KEY}, (
+        "api-key", "has the same value as `github-token`; two secrets are probably mixed up.",
+        "Check that `api-key` gets the API key and `github-token` gets the token. Correct the "
+        "`STREAMPIXEL_API_KEY` variable or secret."), id="key-is-the-token"),
+    pytest.param({"project-id": KEY.upper(), "strict-ids": "false"}, {}, (
+        "api-key", "has the same value as `project-id`; two secrets are probably mixed up.",
+        "Check that `api-key` gets the API key and `project-id` gets the project id. Correct the "
+        "`STREAMPIXEL_API_KEY` variable or secret."), id="key-is-the-project-id-in-capitals"),
+    pytest.param({"upload-id": KEY, "strict-ids": "false"}, {}, (
+        "api-key", "has the same value as `upload-id`; two secrets are probably mixed up.",
+        "Check that `api-key` gets the API key and `upload-id` gets the upload id. Correct the "
+        "`STREAMPIXEL_API_KEY` variable or secret."), id="key-is-the-upload-id"),
+    pytest.param({"user-id": KEY, "strict-ids": "false"}, {}, (
+        "api-key", "has the same value as `user-id`; two secrets are probably mixed up.",
+        "Check that `api-key` gets the API key and `user-id` gets the user id. Correct the "
+        "`STREAMPIXEL_API_KEY` variable or secret."), id="key-is-the-user-id"),
+])
+def test_each_problem_has_its_exact_message_and_fix(flags: Flags, extra: dict[str, str],
+                                                    expect: Reported) -> None:
+    assert reported(flags, base_env(**extra)) == [expect]
