@@ -1034,3 +1034,152 @@ NOT_HEX = ("Copy the {} again; if your ids really have another format, set `stri
 def test_each_problem_has_its_exact_message_and_fix(flags: Flags, extra: dict[str, str],
                                                     expect: Reported) -> None:
     assert reported(flags, base_env(**extra)) == [expect]
+
+
+USE_BASE = f"Use the base URL, e.g. `{DEFAULT_API_URL}`."
+ONLY_LOOPBACK = "Use https:// (plain http is allowed only for localhost, 127.0.0.0/8 and ::1)."
+
+
+@pytest.mark.parametrize(("url", "message", "fix"), [
+    ("https://u:p@h.test/api", "contains a user name or password (`…@host`); the API takes the "
+     "key in the request body, not in the URL.", "Remove the `user:password@` part and pass the "
+     "key as `api-key`. (An `@` that belongs to the path is written `%40`.)"),
+    ("https://h.test:99999/api", "is not a valid URL: 'https://h.test:99999/api'.", USE_BASE),
+    ("https://h.test:port/api", "is not a valid URL: 'https://h.test:port/api'.", USE_BASE),
+    ("ftp://h.test/api", "must be an http(s) URL with a host: 'ftp://h.test/api'.", USE_BASE),
+    ("https:///api", "must be an http(s) URL with a host: 'https:///api'.", USE_BASE),
+    ("https://h.test/api/?x=1#f", "has a query or fragment: 'https://h.test/api/?x=1#f'.",
+     "Use the base URL only: 'https://h.test/api'."),
+    ("https://h.test/api?", "has a query or fragment: 'https://h.test/api?'.",
+     "Use the base URL only: 'https://h.test/api'."),
+    ("https://h.test/api#", "has a query or fragment: 'https://h.test/api#'.",
+     "Use the base URL only: 'https://h.test/api'."),
+    ("http://h.test/api", "uses plain http for a non-loopback host: 'http://h.test/api'; the key "
+     "would travel unencrypted.", ONLY_LOOPBACK),
+    ("HTTP://h.test/api", "uses plain http for a non-loopback host: 'HTTP://h.test/api'; the key "
+     "would travel unencrypted.", ONLY_LOOPBACK),
+    ("https://h.test/api/Projects/Upload-File/", "includes the endpoint path "
+     "`/projects/upload-file`: 'https://h.test/api/Projects/Upload-File/'.",
+     "Give the base URL: 'https://h.test/api'."),
+    ("https://h.test/api/projects/distribute-file", "includes the endpoint path "
+     "`/projects/distribute-file`: 'https://h.test/api/projects/distribute-file'.",
+     "Give the base URL: 'https://h.test/api'."),
+])
+def test_api_url_problems_exactly(url: str, message: str, fix: str) -> None:
+    assert reported({"api-url": url}, base_env()) == [("api-url", message, fix)]
+
+
+def rule(inclusive: bool, high: int) -> str:
+    return f"{'at least' if inclusive else 'more than'} 0 and at most {high} seconds"
+
+
+@pytest.mark.parametrize(("name", "value", "message", "fix"), [
+    ("dry-run", "yes", "must be true or false, got 'yes'.",
+     "Use exactly `true` or `false` (also accepted: True, TRUE, False, FALSE; yes/no/1/0 are "
+     "not)."),
+    ("strict-ids", "tRUE", "must be true or false, got 'tRUE'.",
+     "Use exactly `true` or `false` (also accepted: True, TRUE, False, FALSE; yes/no/1/0 are "
+     "not)."),
+    ("rate-limit-interval", "soon", "is not a duration: 'soon'.",
+     f"Use seconds (`120`) or a unit: `90s`, `15m`, `1h`; the value must be {rule(False, 3600)}."),
+    ("rate-limit-interval", "3600.5", f"is 3600.5 seconds; it must be {rule(False, 3600)}.",
+     "Use a value in range, e.g. `120`."),
+    ("max-wait", "7h", f"is 25200 seconds; it must be {rule(True, 21600)}.",
+     "Use a value in range, e.g. `900`."),
+    ("max-wait", "-0", "is not a duration: '-0'.",
+     f"Use seconds (`900`) or a unit: `90s`, `15m`, `1h`; the value must be {rule(True, 21600)}."),
+    ("timeout", "0", f"is 0 seconds; it must be {rule(False, 600)}.",
+     "Use a value in range, e.g. `30`."),
+    ("timeout", "10.01m", f"is 600.6 seconds; it must be {rule(False, 600)}.",
+     "Use a value in range, e.g. `30`."),
+    ("timeout", "1" * 33, f"is not a duration: '{'1' * 33}'.",
+     f"Use seconds (`30`) or a unit: `90s`, `15m`, `1h`; the value must be {rule(False, 600)}."),
+    ("retries", "3x", "must be a whole number from 0 to 10, got '3x'.",
+     "Use e.g. `3` (extra attempts after transient failures)."),
+    ("retries", "010", "must be a whole number from 0 to 10, got '010'.",
+     "Use e.g. `3` (extra attempts after transient failures)."),
+    ("command", "publish", "must be one of distribute, upload, reserve, got 'publish'.",
+     "Use `distribute` (the default), `upload` or `reserve`."),
+])
+def test_setting_problems_exactly(name: str, value: str, message: str, fix: str) -> None:
+    assert reported({name: value}, base_env()) == [(name, message, fix)]
+
+
+@pytest.mark.parametrize(("name", "value", "parsed"), [
+    ("rate-limit-interval", "3600", 3600.0), ("rate-limit-interval", "0.001", 0.001),
+    ("rate-limit-interval", "60M", 3600.0), ("max-wait", "21600", 21600.0),
+    ("max-wait", "6H", 21600.0), ("max-wait", "0s", 0.0), ("max-wait", "2S", 2.0),
+    ("timeout", "600", 600.0), ("timeout", "0" * 31 + "5", 5.0), ("retries", "10", 10),
+    ("retries", "0", 0),
+])
+def test_settings_at_their_bounds_are_taken(name: str, value: str, parsed: float) -> None:
+    account = load(Command.DISTRIBUTE, {name: value}, base_env()).account
+    assert getattr(account, name.replace("-", "_")) == parsed
+
+
+DIRECT_ZIP = ("Give a direct https link to the packaged build's .zip that downloads without a "
+              "login page, redirect or download button: a (presigned) link to an object in S3, "
+              "Google Cloud Storage, R2, DigitalOcean Spaces or your own web server.")
+
+
+def upload_env() -> dict[str, str]:
+    env = base_env()
+    del env["STREAMPIXEL_UPLOAD_ID"]
+    return env
+
+
+@pytest.mark.parametrize(("url", "message", "fix"), [
+    ("http://b.test/b.zip", "uses plain http (b.test); Streampixel downloads builds over https.",
+     "Use the https:// form of the link."),
+    ("ftp://b.test/b.zip", "is not an https:// link.", DIRECT_ZIP),
+    ("https:///b.zip", "is not an https:// link.", DIRECT_ZIP),
+    ("https://[::1/b.zip", "is not a valid URL.", DIRECT_ZIP),
+    ("https://drive.google.com/file/d/1/b.zip",
+     "is a Google Drive page (drive.google.com), not a direct download.", DIRECT_ZIP),
+    ("https://www.dropbox.com/s/x/b.zip?dl=0",
+     "is a Dropbox sharing (`?dl=0`) page (www.dropbox.com), not a direct download.", DIRECT_ZIP),
+    ("https://dropbox.com/s/x/b.zip?dl=1",
+     "is a Dropbox sharing page (dropbox.com), not a direct download.", DIRECT_ZIP),
+    ("https://Example.SharePoint.com/b.zip",
+     "is a SharePoint page (example.sharepoint.com), not a direct download.", DIRECT_ZIP),
+    ("https://mega.nz/file/b.zip", "is a MEGA page (mega.nz), not a direct download.",
+     DIRECT_ZIP),
+    ("https://github.com/o/r/blob/main/b.zip",
+     "is a github.com file view page (github.com), not a direct download.", DIRECT_ZIP),
+    ("https://gitlab.com/o/r/-/blob/main/b.zip",
+     "is a gitlab.com file view page (gitlab.com), not a direct download.", DIRECT_ZIP),
+    ("https://b.test/b.tar", "does not name a .zip file (the link's path must end in .zip; host "
+     "b.test).", DIRECT_ZIP),
+    ("https://b.test/b.tar?name=b.zip", "does not name a .zip file (the link's path must end in "
+     ".zip; host b.test).", DIRECT_ZIP),
+    ("'https://b.test/b.zip'", "is wrapped in quotes or brackets.", UNQUOTE),
+    ("https://b.test/b\tc.zip", "contains a space inside the value.", ONE_LINE.format("file-url")),
+])
+def test_file_url_problems_exactly(url: str, message: str, fix: str) -> None:
+    assert reported({"file-url": url}, upload_env(), Command.UPLOAD) == [
+        ("file-url", message, fix + CORRECT_FLAG.format("file-url"))]
+
+
+@pytest.mark.parametrize(("url", "warned"), [
+    ("https://b.test/build.ZIP?X-Amz-Signature=abc", True),
+    ("https://b.test/build.zip", False),
+    ("http://127.0.0.1:8/b.zip", False),
+    ("http://localhost/b.zip", False),
+    ("https://notbox.com/b.zip", False),  # box.com's name, but another domain
+    ("https://gitlab.com/o/r/-/raw/main/b.zip", False),
+    ("https://dl.dropboxusercontent.com/s/x/b.zip", False),
+])
+def test_file_urls_taken(url: str, warned: bool) -> None:
+    job = load(Command.UPLOAD, {"file-url": url}, upload_env())
+    assert (job.target.file_url, job.target.auto_release) == (url, True)
+    query_note = ("file-url has a query string (a presigned link?). Streampixel's docs both list "
+                  "presigned S3 links as supported and say a link must have no query string; if "
+                  "the upload is refused with HTTP 400, use a link without one.")
+    assert job.warnings == ((query_note,) if warned else ())
+
+
+@pytest.mark.parametrize(("value", "auto"), [("false", False), ("TRUE", True), ("False", False)])
+def test_auto_release(value: str, auto: bool) -> None:
+    job = load(Command.UPLOAD, {"file-url": "https://b.test/b.zip", "auto-release": value},
+               upload_env())
+    assert job.target.auto_release is auto
