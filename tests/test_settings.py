@@ -1183,3 +1183,82 @@ def test_auto_release(value: str, auto: bool) -> None:
     job = load(Command.UPLOAD, {"file-url": "https://b.test/b.zip", "auto-release": value},
                upload_env())
     assert job.target.auto_release is auto
+
+
+NO_SECRET = ("The secret is empty or not available to this workflow (pull requests from forks "
+             "and Dependabot get no secrets).")
+
+
+def create_secret(name: str, variable: str) -> str:
+    return (f"Create the `{variable}` secret (Settings → Secrets and variables → Actions) and pass "
+            f"it: `{name}: ${{{{ secrets.{variable} }}}}`; outside GitHub set `{variable}` or "
+            f"pass `--{name}`.")
+
+
+def test_a_missing_key_names_each_source_and_similar_names_exactly() -> None:
+    env = base_env()
+    del env["STREAMPIXEL_API_KEY"]
+    env.update({"INPUT_API-KEY": "", "STREAMPIXEL_APIKEY": "x", "sp_api_key": "x",
+                "INPUT_APIKEY": "x", "SP-APIKEY": "x", "STREAMPIXEL__API__KEY": "x",
+                "STREAMPIXEL" + "_" * 60 + "APIKEY": "x", "GITHUB_ACTOR": "octocat"})
+    assert reported({}, env) == [("api-key", (
+        "is empty or missing. Looked at: `--api-key` (not given), `INPUT_API-KEY` (empty), "
+        "`INPUT_API_KEY` (not set), `STREAMPIXEL_API_KEY` (not set). " + NO_SECRET + " Found "
+        "similar names: `INPUT_APIKEY`, `SP-APIKEY`, `STREAMPIXEL_APIKEY`, "
+        "`STREAMPIXEL__API__KEY`."),  # the first five names; one is too long to show
+        create_secret("api-key", "STREAMPIXEL_API_KEY")
+        + " Rename to exactly `STREAMPIXEL_API_KEY`.")]
+
+
+@pytest.mark.parametrize(("names", "shown"), [
+    (["streampixel_api_key"], ["streampixel_api_key"]),
+    (["Sp-Api-Key"], ["Sp-Api-Key"]),
+    (["input_api-key"], ["input_api-key"]),
+    (["STREAMPIXEL_API_KEYS", "API_KEY", "STREAMPIXEL-API-KEY-"], ["STREAMPIXEL-API-KEY-"]),
+    (["A" + "_" * 70 + "B"], []),
+])
+def test_similar_names_of_a_missing_key(names: list[str], shown: list[str]) -> None:
+    env = base_env(**dict.fromkeys(names, "x"))
+    del env["STREAMPIXEL_API_KEY"]
+    [(_, message, fix)] = reported({}, env)
+    if shown:
+        assert message.endswith(f"{NO_SECRET} Found similar names: "
+                                + ", ".join(f"`{n}`" for n in shown) + ".")
+        assert fix.endswith("Rename to exactly `STREAMPIXEL_API_KEY`.")
+    else:
+        assert message.endswith(NO_SECRET)
+        assert fix == create_secret("api-key", "STREAMPIXEL_API_KEY")
+
+
+@pytest.mark.parametrize(("actor", "dependabot"), [
+    ("dependabot[bot]", True), ("dependabot-preview[bot]", True), ("Dependabot", False),
+    ("octocat", False), (None, False)])
+def test_a_missing_upload_id_exactly(actor: str | None, dependabot: bool) -> None:
+    env = upload_env()
+    if actor is not None:
+        env["GITHUB_ACTOR"] = actor
+    fix = (create_secret("upload-id", "STREAMPIXEL_UPLOAD_ID") + " Or trigger the workflow by "
+           "repository_dispatch with the Streampixel webhook body as `client_payload` (it carries "
+           "`uploadId`).")
+    if dependabot:
+        fix += " Runs started by Dependabot see only Dependabot secrets: add it there too."
+    assert reported({"upload-id": " "}, env) == [("upload-id", (
+        "is empty or missing. Looked at: `--upload-id` (empty), `INPUT_UPLOAD-ID` (not set), "
+        "`INPUT_UPLOAD_ID` (not set), `STREAMPIXEL_UPLOAD_ID` (not set), the event payload (no "
+        "event payload (GITHUB_EVENT_PATH is not set)). " + NO_SECRET), fix)]
+
+
+def test_a_missing_key_on_a_fork_pull_request_exactly(event_file: Path) -> None:
+    event_file.write_text(json.dumps({"pull_request": {
+        "head": {"repo": {"full_name": "someone/fork"}},
+        "base": {"repo": {"full_name": "owner/repo"}}}}))
+    env = base_env(GITHUB_EVENT_PATH=str(event_file))
+    del env["STREAMPIXEL_API_KEY"], env["STREAMPIXEL_UPLOAD_ID"]
+    found = dict((name, (message, fix)) for name, message, fix in reported({}, env))
+    fork = (" This run is for a pull request from a fork, and GitHub gives such runs no secrets. "
+            "Run it on push or workflow_dispatch instead.")
+    assert found["api-key"][1] == create_secret("api-key", "STREAMPIXEL_API_KEY") + fork
+    assert found["upload-id"][0].endswith(
+        ", the event payload (the event has no repository_dispatch `client_payload`). "
+        + NO_SECRET)
+    assert found["upload-id"][1].endswith("(it carries `uploadId`)." + fork)
