@@ -1262,3 +1262,27 @@ def test_a_missing_key_on_a_fork_pull_request_exactly(event_file: Path) -> None:
         ", the event payload (the event has no repository_dispatch `client_payload`). "
         + NO_SECRET)
     assert found["upload-id"][1].endswith("(it carries `uploadId`)." + fork)
+
+
+@pytest.mark.parametrize(("flags", "environ", "masked"), [
+    pytest.param({"api-key": " 'Key-1234567' "}, {},
+                 [" 'Key-1234567' ", "'Key-1234567'", "Key-1234567"], id="quoted-key"),
+    pytest.param({}, {"STREAMPIXEL_GITHUB_TOKEN": "abcdefgh abcdefg\n12345678"},
+                 ["abcdefgh abcdefg\n12345678", "abcdefgh", "12345678"],
+                 id="pieces-of-8-characters-or-more"),
+    pytest.param({}, {"INPUT_FILE-URL": "https://b.test/b.zip?X-Amz-Signature=ab%2Fcd123&s="
+                                        "12345678&dl=0&e=#frag"},
+                 ["https://b.test/b.zip?X-Amz-Signature=ab%2Fcd123&s=12345678&dl=0&e=#frag",
+                  "X-Amz-Signature=ab%2Fcd123&s=12345678&dl=0&e=",
+                  "X-Amz-Signature=ab/cd123&s=12345678&dl=0&e=", "ab/cd123", "ab%2Fcd123",
+                  "12345678"], id="presigned-file-url"),
+    pytest.param({"ledger": "redis://:pass%2Fword@h/0"},
+                 {"INPUT_API-URL": "https://u:pw12@h.test", "INPUT_USER-ID": "a://b"},
+                 ["u:pw12", "pw12", ":pass%2Fword", ":pass/word", "pass%2Fword", "pass/word"],
+                 id="credentials-in-urls"),
+    pytest.param({"api-key": "k?x", "user-id": "user?id=12345678"}, {}, ["k?x"],
+                 id="a-query-only-in-secrets"),
+])
+def test_secret_candidates_exactly(flags: Flags, environ: dict[str, str],
+                                   masked: list[str]) -> None:
+    assert secret_candidates(flags, environ) == masked
