@@ -1286,3 +1286,106 @@ def test_a_missing_key_on_a_fork_pull_request_exactly(event_file: Path) -> None:
 def test_secret_candidates_exactly(flags: Flags, environ: dict[str, str],
                                    masked: list[str]) -> None:
     assert secret_candidates(flags, environ) == masked
+
+
+UPLOAD_ID_FIX = (create_secret("upload-id", "STREAMPIXEL_UPLOAD_ID") + " Or trigger the workflow "
+                 "by repository_dispatch with the Streampixel webhook body as `client_payload` "
+                 "(it carries `uploadId`).")
+LOOKED_FOR_UPLOAD_ID = ("is empty or missing. Looked at: `--upload-id` (not given), "
+                        "`INPUT_UPLOAD-ID` (not set), `INPUT_UPLOAD_ID` (not set), "
+                        "`STREAMPIXEL_UPLOAD_ID` (not set), ")
+NOT_A_WEBHOOK = ("the event payload (the repository_dispatch `client_payload` is not a Streampixel "
+                 "webhook body (`event`, `projectId`, `uploadId`))")
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    pytest.param(b"{not json", "the event payload (the event payload file (GITHUB_EVENT_PATH) "
+                 "could not be read as JSON)", id="not-json"),
+    pytest.param(b"[1]", "the event payload (the event payload is not a JSON object)",
+                 id="not-an-object"),
+    pytest.param(json.dumps({"pull_request": {"head": {"repo": {"full_name": "a/b"}}}}).encode(),
+                 "the event payload (the event has no repository_dispatch `client_payload`)",
+                 id="no-client-payload-and-no-base-repo"),
+    pytest.param(json.dumps({"pull_request": {"head": {"repo": {"full_name": "a/b"}}, "base": {
+        "repo": {"full_name": "a/b"}}}}).encode(),
+                 "the event payload (the event has no repository_dispatch `client_payload`)",
+                 id="pull-request-from-the-same-repository"),
+    pytest.param(json.dumps({"pull_request": {"head": {"repo": {"full_name": 7}}, "base": {
+        "repo": {"full_name": 8}}}}).encode(),
+                 "the event payload (the event has no repository_dispatch `client_payload`)",
+                 id="pull-request-names-not-strings"),
+    pytest.param(json.dumps({"client_payload": {"event": "build.approved", "other": 1}}).encode(),
+                 NOT_A_WEBHOOK, id="no-id-fields"),
+    pytest.param(json.dumps({"client_payload": {"projectId": OTHER, "uploadId": UPLOAD}}).encode(),
+                 NOT_A_WEBHOOK, id="no-event-field"),
+    pytest.param(json.dumps({"client_payload": {"event": "build.approved",
+                                                "projectId": OTHER}}).encode(),
+                 "the build.approved payload (the payload's `uploadId` is empty)",
+                 id="only-a-project-id"),
+    pytest.param(json.dumps({"client_payload": {"event": "Build Approved", "uploadId": 5}}).encode(),
+                 "the an unrecognised event payload (the payload's `uploadId` is not a string)",
+                 id="unrecognised-event-name-and-a-number"),
+])
+def test_why_the_event_payload_gave_no_upload_id(event_file: Path, raw: bytes, why: str) -> None:
+    event_file.write_bytes(raw)
+    env = base_env(GITHUB_EVENT_PATH=str(event_file))
+    del env["STREAMPIXEL_UPLOAD_ID"]
+    assert reported({}, env) == [("upload-id", f"{LOOKED_FOR_UPLOAD_ID}{why}. {NO_SECRET}",
+                                  UPLOAD_ID_FIX)]
+
+
+def test_an_event_file_of_exactly_the_cap_is_read(event_file: Path) -> None:
+    body = json.dumps({"client_payload": webhook(), "pad": ""})
+    cap = 16 * 1024 * 1024
+    event_file.write_text(body.replace('"pad": ""', '"pad": "' + "x" * (cap - len(body)) + '"'))
+    assert event_file.stat().st_size == cap
+    env = dispatch_env(event_file, None, raw=event_file.read_text())
+    assert load_settings({}, env).target.upload_id == UPLOAD
+    event_file.write_text(event_file.read_text() + " ")  # one byte over
+    assert reported({}, env) == [
+        (name, (f"is empty or missing. Looked at: `--{name}` (not given), `INPUT_{upper}` (not "
+                f"set), `INPUT_{upper.replace('-', '_')}` (not set), `STREAMPIXEL_"
+                f"{upper.replace('-', '_')}` (not set), the event payload (the event payload file "
+                f"is too large to read). {NO_SECRET}"),
+         create_secret(name, "STREAMPIXEL_" + upper.replace("-", "_")) + " Or trigger the "
+         "workflow by repository_dispatch with the Streampixel webhook body as `client_payload` "
+         f"(it carries `{key}`).")
+        for name, upper, key in (("project-id", "PROJECT-ID", "projectId"),
+                                 ("upload-id", "UPLOAD-ID", "uploadId"))]
+
+
+def test_the_cap_counts_bytes_not_characters(event_file: Path) -> None:
+    """Two bytes per character: 9 Mi characters are 18 MiB, over the 16 MiB cap."""
+    body = {"client_payload": webhook(), "pad": "é" * (9 << 20)}
+    env = dispatch_env(event_file, None, raw=json.dumps(body, ensure_ascii=False))
+    assert set(problems({}, env)) == {"project-id", "upload-id"}
+
+
+def test_a_utf16_event_file_is_read(event_file: Path) -> None:
+    """JSON in UTF-16 or UTF-32 is still JSON: the file is read as bytes and decoded as JSON."""
+    env = dispatch_env(event_file, webhook())
+    event_file.write_bytes(event_file.read_text().encode("utf-16"))
+    assert load_settings({}, env).target.upload_id == UPLOAD
+
+
+def test_a_payload_with_only_a_project_id_fills_it(event_file: Path) -> None:
+    env = dispatch_env(event_file, {"event": "build.approved", "projectId": OTHER})
+    env["STREAMPIXEL_UPLOAD_ID"] = UPLOAD
+    job = load_settings({}, env)
+    assert (job.target.project_id, job.target.upload_id) == (OTHER, UPLOAD)
+    assert (job.sources["project-id"], job.warnings) == (
+        "event", ("project-id taken from the build.approved webhook payload",))
+    assert job.webhook is not None and job.webhook_supplied
+
+
+def test_ids_from_a_webhook_delivery_say_where_they_came_from() -> None:
+    account = load_settings({}, base_env()).account
+    with pytest.raises(InvalidInput) as caught:
+        target_for(account, project_id="xyz", upload_id=" <upload-id> ")
+    came_from = (" (This value came from the repository_dispatch payload's `{}`; fix the sender or "
+                 "give `{}` explicitly.)")
+    assert [(p.input, p.message, p.fix) for p in caught.value.problems] == [
+        ("project-id", "is not 24 hexadecimal characters: 'xyz'.",
+         NOT_HEX.format("project id") + came_from.format("projectId", "project-id")),
+        ("upload-id", "looks like a placeholder, not a real upload id: '<upload-id>'.",
+         "Put the real upload id there." + came_from.format("uploadId", "upload-id"))]
