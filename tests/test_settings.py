@@ -1389,3 +1389,43 @@ def test_ids_from_a_webhook_delivery_say_where_they_came_from() -> None:
          NOT_HEX.format("project id") + came_from.format("projectId", "project-id")),
         ("upload-id", "looks like a placeholder, not a real upload id: '<upload-id>'.",
          "Put the real upload id there." + came_from.format("uploadId", "upload-id"))]
+
+
+@pytest.mark.parametrize(("value", "fix"), [
+    *((v, "Put the real project id there.") for v in (
+        "'<your-project-id>'", "[ 'todo' ]", "XXX", "***", "...", "…", "___", "---", "0", "yourid",
+        "Your_Project", "abc...def", "ab…cd", "<enter-token>", "<Paste It Here>", "[MY_PROJECT]",
+        "{MY_PROJECT_2}", "<MY_PROJECT>", "zzzzzzzz", "ZzZzZzZz", "'zzzzzzzz'")),
+    *((v, EXPRESSION_FIX) for v in ("${{ secrets.PROJECT }}", "'${{ vars.P }}'")),
+    *((v, VARIABLE_FIX) for v in ("$PROJECT_ID", "${PROJECT_ID}", "%Project_Id%", "$env:PROJECT",
+                                  "$Env:project")),
+    *((v, NOT_HEX.format("project id")) for v in (
+        "xx", "your1", "MY_PROJECT", "zzzzzzz", "zzzzzzzy", "$project",
+        "%PROJECT", "$env:", "a.b.c", "${1", "x$PROJECT_ID")),
+    *((v, UNQUOTE) for v in ("(MY_PROJECT)", "<this>")),
+])
+def test_what_counts_as_a_placeholder_id(value: str, fix: str) -> None:
+    [(name, message, got)] = reported({"project-id": value}, base_env())
+    assert name == "project-id"
+    if fix.startswith(("Copy the", UNQUOTE)):
+        assert not message.startswith("looks like a placeholder")
+        assert got.startswith(fix)
+    else:
+        assert message.startswith("looks like a placeholder, not a real project id: '")
+        assert got == (fix + CORRECT_FLAG.format("project-id") if fix.startswith("Put") else fix)
+
+
+@pytest.mark.parametrize(("name", "value", "placeholder"), [
+    ("api-key", "your-key-goes-here", True), ("github-token", "your-token-here", False),
+    ("api-url", "https://your.host/api", False), ("ledger", "none", False),
+    ("github-token", "${{ github.token }}", True), ("ledger", "$LEDGER", True),
+    ("api-url", "https://h.test/...", False),
+])
+def test_placeholder_words_count_only_for_the_key_and_ids(name: str, value: str,
+                                                          placeholder: bool) -> None:
+    outcome = attempt({name: value}, base_env())
+    if placeholder:
+        assert isinstance(outcome, InvalidInput)
+        assert outcome.problems[0].message.startswith("looks like a placeholder")
+    else:
+        assert isinstance(outcome, Job)
