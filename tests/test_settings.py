@@ -1429,3 +1429,51 @@ def test_placeholder_words_count_only_for_the_key_and_ids(name: str, value: str,
         assert outcome.problems[0].message.startswith("looks like a placeholder")
     else:
         assert isinstance(outcome, Job)
+
+
+def test_what_each_command_takes_and_the_values_of_the_rest() -> None:
+    env = base_env(STREAMPIXEL_FILE_URL="https://b.test/b.zip", STREAMPIXEL_GITHUB_TOKEN=TOKEN,
+                   STREAMPIXEL_AUTO_RELEASE="false", STREAMPIXEL_DRY_RUN="true",
+                   STREAMPIXEL_LEDGER="none", STREAMPIXEL_RATE_LIMIT_INTERVAL="150",
+                   STREAMPIXEL_MAX_WAIT="60", STREAMPIXEL_TIMEOUT="10", STREAMPIXEL_RETRIES="5",
+                   STREAMPIXEL_STRICT_IDS="False")
+    del env["STREAMPIXEL_UPLOAD_ID"]
+    url = DEFAULT_API_URL
+
+    def run(command: Command, **given: str) -> tuple[tuple[Any, ...], Target, bool]:
+        job = load(command, {}, dict(env, **given))
+        return tuple(job.account), job.target, job.dry_run
+
+    everything = (KEY, USER, url, "none", TOKEN, 150.0, 60.0, 10.0, 5, False)
+    assert run(Command.DISTRIBUTE, STREAMPIXEL_UPLOAD_ID=UPLOAD) == (
+        everything, Target(PROJECT, UPLOAD, "", True), True)
+    assert run(Command.UPLOAD) == (
+        everything, Target(PROJECT, "", "https://b.test/b.zip", False), True)
+    assert run(Command.RESERVE) == (
+        ("", USER, url, "none", TOKEN, 150.0, 60.0, 30.0, 0, False), Target(), True)
+    assert run(Command.LISTEN) == (everything, Target(), False)
+    assert run(Command.QUEUE) == (
+        ("", USER, url, "none", TOKEN, 150.0, 0.0, 30.0, 0, False), Target(), False)
+    assert run(Command.TEST_WEBHOOK) == (
+        (KEY, USER, url, "none", "", 120.0, 0.0, 10.0, 0, False), Target(PROJECT), False)
+
+
+@pytest.mark.parametrize(("interval", "api_url", "warned"), [
+    ("119", DEFAULT_API_URL, True), ("1.5m", "https://api.streampixel.io", True),
+    ("120", DEFAULT_API_URL, False), ("119", "https://api.example.test", False),
+    ("119", "https://streampixel.io", False),
+])
+def test_an_interval_below_the_documented_one_is_warned_about(interval: str, api_url: str,
+                                                               warned: bool) -> None:
+    job = load(Command.DISTRIBUTE, {"rate-limit-interval": interval, "api-url": api_url},
+               base_env())
+    seconds = f"{job.account.rate_limit_interval:g}"
+    assert job.warnings == ((f"rate-limit-interval {seconds}s is shorter than Streampixel's "
+                             "documented 120s; expect 429 responses",) if warned else ())
+
+
+def test_reserve_takes_no_ids_and_no_key() -> None:
+    job = load(Command.RESERVE, {}, {"STREAMPIXEL_USER_ID": USER})
+    assert (job.account.api_key, job.target, job.webhook, job.webhook_supplied) == (
+        "", Target(), None, False)
+    assert set(job.sources) == {spec.name for spec in inputs_of(Command.RESERVE)}
