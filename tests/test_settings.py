@@ -1477,3 +1477,32 @@ def test_reserve_takes_no_ids_and_no_key() -> None:
     assert (job.account.api_key, job.target, job.webhook, job.webhook_supplied) == (
         "", Target(), None, False)
     assert set(job.sources) == {spec.name for spec in inputs_of(Command.RESERVE)}
+
+
+def test_an_endless_event_stream_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
+    """A pipe says nothing about its size: the payload is read up to 16 MiB and one byte, then
+    given up on, however much more the writer would send."""
+    import os  # noqa: PLC0415 - only this test needs a pipe
+    import threading  # noqa: PLC0415
+
+    fifo = tmp_path / "event.fifo"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def write() -> None:
+        with fifo.open("wb") as pipe:
+            pipe.write(b" " * ((16 << 20) + 1))
+            pipe.flush()
+            done.wait()  # the pipe stays open: a reader that waits for its end never returns
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    env = upload_env()
+    env["GITHUB_EVENT_PATH"] = str(fifo)
+    try:
+        [(name, message, _)] = reported({}, env)
+    finally:
+        done.set()
+        writer.join()
+    assert name == "upload-id"
+    assert "the event payload (the event payload file is too large to read)" in message
