@@ -8,7 +8,9 @@ does with them: load the job, then refuse a build that its triggering webhook sa
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -1254,7 +1256,7 @@ def test_a_missing_key_on_a_fork_pull_request_exactly(event_file: Path) -> None:
         "base": {"repo": {"full_name": "owner/repo"}}}}))
     env = base_env(GITHUB_EVENT_PATH=str(event_file))
     del env["STREAMPIXEL_API_KEY"], env["STREAMPIXEL_UPLOAD_ID"]
-    found = dict((name, (message, fix)) for name, message, fix in reported({}, env))
+    found = {name: (message, fix) for name, message, fix in reported({}, env)}
     fork = (" This run is for a pull request from a fork, and GitHub gives such runs no secrets. "
             "Run it on push or workflow_dispatch instead.")
     assert found["api-key"][1] == create_secret("api-key", "STREAMPIXEL_API_KEY") + fork
@@ -1282,6 +1284,9 @@ def test_a_missing_key_on_a_fork_pull_request_exactly(event_file: Path) -> None:
                  id="credentials-in-urls"),
     pytest.param({"api-key": "k?x", "user-id": "user?id=12345678"}, {}, ["k?x"],
                  id="a-query-only-in-secrets"),
+    pytest.param({"file-url": "https://b.test/b.zip?sig=abcdefgh?x=1#one#two"}, {},
+                 ["https://b.test/b.zip?sig=abcdefgh?x=1#one#two", "sig=abcdefgh?x=1",
+                  "abcdefgh?x=1", "abcdefgh%3Fx%3D1"], id="query-from-the-first-?-to-the-first-#"),
 ])
 def test_secret_candidates_exactly(flags: Flags, environ: dict[str, str],
                                    masked: list[str]) -> None:
@@ -1322,7 +1327,8 @@ NOT_A_WEBHOOK = ("the event payload (the repository_dispatch `client_payload` is
                                                 "projectId": OTHER}}).encode(),
                  "the build.approved payload (the payload's `uploadId` is empty)",
                  id="only-a-project-id"),
-    pytest.param(json.dumps({"client_payload": {"event": "Build Approved", "uploadId": 5}}).encode(),
+    pytest.param(json.dumps({"client_payload": {"event": "Build Approved",
+                                                "uploadId": 5}}).encode(),
                  "the an unrecognised event payload (the payload's `uploadId` is not a string)",
                  id="unrecognised-event-name-and-a-number"),
 ])
@@ -1482,9 +1488,6 @@ def test_reserve_takes_no_ids_and_no_key() -> None:
 def test_an_endless_event_stream_is_read_only_up_to_the_cap(tmp_path: Path) -> None:
     """A pipe says nothing about its size: the payload is read up to 16 MiB and one byte, then
     given up on, however much more the writer would send."""
-    import os  # noqa: PLC0415 - only this test needs a pipe
-    import threading  # noqa: PLC0415
-
     fifo = tmp_path / "event.fifo"
     os.mkfifo(fifo)
     done = threading.Event()
