@@ -1509,3 +1509,21 @@ def test_an_endless_event_stream_is_read_only_up_to_the_cap(tmp_path: Path) -> N
         writer.join()
     assert name == "upload-id"
     assert "the event payload (the event payload file is too large to read)" in message
+
+
+LEDGER_FORMS = "Use one of the documented ledger forms (see the README)."
+
+
+@pytest.mark.parametrize(("spec", "message", "fix"), [
+    ("redis://[::1/0", "is not a valid URL: 'redis://[::1/0'.", LEDGER_FORMS),
+    ("git+https://u:Pw12345678@[::1/x", "is not a valid URL: 'git+https://…@[::1/x'.",
+     LEDGER_FORMS),
+    ("file:///a b", "contains a space inside the value: 'file:///a b'.",
+     ONE_LINE.format("ledger") + CORRECT_FLAG.format("ledger")),
+    ("$LEDGER", "looks like a placeholder, not a real ledger: '$LEDGER'.", VARIABLE_FIX),
+    ("nope://x", "unknown ledger `nope`.", "use one of: none, auto, file:///path/ledger.json, "
+     "redis://…, rediss://…, github, github://owner/repo, git+file:///path/repo.git, "
+     "git+https://host/repo.git."),
+])
+def test_ledger_problems_exactly(spec: str, message: str, fix: str) -> None:
+    assert reported({"ledger": spec}, base_env()) == [("ledger", message, fix)]
