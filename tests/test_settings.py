@@ -1527,3 +1527,30 @@ LEDGER_FORMS = "Use one of the documented ledger forms (see the README)."
 ])
 def test_ledger_problems_exactly(spec: str, message: str, fix: str) -> None:
     assert reported({"ledger": spec}, base_env()) == [("ledger", message, fix)]
+
+
+@pytest.mark.parametrize(("flags", "expect"), [
+    pytest.param({"api-key": "abcd1234"}, None, id="key-of-8-characters"),
+    pytest.param({"api-key": "k" * 1023 + "q"}, None, id="key-of-1024-characters"),
+    pytest.param({"github-token": "abcd"}, None, id="short-token"),
+    pytest.param({"project-id": "p1" * 64, "strict-ids": "false"}, None, id="loose-id-of-128"),
+    pytest.param({"project-id": "a" * 255 + "b"}, (
+        "project-id", "is not 24 hexadecimal characters (it has 256 hex characters; a character "
+        f"was lost or added): '{'a' * 48}…'.",
+        NOT_HEX.format("project id") + CORRECT_FLAG.format("project-id")), id="id-of-256"),
+    pytest.param({"upload-id": UPLOAD[:-1].upper()}, (
+        "upload-id", "is not 24 hexadecimal characters (it has 23 hex characters; a character "
+        f"was lost or added): '{UPLOAD[:-1].upper()}'.",
+        NOT_HEX.format("upload id") + CORRECT_FLAG.format("upload-id")), id="23-upper-case-hex"),
+    pytest.param({"project-id": "'X-42X'", "strict-ids": "false"}, (
+        "project-id", "is wrapped in quotes or brackets: '\\'X-42X\\''.",
+        f"{UNQUOTE} Use 'X-42X'." + CORRECT_FLAG.format("project-id")), id="quoted-loose-id"),
+])
+def test_lengths_at_their_limits(flags: Flags, expect: Reported | None) -> None:
+    if expect is None:
+        job = load(Command.DISTRIBUTE, flags, base_env())
+        [(name, value)] = [(n, v) for n, v in flags.items() if n != "strict-ids"]
+        assert {"api-key": job.account.api_key, "github-token": job.account.github_token,
+                "project-id": job.target.project_id}[name] == value
+    else:
+        assert reported(flags, base_env()) == [expect]
