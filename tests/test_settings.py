@@ -1554,3 +1554,39 @@ def test_lengths_at_their_limits(flags: Flags, expect: Reported | None) -> None:
                 "project-id": job.target.project_id}[name] == value
     else:
         assert reported(flags, base_env()) == [expect]
+
+
+def test_a_key_with_its_own_problem_is_not_also_called_mixed_up() -> None:
+    assert reported({"api-key": "abc12", "github-token": "abc12"}, base_env()) == [
+        ("api-key", "is only 5 characters long; an API key is longer.",
+         "Copy the whole key." + CORRECT_FLAG.format("api-key"))]
+
+
+def test_an_invalid_strict_ids_is_reported_once_and_ids_are_judged_strictly() -> None:
+    assert reported({"strict-ids": "no", "project-id": "proj-42"}, base_env()) == [
+        ("project-id", "is not 24 hexadecimal characters: 'proj-42'.",
+         NOT_HEX.format("project id") + CORRECT_FLAG.format("project-id")),
+        ("strict-ids", "must be true or false, got 'no'.",
+         "Use exactly `true` or `false` (also accepted: True, TRUE, False, FALSE; yes/no/1/0 are "
+         "not).")]
+
+
+def test_a_missing_input_does_not_stop_the_checks_of_the_others() -> None:
+    env = base_env()
+    del env["STREAMPIXEL_API_KEY"]
+    assert [name for name, _, _ in reported({"timeout": "x", "strict-ids": "x"}, env)] == [
+        "api-key", "timeout", "strict-ids"]
+
+
+def test_a_missing_project_id_for_upload_exactly() -> None:
+    env = upload_env()
+    del env["STREAMPIXEL_PROJECT_ID"]
+    env["GITHUB_EVENT_PATH"] = "/nonexistent/event.json"  # not read: upload takes no payload
+    assert reported({"file-url": "https://b.test/b.zip"}, env, Command.UPLOAD) == [(
+        "project-id",
+        "is empty or missing. Looked at: `--project-id` (not given), `INPUT_PROJECT-ID` (not set), "
+        "`INPUT_PROJECT_ID` (not set), `STREAMPIXEL_PROJECT_ID` (not set), the event payload (not "
+        f"used by this command). {NO_SECRET}",
+        create_secret("project-id", "STREAMPIXEL_PROJECT_ID") + " Or trigger the workflow by "
+        "repository_dispatch with the Streampixel webhook body as `client_payload` (it carries "
+        "`projectId`).")]
