@@ -1590,3 +1590,10 @@ def test_a_missing_project_id_for_upload_exactly() -> None:
         create_secret("project-id", "STREAMPIXEL_PROJECT_ID") + " Or trigger the workflow by "
         "repository_dispatch with the Streampixel webhook body as `client_payload` (it carries "
         "`projectId`).")]
+
+
+def test_a_payload_id_after_many_blanks_is_trimmed_not_lost(event_file: Path) -> None:
+    """Capping before trimming left nothing but blanks: a crash (IndexError) in the id check."""
+    job = load_settings({}, dispatch_env(event_file, webhook(uploadId=" " * 1100 + UPLOAD)))
+    assert (job.target.upload_id, job.sources["upload-id"]) == (UPLOAD, "event")
+

@@ -67,8 +67,9 @@ def read_event(environ: Mapping[str, str], keys: tuple[str, ...]) -> EventInfo:
     for key in keys:
         raw = payload.get(key)
         if isinstance(raw, str) and raw.strip():
-            # Cap before any further work; an over-long id is rejected by the id check anyway.
-            ids[key] = raw[: ID_CAP * 4].strip()[: ID_CAP + 1]
+            # Trimmed whole (capping first could leave only blanks before the id), then capped;
+            # an over-long id is rejected by the id check anyway.
+            ids[key] = raw.strip()[: ID_CAP + 1]
         elif raw is None or (isinstance(raw, str) and not raw.strip()):
             unusable[key] = f"the payload's `{key}` is empty"
         else:
