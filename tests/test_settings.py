@@ -32,6 +32,7 @@ from streampixel_distribute.settings import (
     secret_candidates,
     target_for,
 )
+from streampixel_distribute.settings.event import Webhook
 from streampixel_distribute.settings.inputs import inputs_of
 
 SPECS = BY_NAME
@@ -1533,6 +1534,7 @@ def test_ledger_problems_exactly(spec: str, message: str, fix: str) -> None:
     pytest.param({"api-key": "abcd1234"}, None, id="key-of-8-characters"),
     pytest.param({"api-key": "k" * 1023 + "q"}, None, id="key-of-1024-characters"),
     pytest.param({"github-token": "abcd"}, None, id="short-token"),
+    pytest.param({"github-token": "tttttttt"}, None, id="token-of-one-repeated-character"),
     pytest.param({"project-id": "p1" * 64, "strict-ids": "false"}, None, id="loose-id-of-128"),
     pytest.param({"project-id": "a" * 255 + "b"}, (
         "project-id", "is not 24 hexadecimal characters (it has 256 hex characters; a character "
@@ -1597,3 +1599,51 @@ def test_a_payload_id_after_many_blanks_is_trimmed_not_lost(event_file: Path) ->
     job = load_settings({}, dispatch_env(event_file, webhook(uploadId=" " * 1100 + UPLOAD)))
     assert (job.target.upload_id, job.sources["upload-id"]) == (UPLOAD, "event")
 
+
+
+FORK_PR = {"pull_request": {"head": {"repo": {"full_name": "someone/fork"}},
+                            "base": {"repo": {"full_name": "owner/repo"}}}}
+FORK_FIX = (" This run is for a pull request from a fork, and GitHub gives such runs no secrets. "
+            "Run it on push or workflow_dispatch instead.")
+
+
+@pytest.mark.parametrize("client_payload", [
+    pytest.param({"foo": 1}, id="not-a-webhook-body"),
+    pytest.param({"event": "build.approved", "projectId": OTHER}, id="a-webhook-body"),
+])
+def test_a_fork_is_named_whatever_the_client_payload(event_file: Path,
+                                                     client_payload: dict[str, Any]) -> None:
+    event_file.write_text(json.dumps({**FORK_PR, "client_payload": client_payload}))
+    env = base_env(GITHUB_EVENT_PATH=str(event_file))
+    del env["STREAMPIXEL_UPLOAD_ID"]
+    [(name, _, fix)] = reported({}, env)
+    assert (name, fix) == ("upload-id", UPLOAD_ID_FIX + FORK_FIX)
+
+
+@pytest.mark.parametrize(("body", "expect"), [
+    pytest.param(webhook(), Webhook("build.approved", {"projectId": OTHER, "uploadId": UPLOAD},
+                                    {}, ""), id="approved"),
+    pytest.param(webhook("build.rejected", projectId=5, uploadId=f"  {UPLOAD} ",
+                         objection="Missing\n.exe"),
+                 Webhook("build.rejected", {"uploadId": UPLOAD},
+                         {"projectId": "the payload's `projectId` is not a string"},
+                         "Missing .exe"), id="rejected-with-a-number-for-a-project"),
+    pytest.param(webhook("x" * 65, projectId=" ", objection=7),
+                 Webhook("an unrecognised event", {"uploadId": UPLOAD},
+                         {"projectId": "the payload's `projectId` is empty"}, ""),
+                 id="event-name-too-long-blank-project-objection-not-text"),
+])
+def test_what_a_webhook_body_yields(event_file: Path, body: dict[str, Any],
+                                    expect: Webhook) -> None:
+    env = dispatch_env(event_file, body)
+    env["STREAMPIXEL_PROJECT_ID"] = PROJECT
+    job = load(Command.DISTRIBUTE, {"upload-id": OTHER}, env)
+    assert job.webhook == expect
+    assert job.webhook_supplied is False  # both ids were given: the payload supplied none
+
+
+def test_webhook_supplied_says_whether_the_payload_gave_an_id(event_file: Path) -> None:
+    env = dispatch_env(event_file, webhook(), ids=True)
+    assert load(Command.DISTRIBUTE, {}, env).webhook_supplied is False
+    del env["STREAMPIXEL_UPLOAD_ID"]
+    assert load(Command.DISTRIBUTE, {}, env).webhook_supplied is True
