@@ -1155,6 +1155,7 @@ def upload_env() -> dict[str, str]:
      "b.test).", DIRECT_ZIP),
     ("https://b.test/b.tar?name=b.zip", "does not name a .zip file (the link's path must end in "
      ".zip; host b.test).", DIRECT_ZIP),
+    ("your-file-url", "is not an https:// link.", DIRECT_ZIP),  # placeholder words: ids, key
     ("'https://b.test/b.zip'", "is wrapped in quotes or brackets.", UNQUOTE),
     ("https://b.test/b\tc.zip", "contains a space inside the value.", ONE_LINE.format("file-url")),
 ])
