@@ -158,7 +158,141 @@ _ANSWERS = (
                _NOT_READY.replace('title="Build not ready", ', ""),
                "NotReady's default title is 'Build not ready'"),
 )
-_SETTINGS: tuple[Equivalent, ...] = ()
+_EVENT_PATH = 'path = environ.get("GITHUB_EVENT_PATH", "")'
+_ONLY_WITH_PATH = "read_event runs only once GITHUB_EVENT_PATH is set and not empty"
+_FORK_TRUTH = "the fork note is only tested for truth: None adds nothing, as '' does"
+_TOO_LARGE = 'return EventInfo(None, "the event payload file is too large to read", "")'
+_NOT_OBJECT = 'return EventInfo(None, "the event payload is not a JSON object", "")'
+_AFTER_PROBLEM = "returned after a problem is added: load raises InvalidInput, the value is unused"
+_TRUTH = "tested for truth only: None is False"
+_SECRET_QUOTES = "a secret's fix never shows the unquoted value (`not secret`)"
+_LEDGER_PROBLEM = ('problem = Problem("ledger", f"is not a valid URL: '
+                   '{echo(urls.hide_userinfo(value))}.",')
+_INTERIM = "the input of this interim Problem is never read: add() names `ledger` itself"
+_STRICT = 'strict_value = values.get("strict-ids", "true")'
+_EVERY_COMMAND = "every command takes strict-ids: values always holds it, its default at least"
+_QSL = "for _name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):"
+_BLANKS = "blank values are dropped by the length filter anyway"
+_TAIL = 'return fix_from(BY_NAME[name], self.sources.get(name, ""))'
+_HAS_SOURCE = "every checked value has its source recorded (load, target_for): no default"
+_ORDER = "raise InvalidInput(sorted(checker.problems, key=lambda p: order.get(p.input, 99)))"
+_IN_TABLE = "every problem names an input of the table: the fallback rank is never used"
+_API_URL = 'api_url=str(parsed.get("api-url", DEFAULT_API_URL)),'
+_PAIR = "while len(inner) >= 2 and _QUOTE_PAIRS.get(inner[0]) == inner[-1]:"
+_EMPTY_PAIR = ("a two-character pair strips to ''; neither '' nor a lone pair of quotes or "
+               "brackets matches any placeholder rule")
+_DEFAULT_SOURCE = ("unreachable: a value with no source recorded is a default, and no default "
+                   "fails a check")
+_SETTINGS = (
+    Equivalent("settings/event.py", 43, "read_event", _EVENT_PATH,
+               _EVENT_PATH.replace('"")', "None)"), _ONLY_WITH_PATH),
+    Equivalent("settings/event.py", 43, "read_event", _EVENT_PATH,
+               _EVENT_PATH.replace('"")', ")"), _ONLY_WITH_PATH),
+    Equivalent("settings/event.py", 43, "read_event", _EVENT_PATH,
+               _EVENT_PATH.replace('"")', '"XXXX")'), _ONLY_WITH_PATH),
+    Equivalent("settings/event.py", 49, "read_event", _TOO_LARGE,
+               _TOO_LARGE.replace('"")', "None)"), _FORK_TRUTH),
+    Equivalent("settings/event.py", 53, "read_event", '"as JSON", "")', '"as JSON", None)',
+               _FORK_TRUTH),
+    Equivalent("settings/event.py", 55, "read_event", _NOT_OBJECT,
+               _NOT_OBJECT.replace('"")', "None)"), _FORK_TRUTH),
+    Equivalent("settings/event.py", 86, "read_event", '"",', '"XXXX",',
+               "why_not is read only when there is no webhook body; here there is one"),
+    Equivalent("settings/event.py", 86, "read_event", '"",', "None,",
+               "why_not is read only when there is no webhook body; here there is one"),
+    Equivalent("settings/checks.py", 269, "Checker.seconds", "return 0.0", "return 1.0",
+               _AFTER_PROBLEM),
+    Equivalent("settings/checks.py", 281, "Checker.count", "return 0", "return 1",
+               _AFTER_PROBLEM),
+    Equivalent("settings/checks.py", 257, "Checker.flag", "return False", "return True",
+               _AFTER_PROBLEM + " (an invalid strict-ids is judged strictly either way)"),
+    Equivalent("settings/checks.py", 211, "Checker.api_url", "inner_ok=False):",
+               "inner_ok=None):", _TRUTH),
+    Equivalent("settings/checks.py", 287, "Checker.file_url", "inner_ok=False):",
+               "inner_ok=None):", _TRUTH),
+    Equivalent("settings/checks.py", 287, "Checker.file_url", "inner_ok=False):",
+               "inner_ok=True):", _SECRET_QUOTES),
+    Equivalent("settings/checks.py", 167, "Checker.secret",
+               "if not self.quotes(name, value, inner_ok=False):",
+               "if not self.quotes(name, value, inner_ok=None):", _TRUTH),
+    Equivalent("settings/checks.py", 167, "Checker.secret",
+               "if not self.quotes(name, value, inner_ok=False):",
+               "if not self.quotes(name, value, inner_ok=True):", _SECRET_QUOTES),
+    Equivalent("settings/checks.py", 210, "Checker.api_url",
+               "if not self.common(name, value, words=False) or not self.quotes(name, value,",
+               "if not self.common(name, value, words=None) or not self.quotes(name, value,",
+               _TRUTH),
+    Equivalent("settings/checks.py", 286, "Checker.file_url",
+               "if not self.common(name, value, words=False) or not self.quotes(name, value,",
+               "if not self.common(name, value, words=None) or not self.quotes(name, value,",
+               _TRUTH),
+    Equivalent("settings/checks.py", 306, "Checker.ledger",
+               'if not self.common("ledger", value, words=False):',
+               'if not self.common("ledger", value, words=None):', _TRUTH),
+    Equivalent("settings/checks.py", 311, "Checker.ledger", _LEDGER_PROBLEM,
+               _LEDGER_PROBLEM.replace('Problem("ledger"', "Problem(None"), _INTERIM),
+    Equivalent("settings/checks.py", 311, "Checker.ledger", _LEDGER_PROBLEM,
+               _LEDGER_PROBLEM.replace('"ledger"', '"XXledgerXX"'), _INTERIM),
+    Equivalent("settings/checks.py", 311, "Checker.ledger", _LEDGER_PROBLEM,
+               _LEDGER_PROBLEM.replace('"ledger"', '"LEDGER"'), _INTERIM),
+    Equivalent("settings/checks.py", 322, "Checker.not_mixed_up",
+               'if values.get(other, "").lower() == key.lower():',
+               'if values.get(other, "XXXX").lower() == key.lower():',
+               "a key equal to 'xxxx' in any case is refused as a placeholder first, which skips "
+               "this check"),
+    Equivalent("settings/checks.py", 59, "placeholder_kind", _PAIR,
+               _PAIR.replace(">= 2", "> 2"), _EMPTY_PAIR),
+    Equivalent("settings/checks.py", 59, "placeholder_kind", _PAIR,
+               _PAIR.replace(">= 2", ">= 3"), _EMPTY_PAIR),
+    Equivalent("settings/checks.py", 109, "Checker.tail", _TAIL,
+               _TAIL.replace('name, "")', "name, None)"), _HAS_SOURCE),
+    Equivalent("settings/checks.py", 109, "Checker.tail", _TAIL,
+               _TAIL.replace('name, "")', "name, )"), _HAS_SOURCE),
+    Equivalent("settings/checks.py", 109, "Checker.tail", _TAIL,
+               _TAIL.replace('name, "")', 'name, "XXXX")'), _HAS_SOURCE),
+    Equivalent("settings/__init__.py", 183, "_check", _STRICT,
+               _STRICT.replace('"true")', "None)"), _EVERY_COMMAND),
+    Equivalent("settings/__init__.py", 183, "_check", _STRICT,
+               _STRICT.replace('"true")', ")"), _EVERY_COMMAND),
+    Equivalent("settings/__init__.py", 183, "_check", _STRICT,
+               _STRICT.replace('"true")', '"XXtrueXX")'), _EVERY_COMMAND),
+    Equivalent("settings/__init__.py", 183, "_check", _STRICT,
+               _STRICT.replace('"true")', '"TRUE")'), _EVERY_COMMAND),
+    Equivalent("settings/__init__.py", 202, "_check",
+               "elif spec.kind is Kind.SECONDS and spec.bounds is not None:",
+               "elif spec.kind is Kind.SECONDS or spec.bounds is not None:",
+               "only the seconds inputs have bounds"),
+    Equivalent("settings/__init__.py", 124, "load", _ORDER,
+               _ORDER.replace("p.input, 99)", "p.input, None)"), _IN_TABLE),
+    Equivalent("settings/__init__.py", 124, "load", _ORDER,
+               _ORDER.replace("p.input, 99)", "p.input, )"), _IN_TABLE),
+    Equivalent("settings/__init__.py", 124, "load", _ORDER,
+               _ORDER.replace("p.input, 99)", "p.input, 100)"), _IN_TABLE),
+    Equivalent("settings/__init__.py", 127, "load", _API_URL,
+               _API_URL.replace("DEFAULT_API_URL)", "None)"),
+               "every command takes api-url: parsed always holds it"),
+    Equivalent("settings/__init__.py", 127, "load", _API_URL,
+               _API_URL.replace(", DEFAULT_API_URL)", ", )"),
+               "every command takes api-url: parsed always holds it"),
+    Equivalent("settings/sources.py", 150, "_query_pieces", _QSL,
+               _QSL.replace("=True", "=None"), _BLANKS),
+    Equivalent("settings/sources.py", 150, "_query_pieces", _QSL,
+               _QSL.replace("keep_blank_values=True", ""), _BLANKS),
+    Equivalent("settings/sources.py", 150, "_query_pieces", _QSL,
+               _QSL.replace("=True", "=False"), _BLANKS),
+    Equivalent("settings/sources.py", 151, "_query_pieces",
+               'pieces += [value, urllib.parse.quote(value, safe="")]',
+               'pieces += [value, urllib.parse.quote(value, safe="XXXX")]',
+               "quote never encodes letters: safe='XXXX' is safe=''"),
+    Equivalent("settings/sources.py", 94, "fix_from", "if spec.required_for or spec.secret:",
+               "if spec.required_for and spec.secret:", _DEFAULT_SOURCE),
+    Equivalent("settings/sources.py", 97, "fix_from", 'return ""', 'return "XXXX"',
+               _DEFAULT_SOURCE),
+    Equivalent("settings/sources.py", 124, "missing_problem",
+               'if environ.get("GITHUB_ACTOR", "").startswith("dependabot"):',
+               'if environ.get("GITHUB_ACTOR", "XXXX").startswith("dependabot"):',
+               "'XXXX' does not start with 'dependabot' either"),
+)
 _LEDGER_FILE: tuple[Equivalent, ...] = ()
 EQUIVALENT = (*_REDACT, *_COORDINATOR, *_API, *_ANSWERS, *_SETTINGS, *_LEDGER_FILE)
 
