@@ -1648,3 +1648,11 @@ def test_webhook_supplied_says_whether_the_payload_gave_an_id(event_file: Path) 
     assert load(Command.DISTRIBUTE, {}, env).webhook_supplied is False
     del env["STREAMPIXEL_UPLOAD_ID"]
     assert load(Command.DISTRIBUTE, {}, env).webhook_supplied is True
+
+
+def test_an_overlong_payload_id_is_reported_as_too_long(event_file: Path) -> None:
+    env = dispatch_env(event_file, webhook(uploadId="a" * 300))
+    assert reported({}, env) == [(
+        "upload-id", f"is longer than 256 characters: '{'a' * 48}…'.",
+        "Give only the upload id. (This value came from the repository_dispatch payload's "
+        "`uploadId`; fix the sender or give `upload-id` explicitly.)")]
