@@ -196,10 +196,6 @@ _SETTINGS = (
                _FORK_TRUTH),
     Equivalent("settings/event.py", 55, "read_event", _NOT_OBJECT,
                _NOT_OBJECT.replace('"")', "None)"), _FORK_TRUTH),
-    Equivalent("settings/event.py", 72, "read_event", "ids[key] = raw.strip()[: ID_CAP + 1]",
-               "ids[key] = raw.strip()[: ID_CAP + 2]",
-               "cut at 257 or 258 characters, the id is over the 256 cap either way, and the "
-               "message shows its first 48"),
     Equivalent("settings/event.py", 86, "read_event", '"",', '"XXXX",',
                "why_not is read only when there is no webhook body; here there is one"),
     Equivalent("settings/event.py", 86, "read_event", '"",', "None,",

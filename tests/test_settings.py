@@ -1656,3 +1656,14 @@ def test_an_overlong_payload_id_is_reported_as_too_long(event_file: Path) -> Non
         "upload-id", f"is longer than 256 characters: '{'a' * 48}…'.",
         "Give only the upload id. (This value came from the repository_dispatch payload's "
         "`uploadId`; fix the sender or give `upload-id` explicitly.)")]
+
+
+def test_a_key_pasted_into_a_long_payload_id_is_still_a_mix_up(event_file: Path) -> None:
+    """The payload id is read up to 257 characters (one past the cap): a 257-character key
+    followed by more text is recognised in it."""
+    key = "k1" * 128 + "z"
+    env = dispatch_env(event_file, webhook(uploadId=key + "-and-more"))
+    env["STREAMPIXEL_API_KEY"] = key
+    found = reported({}, env)
+    assert [name for name, _, _ in found] == ["api-key", "upload-id"]
+    assert found[0][1] == "has the same value as `upload-id`; two secrets are probably mixed up."
