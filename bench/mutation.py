@@ -178,6 +178,10 @@ _HAS_SOURCE = "every checked value has its source recorded (load, target_for): n
 _ORDER = "raise InvalidInput(sorted(checker.problems, key=lambda p: order.get(p.input, 99)))"
 _IN_TABLE = "every problem names an input of the table: the fallback rank is never used"
 _API_URL = 'api_url=str(parsed.get("api-url", DEFAULT_API_URL)),'
+_UNUSABLE = """f"({hook.unusable.get(spec.payload_key, 'no value')})")"""
+_TAKEN_OR_NOT = ("shown only for an id a payload may supply, and read_event records each of those "
+                 "as taken or as unusable")
+_DRY_RUN = 'return Job(command, account, target, bool(parsed.get("dry-run", False)),'
 _PAIR = "while len(inner) >= 2 and _QUOTE_PAIRS.get(inner[0]) == inner[-1]:"
 _EMPTY_PAIR = ("a two-character pair strips to ''; neither '' nor a lone pair of quotes or "
                "brackets matches any placeholder rule")
@@ -268,6 +272,14 @@ _SETTINGS = (
                _ORDER.replace("p.input, 99)", "p.input, )"), _IN_TABLE),
     Equivalent("settings/__init__.py", 124, "load", _ORDER,
                _ORDER.replace("p.input, 99)", "p.input, 100)"), _IN_TABLE),
+    Equivalent("settings/__init__.py", 117, "load", _UNUSABLE,
+               _UNUSABLE.replace("'no value'", "None"), _TAKEN_OR_NOT),
+    Equivalent("settings/__init__.py", 117, "load", _UNUSABLE,
+               _UNUSABLE.replace("'no value'", ""), _TAKEN_OR_NOT),
+    Equivalent("settings/__init__.py", 141, "load", _DRY_RUN,
+               _DRY_RUN.replace("False)", "None)"), "bool(None) is False, as the default is"),
+    Equivalent("settings/__init__.py", 141, "load", _DRY_RUN,
+               _DRY_RUN.replace(", False)", ", )"), "bool(None) is False, as the default is"),
     Equivalent("settings/__init__.py", 127, "load", _API_URL,
                _API_URL.replace("DEFAULT_API_URL)", "None)"),
                "every command takes api-url: parsed always holds it"),

@@ -1409,7 +1409,7 @@ def test_ids_from_a_webhook_delivery_say_where_they_came_from() -> None:
                                   "$Env:project")),
     *((v, NOT_HEX.format("project id")) for v in (
         "xx", "your1", "MY_PROJECT", "zzzzzzz", "zzzzzzzy", "$project",
-        "%PROJECT", "$env:", "a.b.c", "${1", "x$PROJECT_ID")),
+        "%PROJECT", "$env:", "a.b.c", "${1", "x$PROJECT_ID", "X_PROJECT")),
     *((v, UNQUOTE) for v in ("(MY_PROJECT)", "<this>")),
 ])
 def test_what_counts_as_a_placeholder_id(value: str, fix: str) -> None:
@@ -1450,6 +1450,7 @@ def test_what_each_command_takes_and_the_values_of_the_rest() -> None:
 
     def run(command: Command, **given: str) -> tuple[tuple[Any, ...], Target, bool]:
         job = load(command, {}, dict(env, **given))
+        assert job.command is command
         return tuple(job.account), job.target, job.dry_run
 
     everything = (KEY, USER, url, "none", TOKEN, 150.0, 60.0, 10.0, 5, False)
