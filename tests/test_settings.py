@@ -369,6 +369,7 @@ def test_ids_are_checked_strictly_while_strict_ids_itself_is_invalid() -> None:
     ("http://localhost:9999/api", "http://localhost:9999/api"),
     ("http://[::1]:8080", "http://[::1]:8080"),
     ("HTTPS://Api.Example.Test/x", "HTTPS://Api.Example.Test/x"),
+    ("https://h.test/apiX//", "https://h.test/apiX"),  # only slashes are trimmed
 ])
 def test_api_url_accepted(url: str, expect: str) -> None:
     assert load_settings({"api-url": url}, base_env()).account.api_url == expect
@@ -1057,6 +1058,8 @@ ONLY_LOOPBACK = "Use https:// (plain http is allowed only for localhost, 127.0.0
      "Use the base URL only: 'https://h.test/api'."),
     ("https://h.test/api#", "has a query or fragment: 'https://h.test/api#'.",
      "Use the base URL only: 'https://h.test/api'."),
+    ("https://h.test/apiX/?q=1", "has a query or fragment: 'https://h.test/apiX/?q=1'.",
+     "Use the base URL only: 'https://h.test/apiX'."),
     ("http://h.test/api", "uses plain http for a non-loopback host: 'http://h.test/api'; the key "
      "would travel unencrypted.", ONLY_LOOPBACK),
     ("HTTP://h.test/api", "uses plain http for a non-loopback host: 'HTTP://h.test/api'; the key "
