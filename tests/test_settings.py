@@ -1274,6 +1274,8 @@ def test_a_missing_key_on_a_fork_pull_request_exactly(event_file: Path) -> None:
 @pytest.mark.parametrize(("flags", "environ", "masked"), [
     pytest.param({"api-key": " 'Key-1234567' "}, {},
                  [" 'Key-1234567' ", "'Key-1234567'", "Key-1234567"], id="quoted-key"),
+    pytest.param({"api-key": "`XKey-12345X`"}, {}, ["`XKey-12345X`", "XKey-12345X"],
+                 id="only-quotes-are-taken-off"),
     pytest.param({}, {"STREAMPIXEL_GITHUB_TOKEN": "abcdefgh abcdefg\n12345678"},
                  ["abcdefgh abcdefg\n12345678", "abcdefgh", "12345678"],
                  id="pieces-of-8-characters-or-more"),
