@@ -35,7 +35,7 @@ from streampixel_distribute.errors import (
 from streampixel_distribute.ledger import Ledger, LedgerContext, account_key, open_ledger
 from streampixel_distribute.ledger.none import NoLedger
 from streampixel_distribute.ledger.policy import FallbackLedger
-from streampixel_distribute.ledger.queue import Holder
+from streampixel_distribute.ledger.queue import Holder, Slot
 from streampixel_distribute.settings import Account
 from support.clock import FakeClock
 
@@ -63,6 +63,7 @@ def make_settings(**kw: Any) -> Account:
 class Log:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []
+        self.titled: list[tuple[str, str]] = []  # (title, message) of warnings and notices
         self.groups: list[str] = []
 
     def info(self, message: str) -> None:
@@ -70,9 +71,14 @@ class Log:
 
     def warning(self, message: str, title: str = "") -> None:
         self.lines.append(("warning", message))
+        self.titled.append((title, message))
 
     def notice(self, message: str, title: str = "") -> None:
         self.lines.append(("notice", message))
+        self.titled.append((title, message))
+
+    def starting(self, prefix: str) -> list[str]:
+        return [message for _, message in self.lines if message.startswith(prefix)]
 
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
@@ -133,22 +139,169 @@ def transient(reached: bool) -> DistributeError:
 
 
 def run(settings: Account, script: list[Result | DistributeError], *,
-        ledger: Ledger | None = None, clock: FakeClock | None = None
+        ledger: Ledger | None = None, clock: FakeClock | None = None, jitter: float = 0.5,
         ) -> tuple[Coordinator, ScriptedClient, Log]:
     clock = clock or FakeClock()
     client = ScriptedClient(clock, script)
     log = Log()
     coordinator = Coordinator(settings, ledger=ledger or NoLedger("none", LedgerContext(
-        now=clock.time)), clock=clock, log=log, jitter=lambda: 0.5)
+        now=clock.time)), clock=clock, log=log, jitter=lambda: jitter)
     return coordinator, client, log
 
 
 def test_free_slot_calls_at_once() -> None:
-    coordinator, client, _ = run(make_settings(), [OK])
+    coordinator, client, log = run(make_settings(), [OK])
     assert coordinator.run(client) is OK
-    assert coordinator.progress.attempts == 1
-    assert coordinator.progress.waited == 0
-    assert coordinator.progress.position == 0
+    progress = coordinator.progress
+    assert progress.attempts == 1
+    assert progress.waited == 0
+    assert progress.position == 0
+    assert (progress.http_status, progress.called_at) == (200, client.calls[0])
+    # A slot that is now needs no "Reserved slot" line, nor a wait group.
+    assert log.lines == [("info", "Calling distribute-file (attempt 1, 0.00 s after its slot) "
+                                  "for the test.")]
+    assert log.groups == []
+
+
+def test_a_fresh_progress_reports_that_nothing_happened_yet() -> None:
+    """What a failure before the first reservation (bad input, an unreachable ledger) reports."""
+    progress = Progress()
+    assert (progress.ledger, progress.slot_at, progress.position) == ("none", None, None)
+    assert (progress.attempts, progress.waited, progress.http_status) == (0, 0.0, None)
+    assert (progress.called_at, progress.holder_id, progress.gave_back) == (None, "", "")
+    assert (progress.queue, progress.warnings) == ({}, [])
+
+
+def test_the_backoff_before_a_retry_is_exact_with_a_fixed_jitter() -> None:
+    """2 s, then 4 s, scaled by 0.5 + jitter / 2: with jitter 0.2, 1.2 s then 2.4 s."""
+    coordinator, client, log = run(make_settings(), [transient(False), transient(False), OK],
+                                   jitter=0.2)
+    start = coordinator.clock.time()
+    coordinator.run(client)
+    assert client.calls == at([start, start + 1.2, start + 3.6])
+    assert coordinator.clock.sleeps == at([1.2, 2.4])  # type: ignore[attr-defined]
+    assert coordinator.progress.waited == pytest.approx(3.6, abs=1e-6)
+    assert log.titled == [
+        ("Transient failure", "Network error: connection refused. Retry 1 of 3 in about 2 s on "
+                              "a fresh slot."),
+        ("Transient failure", "Network error: connection refused. Retry 2 of 3 in about 3 s on "
+                              "a fresh slot."),
+    ]
+    assert log.starting("Calling") == [
+        f"Calling distribute-file (attempt {n}, 0.00 s after its slot) for the test."
+        for n in (1, 2, 3)]
+    assert log.groups == []  # waits this short get no group and no heartbeat
+    assert not log.starting("Waiting")
+
+
+def test_a_one_second_pause_is_slept_in_full() -> None:
+    """jitter 0: the first backoff is exactly 1 s; the retry leaves 1 s later, not at once."""
+    coordinator, client, log = run(make_settings(), [transient(False), OK], jitter=0.0)
+    start = coordinator.clock.time()
+    coordinator.run(client)
+    assert client.calls == at([start, start + 1.0])
+    assert coordinator.clock.sleeps == [1.0]  # type: ignore[attr-defined]
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 1)} on ledger none (position 0, in 1 s)."]
+
+
+@pytest.mark.parametrize(("wait", "sleeps"), [(5.0, [2.0, 3.0]), (20.0, [17.0, 3.0]),
+                                              (33.5, [30.0, 0.5, 3.0])])
+def test_a_wait_is_slept_in_heartbeat_steps_up_to_the_set_up_lead(wait: float,
+                                                                  sleeps: list[float]) -> None:
+    """Steps of at most 30 s until PREPARE_LEAD before the slot, then the rest: never past it;
+    a wait of 5 s or more gets a group named after it, and a heartbeat per step."""
+    coordinator, client, log = run(make_settings(), [too_many(wait), OK])
+    start = coordinator.clock.time()
+    coordinator.run(client)
+    slot = start + wait
+    assert client.calls == at([start, slot])
+    assert client.prepared_at == at(slot - PREPARE_LEAD)
+    assert coordinator.clock.sleeps == at(sleeps)  # type: ignore[attr-defined]
+    assert coordinator.progress.waited == pytest.approx(wait, abs=1e-6)
+    assert log.groups == [f"Waiting {math.ceil(wait)} s for the rate-limit slot at {iso(slot)}"]
+    etas = [math.ceil(wait - sum(sleeps[:n])) for n in range(len(sleeps) - 1)]
+    assert log.starting("Waiting") == [
+        f"Waiting for the account's rate-limit slot at {iso(slot)} (position 0); ETA {eta} s."
+        for eta in etas]
+
+
+def test_the_heartbeat_steps_are_a_quarter_of_a_short_interval(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, client, _ = run(make_settings(rate_limit_interval=51), [OK], ledger=ledger,
+                                 clock=clock)
+    ledger.reserve(KEY, coordinator.spacing, 0)  # one job ahead: our slot is 52 s away
+    start = clock.now
+    coordinator.run(client)
+    assert client.calls == [start + 52]
+    assert clock.sleeps == [13, 13, 13, 10, 3]  # 52 / 4, until 3 s before the slot
+
+
+@pytest.mark.parametrize("first", [too_many(60), transient(True)], ids=["429", "transient"])
+def test_a_retry_due_exactly_at_the_deadline_is_made(first: DistributeError) -> None:
+    """max-wait is inclusive: a retry whose slot is the deadline itself still goes out."""
+    max_wait = 60.0 if isinstance(first, TooManyRequests) else 120.0
+    coordinator, client, _ = run(make_settings(max_wait=max_wait), [first, OK])
+    start = coordinator.clock.time()
+    assert coordinator.run(client) is OK
+    assert client.calls == at([start, start + max_wait])
+    assert coordinator.progress.slot_at == at(start + max_wait)
+
+
+@pytest.mark.parametrize(("message", "said"), [("Try again in 2 minutes", "Try again in 2 minutes"),
+                                               (None, "no message")])
+def test_a_429_past_max_wait_says_what_the_server_said_and_when(message: str | None,
+                                                                said: str) -> None:
+    err = TooManyRequests("HTTP 429", retry_after=120, source="Retry-After header",
+                          http_status=429, server_message=message)
+    coordinator, client, log = run(make_settings(max_wait=60), [err, OK])
+    start = coordinator.clock.time()
+    with pytest.raises(RateLimited) as info:
+        coordinator.run(client)
+    assert log.titled == [("Rate limited", f"Rate limited by Streampixel (HTTP 429, {said}); the "
+                           "server asks to wait 2 min 00 s (Retry-After header). Reserving a "
+                           "later slot.")]
+    error = info.value
+    assert error.detail == (f"the next free slot is {iso(start + 120)}, in 2 min 00 s, past the "
+                            f"max-wait deadline {iso(start + 60)}")
+    assert error.hint == ("Raise `max-wait` (now 60 s) to at least 121 s, or make fewer write "
+                          "calls at once: the account allows one call per 120 s across all its "
+                          "projects and jobs.")
+    assert (error.eta, error.http_status, error.server_message) == (start + 120, 429, message)
+    assert (coordinator.progress.http_status, coordinator.progress.slot_at) == (429, start + 120)
+
+
+def test_a_retry_that_no_longer_fits_says_how_often_it_was_retried() -> None:
+    """The second failure's retry would end past max-wait: the error says so, and that the call
+    was retried once (not the retry it would have been)."""
+    failures: list[Result | DistributeError] = []
+    for _ in range(3):
+        err = ServerError("HTTP 503", http_status=503, hint="Try again later.")
+        err.retryable = err.reached_server = True
+        failures.append(err)
+    coordinator, client, log = run(make_settings(max_wait=200), [*failures, OK])
+    start = coordinator.clock.time()
+    with pytest.raises(ServerError) as info:
+        coordinator.run(client)
+    assert client.calls == at([start, start + 120])
+    assert info.value.detail == "HTTP 503 (no retry fits in max-wait 200 s)"
+    assert info.value.hint == "It was retried 1 time. Try again later."
+    assert coordinator.progress.http_status == 503
+    assert log.titled == [("Transient failure", "Streampixel server error: HTTP 503. Retry 1 of 3 "
+                           "in about 2 min 00 s on a fresh slot.")]
+
+
+def test_a_set_up_longer_than_max_wait_fails_before_reserving(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, client, _ = run(make_settings(max_wait=1), [OK], ledger=ledger, clock=clock)
+    client.setup = 3.0  # the slot could start 2 s from now at the earliest (1 s is the guard)
+    with pytest.raises(RateLimited) as info:
+        coordinator.run(client)
+    assert info.value.eta == at(clock.now + 2)
+    assert ledger.peek(KEY, 121) == clock.now  # nothing reserved, no gap left for the others
+    assert coordinator.progress.ledger == ledger.description
 
 
 def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
@@ -330,6 +483,12 @@ class SlowLedger(Ledger):
         self.clock.now += self.reserve_s  # ...stored only after the round trips
         return slot
 
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        return self.inner.queue(key, interval)
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        return self.inner.advance(key, holder_id, earliest)
+
 
 def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     clock = FakeClock()
@@ -402,6 +561,7 @@ def test_position_ignores_small_clock_differences_between_jobs(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("retries", "said"), [(0, "It was not retried (`retries: 0`)."),
+                                               (1, "It was retried 1 time."),
                                                (2, "It was retried 2 times.")])
 def test_the_fix_says_how_often_a_transient_failure_was_retried(retries: int, said: str) -> None:
     coordinator, client, _ = run(make_settings(retries=retries, max_wait=10_000),
