@@ -395,9 +395,12 @@ def test_dry_run_peeks_and_calls_nothing(tmp_path: Path) -> None:
     clock = FakeClock()
     ledger = file_ledger(tmp_path, clock)
     ledger.reserve(KEY, 120, 0)
-    coordinator, client, _ = run(make_settings(), [], ledger=ledger, clock=clock)
+    coordinator, client, log = run(make_settings(), [], ledger=ledger, clock=clock)
     coordinator.dry_run(client.name)
     assert client.calls == []
+    assert log.lines == [("info", f"Dry run: inputs are valid; the next slot for distribute-file "
+                                  f"on ledger {ledger.description} is {iso(clock.now + 120)} (in "
+                                  "2 min 00 s). Nothing was reserved or sent.")]
     assert coordinator.progress.slot_at == at(clock.now + 120)
     assert coordinator.progress.position == 1
     assert ledger.peek(KEY, 120) == at(clock.now + 120)  # still not reserved
@@ -440,9 +443,11 @@ def test_auto_ledger_degrades_to_none_with_a_warning() -> None:
     warnings: list[LedgerError] = []
     ledger = FallbackLedger(BrokenLedger(), warnings.append, clock.time)
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    assert coordinator.progress.ledger == "redis://broken:6379/0"  # until it degrades
     coordinator.run(client)
     assert len(warnings) == 1
     assert ledger.description.startswith("none")
+    assert coordinator.progress.ledger == ledger.description  # what the summary shows
     assert len(client.calls) == 1
 
 
@@ -496,13 +501,59 @@ def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     ledger = SlowLedger(inner, clock, peek_s=0.4, reserve_s=0.8)
     coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
                                    clock=clock)
+    start = clock.now
     coordinator.run(client)
     slot = coordinator.progress.slot_at
-    assert slot is not None
+    # Asked for two peeks' time (0.8 s) after the peek returned: stored by then.
+    assert slot == at(start + 0.4 + 0.8)
     # The call leaves at the slot, not 0.8 s after it: the next job's slot (slot + spacing)
     # is then at least one interval after our call.
     assert client.calls == [at(slot)]
     assert not [m for k, m in log.lines if k == "warning"]
+
+
+def test_a_ledger_that_stores_in_exactly_the_guard_keeps_the_slot(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = SlowLedger(file_ledger(tmp_path, clock), clock, peek_s=0.0, reserve_s=1.0)
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert coordinator.progress.slot_at == start
+    assert client.calls == [start + 1.0]  # 1 s late: what the guard between slots absorbs
+    assert log.titled == []
+
+
+class SlowerLedger(SlowLedger):
+    """Each reservation takes longer to store than the one before (a congested git remote)."""
+
+    def __init__(self, inner: Ledger, clock: FakeClock, reserve_s: list[float]) -> None:
+        super().__init__(inner, clock, peek_s=0.01, reserve_s=0.0)
+        self.times = list(reserve_s)
+
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        self.reserve_s = self.times.pop(0)
+        return super().reserve(key, interval, not_before, holder)
+
+
+def test_a_ledger_slower_each_time_gets_three_reservations_then_the_call_goes_late(
+        tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = SlowerLedger(file_ledger(tmp_path, clock), clock, [5.0, 10.0, 20.0, 40.0])
+    coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
+                                   clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    # 1st: 2 peeks' time (0.02 s) after the peek; 2nd and 3rd: 1.5 times the last storing time
+    # after it was stored.
+    first, second, third = start + 0.03, start + 5.01 + 7.5, start + 15.01 + 15.0
+    assert log.titled == [
+        ("Slow ledger", f"The ledger took {took} s to store slot {iso(slot)}, longer than the "
+                        "guard between slots; reserving a later one so calls stay one interval "
+                        "apart.")
+        for took, slot in (("5.0", first), ("10.0", second))]
+    assert coordinator.progress.slot_at == at(third)
+    assert client.calls == [at(start + 35.02)]  # stored 5 s past it: the third one is kept
 
 
 def test_slot_stored_too_late_is_given_up_for_a_later_one(tmp_path: Path) -> None:
@@ -637,25 +688,48 @@ class SlowSetup(ScriptedClient):
         super().prepare()
 
 
-def test_a_late_set_up_gives_its_slot_up_when_another_job_holds_the_next(tmp_path: Path) -> None:
+def late_set_up_with_another_job_next(tmp_path: Path, interval: float,
+                                      takes: float) -> tuple[Coordinator, SlowSetup, Log]:
+    """A call whose set-up makes it `takes` s late, while the job after us reserves the next
+    slot."""
     clock = FakeClock()
     ledger = file_ledger(tmp_path, clock)
-    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
-    call = SlowSetup(clock, [OK], takes=5.0)  # 5 s late; the guard at 120 s is 1 s
-    start = clock.now
-
+    coordinator = Coordinator(make_settings(rate_limit_interval=interval), ledger=ledger,
+                              clock=clock, log=(log := Log()))
+    call = SlowSetup(clock, [OK], takes=takes)
     original = call.prepare
 
     def prepare_while_another_reserves() -> None:
         if not call.prepared:
-            ledger.reserve(KEY, coordinator.spacing)  # the job after us, at start + 121
+            ledger.reserve(KEY, coordinator.spacing)  # the job after us, one spacing later
         original()
 
     call.prepare = prepare_while_another_reserves  # type: ignore[method-assign]
     coordinator.run(call)
-    # Not at start + 5 (4 s too close to the other job's call), but after the other job's slot.
+    return coordinator, call, log
+
+
+@pytest.mark.parametrize(("interval", "takes"), [(120.0, 5.0), (0.5, 0.3)])
+def test_a_late_set_up_gives_its_slot_up_when_another_job_holds_the_next(
+        tmp_path: Path, interval: float, takes: float) -> None:
+    """Later than the guard (1 s at 120 s, 0.1 s at 0.5 s): calling now would land closer than
+    one interval to the next job's call."""
+    start = FakeClock().now
+    coordinator, call, log = late_set_up_with_another_job_next(tmp_path, interval, takes)
+    # Not at start + takes (too close to the other job's call), but after the other job's slot.
     assert call.calls == [at(start + 2 * coordinator.spacing)]
     assert coordinator.progress.attempts == 1
+    assert log.titled == [("Late slot", f"Setting up the call took until {takes:.1f} s after its "
+                           "slot, longer than the guard between slots, and another job holds the "
+                           "next one; reserving a later slot so calls stay one interval apart.")]
+
+
+def test_a_set_up_late_by_exactly_the_guard_keeps_its_slot(tmp_path: Path) -> None:
+    """The guard absorbs that much lateness: 1 s late at 120 s still keeps 120 s to the next."""
+    start = FakeClock().now
+    _, call, log = late_set_up_with_another_job_next(tmp_path, 120.0, 1.0)
+    assert call.calls == [start + 1.0]
+    assert log.titled == []
 
 
 def test_a_late_set_up_alone_calls_late(tmp_path: Path) -> None:
