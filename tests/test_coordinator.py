@@ -7,7 +7,10 @@ test_action.py); the ledgers are the real `none` and `file` backends.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from streampixel_distribute.ledger.policy import FallbackLedger
 from streampixel_distribute.ledger.queue import Holder, Slot
 from streampixel_distribute.settings import Account
 from support.clock import FakeClock
+from support.redis_server import RedisServer
 
 USER = "663d0a1b2c3e4f5a6b7c8d9e"
 
@@ -824,6 +828,111 @@ def test_the_wait_names_the_holders_ahead_and_the_next_one(tmp_path: Path) -> No
     mine = coordinator.progress.queue[coordinator.progress.holder_id]
     assert mine.holder is not None and mine.holder.origin == me.origin
     assert mine.at == at(start + 242)
+
+
+@pytest.mark.parametrize(("jobs", "eta", "more"), [(3, "6 min 03 s", ""),
+                                                 (4, "8 min 04 s", " and 1 more"),
+                                                 (5, "10 min 05 s", " and 2 more")])
+def test_the_reservation_line_names_three_jobs_ahead_and_counts_the_rest(
+        tmp_path: Path, jobs: int, eta: str, more: str) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    ahead = [someone("distribute", n) for n in range(1, jobs + 1)]
+    for holder in ahead:
+        ledger.reserve(KEY, 121, 0, holder)
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    names = "; ".join(f"{h.label()} at {iso(start + 121 * n)}" for n, h in enumerate(ahead[:3]))
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121 * jobs)} on ledger {ledger.description} (position "
+        f"{jobs}, in {eta}); ahead: {names}{more}."]
+    # The reservation's holder id: 48 random bits, as every backend stores it.
+    assert re.fullmatch(r"[0-9a-f]{12}", coordinator.progress.holder_id)
+
+
+def test_a_reservation_that_ends_as_ours_is_made_is_not_ahead(tmp_path: Path) -> None:
+    clock = FakeClock()
+    start = clock.now
+    ledger = file_ledger(tmp_path, clock)
+    clock.now = start - 120
+    ledger.reserve(KEY, 120, 0, someone(n=1))  # ends exactly at `start`
+    clock.now = start
+    ledger.reserve(KEY, 121, 0, someone(n=2))  # running from `start`
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    coordinator.run(client)
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121)} on ledger {ledger.description} (position 1, in "
+        f"2 min 01 s); ahead: {someone(n=2).label()} at {iso(start)}."]
+
+
+class HiddenQueue(Ledger):
+    """A real file ledger whose queue cannot be read (a backend error on that one request)."""
+
+    def __init__(self, inner: Ledger) -> None:
+        self.inner, self.description = inner, inner.description
+
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        return self.inner.reserve(key, interval, not_before, holder)
+
+    def peek(self, key: str, interval: float) -> float:
+        return self.inner.peek(key, interval)
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        raise LedgerError("the queue could not be read")
+
+
+def test_a_queue_that_cannot_be_read_costs_the_names_not_the_run(tmp_path: Path) -> None:
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    inner.reserve(KEY, 121, 0, someone())
+    coordinator, client, log = run(make_settings(), [OK], ledger=HiddenQueue(inner), clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert client.calls == [start + 121]
+    # The position still counts the job ahead (from the slot's distance), with nobody named.
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121)} on ledger {inner.description} (position 1, in "
+        "2 min 01 s)."]
+    assert log.starting("Waiting for")[0] == (
+        f"Waiting for the account's rate-limit slot at {iso(start + 121)} (position 1); ETA "
+        "2 min 01 s.")
+
+
+def test_a_reservation_of_an_older_release_is_shown_ahead(tmp_path: Path) -> None:
+    """A release that keeps no queue only moved `next_free`: the span it holds is named so."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0)
+    path = tmp_path / "l.json"
+    data = json.loads(path.read_text())
+    del data["accounts"][KEY]["queue"]  # as the older release wrote it
+    path.write_text(json.dumps(data))
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121)} on ledger {ledger.description} (position 1, in "
+        f"2 min 01 s); ahead: a job of an older release at {iso(start)}."]
+    assert log.starting("Waiting for")[0].endswith(
+        f"; next: a job of an older release until {iso(start + 121)}.")
+
+
+def test_a_call_and_a_dry_run_on_the_real_redis_ledger(redis_server: RedisServer) -> None:
+    """Peeks and reservations against a real redis-server (its script works in microseconds of
+    its own clock, so the fake clock does not move here: the server's would not follow)."""
+    clock = FakeClock(1_700_000_000.5)  # mid-second: microsecond rounding keeps the ISO times
+    ledger = open_ledger(redis_server.url(), LedgerContext(now=clock.time))
+    settings = make_settings(user_id=secrets.token_hex(12))  # an account of this test alone
+    coordinator, client, log = run(settings, [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert client.calls == [start]
+    coordinator.dry_run("distribute-file")
+    assert log.lines[-1] == ("info", f"Dry run: inputs are valid; the next slot for "
+                             f"distribute-file on ledger {ledger.description} is "
+                             f"{iso(start + 121)} (in 2 min 01 s). Nothing was reserved or sent.")
 
 
 def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> None:
