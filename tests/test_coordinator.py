@@ -866,6 +866,30 @@ def test_a_reservation_that_ends_as_ours_is_made_is_not_ahead(tmp_path: Path) ->
         f"2 min 01 s); ahead: {someone(n=2).label()} at {iso(start)}."]
 
 
+def test_a_reservation_an_older_release_makes_after_ours_shows_in_the_queue(
+        tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0, someone())
+    path = tmp_path / "l.json"
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    original = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        data = json.loads(path.read_text())
+        if data["accounts"][KEY]["next_free"] == start + 242:  # after ours: an older release
+            data["accounts"][KEY]["next_free"] += 121  # reserves, moving next_free alone
+            path.write_text(json.dumps(data))
+        original(seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    coordinator.run(client)
+    assert client.calls == [start + 121]
+    older = [s for s in coordinator.progress.queue.values() if s.holder is None]
+    assert older == [Slot(start + 242, start + 363, None)]
+
+
 class HiddenQueue(Ledger):
     """A real file ledger whose queue cannot be read (a backend error on that one request)."""
 
@@ -947,14 +971,15 @@ def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> N
     assert clock.shielded  # a second signal cannot cut the give-back short
     assert ledger.peek(KEY, 121) == at(clock.now - 60 + 121)  # the next job may call there
     assert [s.holder.id for s in ledger.queue(KEY, 121) if s.holder] == [someone().id]
-    assert any("Gave the slot back" in m for _, m in log.lines)
+    assert log.starting("Gave the slot back") == [
+        "Gave the slot back: the next job may call in it."]
 
 
 def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path: Path) -> None:
     clock = CancelAfter(60)
     ledger = file_ledger(tmp_path, clock)
     ledger.reserve(KEY, 121, 0, someone())
-    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
                               holder=someone("upload", 2)._replace(id=""))
     original = clock.sleep
 
@@ -967,10 +992,68 @@ def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path:
     with pytest.raises(Cancelled):
         coordinator.run(ScriptedClient(clock, [OK]))
     assert coordinator.progress.gave_back == "marked"
+    assert log.starting("Gave the slot back") == [
+        "Gave the slot back; jobs already queued behind it keep their turns, and the next job "
+        "to reserve may take it."]
     queue = ledger.queue(KEY, 121)
     assert [(s.holder.id if s.holder else "", s.released) for s in queue] == [
         (someone().id, False), (coordinator.progress.holder_id, True), (someone(n=3).id, False)]
     assert ledger.peek(KEY, 121) == at(queue[-1].until)
+
+
+def test_a_job_cancelled_as_its_slot_begins_has_nothing_to_give_back(tmp_path: Path) -> None:
+    clock = CancelAfter(121)  # the signal arrives as the wait for the slot ends
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=someone("upload", 2)._replace(id=""))
+    start = clock.now
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert clock.now == start + 121
+    assert clock.shielded  # it asked the ledger
+    assert coordinator.progress.gave_back == ""  # the ledger found the slot begun: nothing
+    assert not log.starting("Gave the slot back")
+    assert ledger.peek(KEY, 121) == at(start + 242)  # the slot stays used
+
+
+class NoGiveBack(HiddenQueue):
+    """A real file ledger that cannot be written when the slot is given back."""
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        return self.inner.queue(key, interval)
+
+    def give_back(self, key: str, holder_id: str) -> str:
+        raise LedgerError("the ledger file is read-only")
+
+
+def test_a_slot_that_cannot_be_given_back_is_kept_with_a_warning(tmp_path: Path) -> None:
+    clock = CancelAfter(60)
+    inner = file_ledger(tmp_path, clock)
+    inner.reserve(KEY, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=NoGiveBack(inner), clock=clock,
+                              log=(log := Log()), holder=someone("upload", 2)._replace(id=""))
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert coordinator.progress.gave_back == ""
+    assert log.titled == [("Slot kept", "Could not give the slot back: Rate-limit ledger "
+                           "unavailable: the ledger file is read-only")]
+
+
+class CancelledWhilePeeking(HiddenQueue):
+    def peek(self, key: str, interval: float) -> float:
+        raise Cancelled(15, "received SIGTERM")
+
+
+def test_a_job_cancelled_before_it_reserved_touches_no_ledger(tmp_path: Path) -> None:
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    coordinator, client, log = run(make_settings(), [OK], ledger=CancelledWhilePeeking(inner),
+                                   clock=clock)
+    with pytest.raises(Cancelled):
+        coordinator.run(client)
+    assert not clock.shielded  # nothing to give back: no last words for the ledger
+    assert (coordinator.progress.gave_back, log.lines) == ("", [])
 
 
 def test_a_job_cancelled_after_its_call_gives_nothing_back(tmp_path: Path) -> None:
