@@ -1092,13 +1092,106 @@ def test_a_waiting_job_moves_up_into_a_slot_given_back_ahead_of_it(tmp_path: Pat
     clock.sleep = sleep  # type: ignore[method-assign]
     coordinator.run(client)
     assert client.calls == [at(start + 121)]  # job 2's slot, not start + 242
-    assert any(m.startswith("Moved up to slot") for _, m in log.lines)
+    # Seen at the first look after job 2 gave it back (the step at start + 60).
+    assert log.starting("Moved up to slot") == [
+        f"Moved up to slot {iso(start + 121)} (in 1 min 01 s): a job ahead gave its slot back."]
     # Our old slot was the last: given back for real, so the next job calls right after us.
     assert ledger.peek(KEY, 121) == at(start + 242)
     queue = ledger.queue(KEY, 121)
     assert [s.holder.id for s in queue if s.holder] == [someone(n=1).id,
                                                          coordinator.progress.holder_id]
     assert coordinator.progress.slot_at == at(start + 121) and coordinator.progress.position == 1
+
+
+def give_back_during_the_wait(clock: FakeClock, ledger: Ledger, holder: Holder,
+                              after: float) -> None:
+    """`holder` gives its slot back at the first step of our wait at or after `after` s."""
+    start, original = clock.now, clock.sleep
+
+    def sleep(seconds: float) -> None:
+        if clock.now >= start + after and any(
+                s.holder == holder and not s.released for s in ledger.queue(KEY, 121)):
+            assert ledger.give_back(KEY, holder.id) == "marked"  # we are behind it
+        original(seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+
+
+def test_a_reserve_moves_up_into_a_slot_given_back_that_begins_now(tmp_path: Path) -> None:
+    """A `reserve` (no call of its own to set up) takes a given-back slot that begins at the
+    very moment it looks."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 120, 0, someone("reserve", 1))
+    ledger.reserve(KEY, 131, 0, someone("reserve", 2))  # start + 120, cancelled at start + 90
+    coordinator, _, _ = run(make_settings(), [], ledger=ledger, clock=clock)
+    give_back_during_the_wait(clock, ledger, someone("reserve", 2), after=90)
+    assert coordinator.reserve() == start + 120  # looked at start + 120: not start + 251
+    assert clock.now == start + 120
+
+
+def test_a_reserve_does_not_move_into_a_shorter_slot(tmp_path: Path) -> None:
+    """A distribute's slot given back is too short for a `reserve`, which holds its slot
+    CALLER_ALLOWANCE longer: it keeps its own."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 121, 0, someone(n=1))
+    ledger.reserve(KEY, 121, 0, someone(n=2))
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    give_back_during_the_wait(clock, ledger, someone(n=2), after=90)
+    assert coordinator.reserve() == start + 242
+    assert not log.starting("Moved up")
+
+
+@pytest.mark.parametrize(("begins", "called"), [(121.7, 121.7), (121.0, 242.0)])
+def test_moving_up_leaves_twice_the_ledger_time_to_store_the_move(
+        tmp_path: Path, begins: float, called: float) -> None:
+    """The ledger took 0.5 s to store our reservation: a slot given back is taken only if it
+    begins at least 1 s (two such round trips) after the look, at start + 120.5."""
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    start = clock.now
+    inner.reserve(KEY, begins, 0, someone(n=1))
+    inner.reserve(KEY, 121, 0, someone(n=2))  # given back at start + 90.5
+    ledger = SlowLedger(inner, clock, peek_s=0.0, reserve_s=0.5)
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    give_back_during_the_wait(clock, inner, someone(n=2), after=90)
+    coordinator.run(client)
+    assert client.calls == [at(start + called)]
+
+
+class CountingLedger(NoGiveBack):
+    """A real file ledger that counts the reads of the queue and the requests to move up (each
+    a round trip, on a git ledger a fetch or a push)."""
+
+    def __init__(self, inner: Ledger) -> None:
+        super().__init__(inner)
+        self.reads = self.moves = 0
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        self.reads += 1
+        return self.inner.queue(key, interval)
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        self.moves += 1
+        return self.inner.advance(key, holder_id, earliest)
+
+
+def test_a_waiting_job_reads_the_queue_once_per_heartbeat(tmp_path: Path) -> None:
+    """The reservation's read serves the first heartbeat; each later step reads once, for both
+    the move-up check and the heartbeat; nothing given back: no request to move up."""
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    inner.reserve(KEY, 121, 0, someone(n=1))
+    inner.reserve(KEY, 121, 0, someone(n=2))
+    ledger = CountingLedger(inner)
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    coordinator.run(client)
+    beats = log.starting("Waiting for")
+    assert len(beats) == 8  # every 30 s from the start until 3 s before the slot, 242 s away
+    assert (ledger.reads, ledger.moves) == (len(beats), 0)
 
 
 def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> None:
