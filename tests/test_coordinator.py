@@ -1162,6 +1162,24 @@ def test_moving_up_leaves_twice_the_ledger_time_to_store_the_move(
     assert client.calls == [at(start + called)]
 
 
+def test_moving_up_to_a_slot_just_far_enough_to_set_up_for_waits_no_more(
+        tmp_path: Path) -> None:
+    """At start + 120 a job that needs 3 s to set up moves into a slot 3 s away: it sets up at
+    once and then waits exactly those 3 s."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 123, 0, someone(n=1))
+    ledger.reserve(KEY, 121, 0, someone(n=2))  # start + 123, given back at start + 90
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    client.setup = 3.0
+    give_back_during_the_wait(clock, ledger, someone(n=2), after=90)
+    coordinator.run(client)
+    assert client.calls == [start + 123]
+    assert client.prepared_at == start + 120
+    assert clock.sleeps == [30, 30, 30, 30, 3]
+
+
 class CountingLedger(NoGiveBack):
     """A real file ledger that counts the reads of the queue and the requests to move up (each
     a round trip, on a git ledger a fetch or a push)."""
@@ -1192,6 +1210,68 @@ def test_a_waiting_job_reads_the_queue_once_per_heartbeat(tmp_path: Path) -> Non
     beats = log.starting("Waiting for")
     assert len(beats) == 8  # every 30 s from the start until 3 s before the slot, 242 s away
     assert (ledger.reads, ledger.moves) == (len(beats), 0)
+
+
+def test_a_job_set_up_for_its_slot_no_longer_moves_up(tmp_path: Path) -> None:
+    """In the last PREPARE_LEAD seconds the call is ready on its slot: a slot given back then
+    is left to others. At 1 s (a 1.1 s spacing) a step is 1 s, so the wait looks at 3.5 s."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ahead = [someone(n=n) for n in range(1, 6)]
+    for holder in ahead:
+        ledger.reserve(KEY, 1.1, 0, holder)  # the last one at start + 4.4
+    coordinator, client, _ = run(make_settings(rate_limit_interval=1), [OK], ledger=ledger,
+                                 clock=clock)
+    give_back_during_the_wait(clock, ledger, ahead[-1], after=2.4)  # after the set-up, at 2.5
+    coordinator.run(client)
+    assert client.prepared_at == at(start + 2.5)
+    assert client.calls == [at(start + 5.5)]
+
+
+class Oversleeping(FakeClock):
+    """A busy runner: every sleep ends 2 s late."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + 2.0)
+
+
+def test_a_reserve_that_wakes_late_alone_keeps_its_slot(tmp_path: Path) -> None:
+    """2 s late (more than the 1 s guard), but nobody reserved after it: the slot, held
+    CALLER_ALLOWANCE longer, still leaves the caller its room."""
+    clock = Oversleeping()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 121, 0, someone())
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    assert coordinator.reserve() == start + 121
+    assert clock.now == start + 123
+    assert log.titled == []
+
+
+def test_a_reserve_on_a_free_account_returns_at_once_at_a_short_interval(tmp_path: Path) -> None:
+    """No call of its own to set up: the slot is now, even where the guard is only 0.2 s."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, _, _ = run(make_settings(rate_limit_interval=10), [], ledger=ledger,
+                            clock=clock)
+    start = clock.now
+    assert coordinator.reserve() == start
+    assert clock.sleeps == []
+
+
+def test_a_set_up_later_than_a_whole_spacing_alone_calls_late_without_a_warning(
+        tmp_path: Path) -> None:
+    """Nobody reserved after us: calling now crowds nobody, however late it is."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    call = SlowSetup(clock, [OK], takes=130.0)
+    start = clock.now
+    coordinator.run(call)
+    assert call.calls == [start + 130]
+    assert log.titled == []
+    assert ledger.peek(KEY, 121) == start + 130  # no second reservation: only the first's end
 
 
 def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> None:

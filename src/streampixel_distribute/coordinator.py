@@ -343,7 +343,9 @@ class Coordinator:
         late = self.clock.time() - slot
         if late <= self.spacing - self.account.rate_limit_interval:
             return False
-        if self.ledger.peek(self.key, self.spacing) <= slot + self.spacing + hold + 0.001:
+        # A peek is never before now: later than a whole spacing, a free account's peek is now.
+        if self.ledger.peek(self.key, self.spacing) <= max(
+                self.clock.time(), slot + self.spacing + hold) + 0.001:
             return False  # nobody reserved after us
         self.log.warning(
             f"Setting up the call took until {late:.1f} s after its slot, longer than the guard "
