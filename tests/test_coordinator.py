@@ -304,6 +304,8 @@ def test_a_set_up_longer_than_max_wait_fails_before_reserving(tmp_path: Path) ->
     with pytest.raises(RateLimited) as info:
         coordinator.run(client)
     assert info.value.eta == at(clock.now + 2)
+    assert info.value.detail == (f"the next free slot is {iso(clock.now + 2)}, in 2 s, past the "
+                                 f"max-wait deadline {iso(clock.now + 1)}")
     assert ledger.peek(KEY, 121) == clock.now  # nothing reserved, no gap left for the others
     assert coordinator.progress.ledger == ledger.description
 
@@ -509,7 +511,7 @@ def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     coordinator.run(client)
     slot = coordinator.progress.slot_at
     # Asked for two peeks' time (0.8 s) after the peek returned: stored by then.
-    assert slot == at(start + 0.4 + 0.8)
+    assert slot is not None and slot == at(start + 0.4 + 0.8)
     # The call leaves at the slot, not 0.8 s after it: the next job's slot (slot + spacing)
     # is then at least one interval after our call.
     assert client.calls == [at(slot)]
@@ -1180,6 +1182,27 @@ def test_moving_up_to_a_slot_just_far_enough_to_set_up_for_waits_no_more(
     assert clock.sleeps == [30, 30, 30, 30, 3]
 
 
+def test_a_job_told_by_a_429_to_wait_moves_up_no_earlier_than_that(tmp_path: Path) -> None:
+    """The server asked for 200 s: a slot given back at start + 121 is not taken, or the call
+    would earn another 429."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+
+    class OthersReserveMeanwhile(ScriptedClient):
+        def send(self) -> Result:
+            if not self.calls:  # two jobs reserve while our first call is on its way
+                ledger.reserve(KEY, 121, 0, someone(n=1))
+                ledger.reserve(KEY, 121, 0, someone(n=2))
+            return super().send()
+
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
+    client = OthersReserveMeanwhile(clock, [too_many(200), OK])
+    give_back_during_the_wait(clock, ledger, someone(n=1), after=0)
+    coordinator.run(client)
+    assert client.calls == [start, start + 363]  # after both, not in job 1's slot at 121
+
+
 class CountingLedger(NoGiveBack):
     """A real file ledger that counts the reads of the queue and the requests to move up (each
     a round trip, on a git ledger a fetch or a push)."""
@@ -1336,6 +1359,8 @@ def test_a_slot_lost_between_peek_and_reserve_past_max_wait_fails_at_once(
     assert info.value.eta == at(lost_to)
     assert info.value.exit_code == 5
     assert f"at least {math.ceil(4 * spacing) + 1} s" in info.value.hint
+    assert info.value.detail == (f"the next free slot is {iso(lost_to)}, in 8 min 04 s, past the "
+                                 f"max-wait deadline {iso(clock.now + 300)}")
     assert coordinator.progress.slot_at == at(lost_to)
     assert coordinator.progress.position == 4
     assert inner.peek(key, spacing) == at(lost_to + spacing)  # the slot stays taken: a gap

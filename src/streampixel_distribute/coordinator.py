@@ -241,6 +241,7 @@ class Coordinator:
         call would now crowd the next job's is given up for a later one."""
         hold = CALLER_ALLOWANCE if call is None else 0.0
         while True:
+            self._not_before = not_before  # moving up must not undercut it either
             setup = 0.0 if call is None else call.prepare_cost()
             try:
                 slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
@@ -404,7 +405,8 @@ class Coordinator:
         the ledger, which gives ours back in turn for the job behind. Best effort."""
         self.look()
         now = self.clock.time()
-        earliest = now + 2 * self._ledger_time + (0.0 if call is None else call.prepare_cost())
+        earliest = max(self._not_before,  # after a 429, the time the server asked for
+                       now + 2 * self._ledger_time + (0.0 if call is None else call.prepare_cost()))
         if not any(s.released and earliest <= s.at < slot for s in self.progress.queue.values()):
             return slot
         try:
