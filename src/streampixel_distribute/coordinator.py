@@ -241,7 +241,7 @@ class Coordinator:
         call would now crowd the next job's is given up for a later one."""
         hold = CALLER_ALLOWANCE if call is None else 0.0
         while True:
-            self._not_before = not_before  # moving up must not undercut it either
+            self._not_before = not_before  # _move_up takes no slot given back before it
             setup = 0.0 if call is None else call.prepare_cost()
             try:
                 slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
