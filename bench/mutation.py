@@ -106,7 +106,127 @@ _REDACT = (
     Equivalent("redact.py", 34, "_encoded_forms", _START,
                _START.replace("// 6)", "// 7)"), _SAME_FOR_PADS),
 )
-_COORDINATOR: tuple[Equivalent, ...] = ()
+_COORDINATOR: tuple[Equivalent, ...] = (
+    Equivalent("coordinator.py", 53, "Log.warning",
+               'def warning(self, message: str, title: str = "") -> None: ...',
+               'def warning(self, message: str, title: str = "XXXX") -> None: ...',
+               "a Protocol's method body never runs: callers reach the Log implementations, whose "
+               'own defaults apply'),
+    Equivalent("coordinator.py", 54, "Log.notice",
+               'def notice(self, message: str, title: str = "") -> None: ...',
+               'def notice(self, message: str, title: str = "XXXX") -> None: ...',
+               "a Protocol's method body never runs: callers reach the Log implementations, whose "
+               'own defaults apply'),
+    Equivalent("coordinator.py", 138, "Coordinator.__init__",
+               'self.holder = holder or Holder("")',
+               'self.holder = holder or Holder(None)',
+               'self.holder is only read through _replace(id=...), which sets the id; the other '
+               'fields keep their defaults'),
+    Equivalent("coordinator.py", 138, "Coordinator.__init__",
+               'self.holder = holder or Holder("")',
+               'self.holder = holder or Holder("XXXX")',
+               'self.holder is only read through _replace(id=...), which replaces the id'),
+    Equivalent("coordinator.py", 147, "Coordinator.__init__",
+               'self._ledger_time = 0.0  # how long the last reservation took to store',
+               'self._ledger_time = None  # how long the last reservation took to store',
+               '_ledger_time is only read by _move_up, which runs only after _reserve has set it'),
+    Equivalent("coordinator.py", 147, "Coordinator.__init__",
+               'self._ledger_time = 0.0  # how long the last reservation took to store',
+               'self._ledger_time = 1.0  # how long the last reservation took to store',
+               '_ledger_time is only read by _move_up, which runs only after _reserve has set it'),
+    Equivalent("coordinator.py", 175, "Coordinator.reserve",
+               'slot = self._turn(None, 0.0, self.clock.time() + self.account.max_wait)',
+               'slot = self._turn(None, 1.0, self.clock.time() + self.account.max_wait)',
+               'not_before 0 or 1 s past the epoch: earliest = max(not_before, now + lead) is now '
+               'or later either way'),
+    Equivalent("coordinator.py", 182, "Coordinator.run",
+               'not_before = 0.0',
+               'not_before = 1.0',
+               'not_before 0 or 1 s past the epoch: earliest = max(not_before, now + lead) is now '
+               'or later either way'),
+    Equivalent("coordinator.py", 254, "Coordinator._turn",
+               'not_before = 0.0',
+               'not_before = 1.0',
+               'not_before 0 or 1 s past the epoch: earliest = max(not_before, now + lead) is now '
+               'or later either way'),
+    Equivalent("coordinator.py", 276, "Coordinator._reserve",
+               'def _reserve(self, not_before: float, deadline: float, *, setup: float = 0.0,',
+               'def _reserve(self, not_before: float, deadline: float, *, setup: float = 1.0,',
+               'the one caller (_turn) always passes setup'),
+    Equivalent("coordinator.py", 277, "Coordinator._reserve",
+               'hold: float = 0.0) -> float:',
+               'hold: float = 1.0) -> float:',
+               'the one caller (_turn) always passes hold'),
+    Equivalent("coordinator.py", 292, "Coordinator._reserve",
+               'for attempt in range(1, MAX_LATE_SLOTS + 1):',
+               'for attempt in range(1, MAX_LATE_SLOTS + 2):',
+               'the loop always leaves by the break at attempt == MAX_LATE_SLOTS: the bound one '
+               'higher is never reached'),
+    Equivalent("coordinator.py", 294, "Coordinator._reserve",
+               'eta = max(now, earliest, peeked)',
+               'eta = max(earliest, peeked)',
+               'earliest = max(not_before, now + lead) with lead >= 0 (elapsed times plus a '
+               'max(0, ...)): never below now'),
+    Equivalent("coordinator.py", 316, "Coordinator._reserve",
+               'lead, now, peeked = 1.5 * (stored - asked), stored, 0.0',
+               'lead, now, peeked = 1.5 * (stored - asked), stored, 1.0',
+               'peeked 0 or 1 s past the epoch: below now, which eta = max(now, earliest, peeked) '
+               'already includes'),
+    Equivalent("coordinator.py", 371, "Coordinator._wait_until",
+               'return self._sleep_until(0.0, slot, call, move=False)',
+               'return self._sleep_until(0.0, slot, None, move=False)',
+               'with move=False _sleep_until never calls _move_up, the only reader of call'),
+    Equivalent("coordinator.py", 371, "Coordinator._wait_until",
+               'return self._sleep_until(0.0, slot, call, move=False)',
+               'return self._sleep_until(0.0, slot, call, move=None)',
+               'move is only tested for truth: None acts as False'),
+    Equivalent("coordinator.py", 377, "Coordinator._sleep_until",
+               'if slot - lead - self.clock.time() <= 0:',
+               'if slot - lead + self.clock.time() <= 0:',
+               'a shortcut: when slot - lead <= now the loop runs zero times and grouped is False '
+               '(slot - now <= lead <= 3 < GROUP_THRESHOLD), so skipping it changes nothing'),
+    Equivalent("coordinator.py", 377, "Coordinator._sleep_until",
+               'if slot - lead - self.clock.time() <= 0:',
+               'if slot + lead - self.clock.time() <= 0:',
+               'a shortcut: when slot - lead <= now the loop runs zero times and grouped is False '
+               '(slot - now <= lead <= 3 < GROUP_THRESHOLD), so skipping it changes nothing'),
+    Equivalent("coordinator.py", 377, "Coordinator._sleep_until",
+               'if slot - lead - self.clock.time() <= 0:',
+               'if slot - lead - self.clock.time() < 0:',
+               'a shortcut: at exactly 0 the loop below runs zero times and grouped is False, so '
+               'skipping it changes nothing'),
+    Equivalent("coordinator.py", 392, "Coordinator._sleep_until",
+               'ahead = self._ahead(slot, refresh=False if move else not first)',
+               'ahead = self._ahead(slot, refresh=None)',
+               'with move=True refresh is False, and None is as false; with move=False (the last '
+               'PREPARE_LEAD s, under GROUP_THRESHOLD) no heartbeat is shown'),
+    Equivalent("coordinator.py", 392, "Coordinator._sleep_until",
+               'ahead = self._ahead(slot, refresh=False if move else not first)',
+               'ahead = self._ahead(slot, refresh=False if (move) or True else not first)',
+               'refresh becomes False always: the same with move=True; with move=False (the last '
+               'PREPARE_LEAD s, under GROUP_THRESHOLD) no heartbeat is shown'),
+    Equivalent("coordinator.py", 392, "Coordinator._sleep_until",
+               'ahead = self._ahead(slot, refresh=False if move else not first)',
+               'ahead = self._ahead(slot, refresh=False if move else first)',
+               'changes only the move=False branch, the last PREPARE_LEAD s before the slot, '
+               'shorter than GROUP_THRESHOLD: no heartbeat is shown there'),
+    Equivalent("coordinator.py", 399, "Coordinator._sleep_until",
+               'first = False',
+               'first = None',
+               'first is only read as `not first`: None acts as False'),
+    Equivalent("coordinator.py", 408, "Coordinator._move_up",
+               'if not any(s.released and earliest <= s.at < slot for s in '
+               'self.progress.queue.values()):',
+               'if not any(s.released and earliest <= s.at <= slot for s in '
+               'self.progress.queue.values()):',
+               "no other slot starts at our slot's start: slots never overlap (each starts at or "
+               'after the end of the one before)'),
+    Equivalent("coordinator.py", 416, "Coordinator._move_up",
+               'if moved is None or moved >= slot:',
+               'if moved is None or moved > slot:',
+               'advance hands out a released slot before ours in the queue, which starts before '
+               'ours (slots never overlap): moved < slot whenever it is not None'),
+)
 _INTERPRET = "return interpret(status, headers, raw, now=time.time(), endpoint=DISTRIBUTE_FILE)"
 _NO_REDIRECT = "allow_redirects=False,  # a redirect must never carry the key to another host"
 _CHUNKS = "for chunk in response.iter_content(chunk_size=16384):"
