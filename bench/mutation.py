@@ -201,7 +201,8 @@ def configure(copy: Path, patterns: tuple[str, ...], tests: tuple[str, ...]) -> 
     config = {
         "source_paths": [PACKAGE],
         "only_mutate": [f"{PACKAGE}/{pattern}" for pattern in patterns],
-        "pytest_add_cli_args_test_selection": [t for t in tests if "::" not in t],
+        "pytest_add_cli_args_test_selection": list(dict.fromkeys(t.split("::", 1)[0]
+                                                                   for t in tests)),
         "pytest_add_cli_args": ["-p", "no:cacheprovider", *_keywords(tests)],
         "also_copy": also,
         "use_git_change_detection": False,
@@ -213,9 +214,12 @@ def configure(copy: Path, patterns: tuple[str, ...], tests: tuple[str, ...]) -> 
 
 
 def _keywords(tests: tuple[str, ...]) -> list[str]:
-    """`file::word` in a module's tests: only that file's tests whose id holds `word` (`-k`)."""
-    words = [t.split("::", 1)[1] for t in tests if "::" in t]
-    return ["-k", " or ".join(words)] if words else []
+    """`file::word` in a module's tests: only that file's tests whose id holds `word` (`-k`);
+    the other files' tests all run (a `-k` applies to every file, and `not git` would drop
+    `test_github_…` from them)."""
+    scoped = [f"(not {Path(file).name} or ({word}))"
+              for file, _, word in (t.partition("::") for t in tests if "::" in t)]
+    return ["-k", " and ".join(scoped)] if scoped else []
 
 
 #: Imported by every Python process of the run: it lies in the copy's `mutants/src`, where
