@@ -149,6 +149,7 @@ _READ_OPEN = "fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW | _
 _LOCK_OPEN = "fd = os.open(self.lock_path, flags | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)"
 _NO_KIND = "every Linux file type but a regular file is in _KINDS: the default is never used"
 _CLOEXEC = "os.open makes every descriptor close-on-exec anyway"
+_SHARED = "only ever tested for truth: None takes the shared lock, as False does"
 _GONE = "the temporary file is renamed or removed before the call returns: only its name differs"
 _LEDGER_FILE = (
     Equivalent("ledger/file.py", 81, "is_github_hosted", _GH, _GH.replace('"")', '"XXXX")'),
@@ -158,6 +159,10 @@ _LEDGER_FILE = (
     Equivalent("ledger/file.py", 142, "FileLedger._check_place",
                "mode, directory_missing = None, True", "mode, directory_missing = None, False",
                "ENOTDIR from lstat: a parent is no directory, so directory.stat() below sets True"),
+    Equivalent("ledger/file.py", 185, "FileLedger.peek", "with self._locked(exclusive=False):",
+               "with self._locked(exclusive=None):", _SHARED),
+    Equivalent("ledger/file.py", 190, "FileLedger.queue", "with self._locked(exclusive=False):",
+               "with self._locked(exclusive=None):", _SHARED),
     Equivalent("ledger/file.py", 245, "FileLedger._refused",
                "reason = exc.strerror or type(exc).__name__",
                "reason = exc.strerror or type(None).__name__",
