@@ -279,7 +279,74 @@ _ANSWERS = (
                "NotReady's default title is 'Build not ready'"),
 )
 _SETTINGS: tuple[Equivalent, ...] = ()
-_LEDGER_FILE: tuple[Equivalent, ...] = ()
+_GH = 'return environ.get("RUNNER_ENVIRONMENT", "").strip().lower() == "github-hosted"'
+_KIND = 'kind = next((name for test, name in _KINDS if test(mode)), "a special file")'
+_CHUNK = "chunk = os.read(fd, min(1 << 20, MAX_BYTES + 1 - size))"
+_TMP = 'tmp = directory / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"'
+_TMP_OPEN = "fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW,"
+_READ_OPEN = "fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW | _NONBLOCK)"
+_LOCK_OPEN = "fd = os.open(self.lock_path, flags | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)"
+_NO_KIND = "every Linux file type but a regular file is in _KINDS: the default is never used"
+_CLOEXEC = "os.open makes every descriptor close-on-exec anyway"
+_SHARED = "only ever tested for truth: None takes the shared lock, as False does"
+_GONE = "the temporary file is renamed or removed before the call returns: only its name differs"
+_LEDGER_FILE = (
+    Equivalent("ledger/file.py", 81, "is_github_hosted", _GH, _GH.replace('"")', '"XXXX")'),
+               "an unset variable reads 'xxxx', which is not 'github-hosted' either"),
+    Equivalent("ledger/file.py", 135, "FileLedger._check_place", "directory_missing = False",
+               "directory_missing = None", "only ever tested for truth: None is false as False is"),
+    Equivalent("ledger/file.py", 142, "FileLedger._check_place",
+               "mode, directory_missing = None, True", "mode, directory_missing = None, False",
+               "ENOTDIR from lstat: a parent is no directory, so directory.stat() below sets True"),
+    Equivalent("ledger/file.py", 185, "FileLedger.peek", "with self._locked(exclusive=False):",
+               "with self._locked(exclusive=None):", _SHARED),
+    Equivalent("ledger/file.py", 190, "FileLedger.queue", "with self._locked(exclusive=False):",
+               "with self._locked(exclusive=None):", _SHARED),
+    Equivalent("ledger/file.py", 245, "FileLedger._refused",
+               "reason = exc.strerror or type(exc).__name__",
+               "reason = exc.strerror or type(None).__name__",
+               "every OSError the os module raises carries a strerror: the fallback never runs"),
+    Equivalent("ledger/file.py", 263, "FileLedger._not_regular", _KIND,
+               _KIND.replace('"a special file")', ")"), _NO_KIND),
+    Equivalent("ledger/file.py", 263, "FileLedger._not_regular", _KIND,
+               _KIND.replace('"a special file")', "None)"), _NO_KIND),
+    Equivalent("ledger/file.py", 282, "FileLedger._open_lock", _LOCK_OPEN,
+               _LOCK_OPEN.replace("NEW_FILE_MODE)", ")"),
+               "_check_lock sets a created lock's mode outright (fchmod) before it is used"),
+    Equivalent("ledger/file.py", 290, "FileLedger._open_lock", "created = False",
+               "created = None", "only ever tested for truth: None is false as False is"),
+    Equivalent("ledger/file.py", 340, "FileLedger._read_bytes", _READ_OPEN,
+               _READ_OPEN.replace("O_RDONLY |", "O_RDONLY &"),
+               f"O_RDONLY is 0 either way, and {_CLOEXEC}"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("1 << 20", "2 << 20"),
+               "a bigger chunk changes only how many reads are made"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("1 << 20", "1 << 21"),
+               "a bigger chunk changes only how many reads are made"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("1 - size", "1 + size"),
+               "only the last read of a file over the limit grows: the same files read or refused"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("+ 1 - size", "+ 2 - size"),
+               "one byte more of a file over the limit is read: the same files read or refused"),
+    Equivalent("ledger/file.py", 403, "FileLedger._write", _TMP,
+               _TMP.replace("token_hex(4)", "token_hex(None)"), _GONE),
+    Equivalent("ledger/file.py", 403, "FileLedger._write", _TMP,
+               _TMP.replace("token_hex(4)", "token_hex(5)"), _GONE),
+    Equivalent("ledger/file.py", 407, "FileLedger._write", "NEW_FILE_MODE)", ")",
+               "the temporary file's mode is set outright (fchmod) before anything is written"),
+    Equivalent("ledger/file.py", 406, "FileLedger._write", _TMP_OPEN,
+               _TMP_OPEN.replace("O_CLOEXEC | _NOFOLLOW", "O_CLOEXEC & _NOFOLLOW"),
+               f"O_EXCL already refuses a link (EEXIST), and {_CLOEXEC}"),
+    Equivalent("ledger/file.py", 406, "FileLedger._write", _TMP_OPEN,
+               _TMP_OPEN.replace("O_EXCL | os.O_CLOEXEC", "O_EXCL & os.O_CLOEXEC"),
+               "the temporary name holds the pid and 32 random bits: no file is there to refuse"),
+    Equivalent("ledger/file.py", 424, "FileLedger._write",
+               "dir_fd = os.open(directory, os.O_RDONLY | _DIRECTORY)",
+               "dir_fd = os.open(directory, os.O_RDONLY & _DIRECTORY)",
+               "it is the directory the file was just renamed into: O_DIRECTORY changes nothing"),
+)
 EQUIVALENT = (*_REDACT, *_COORDINATOR, *_API, *_ANSWERS, *_SETTINGS, *_LEDGER_FILE)
 
 
@@ -340,7 +407,8 @@ def configure(copy: Path, patterns: tuple[str, ...], tests: tuple[str, ...]) -> 
     config = {
         "source_paths": [PACKAGE],
         "only_mutate": [f"{PACKAGE}/{pattern}" for pattern in patterns],
-        "pytest_add_cli_args_test_selection": [t for t in tests if "::" not in t],
+        "pytest_add_cli_args_test_selection": list(dict.fromkeys(t.split("::", 1)[0]
+                                                                   for t in tests)),
         "pytest_add_cli_args": ["-p", "no:cacheprovider", *_keywords(tests)],
         "also_copy": also,
         "use_git_change_detection": False,
@@ -352,9 +420,12 @@ def configure(copy: Path, patterns: tuple[str, ...], tests: tuple[str, ...]) -> 
 
 
 def _keywords(tests: tuple[str, ...]) -> list[str]:
-    """`file::word` in a module's tests: only that file's tests whose id holds `word` (`-k`)."""
-    words = [t.split("::", 1)[1] for t in tests if "::" in t]
-    return ["-k", " or ".join(words)] if words else []
+    """`file::word` in a module's tests: only that file's tests whose id holds `word` (`-k`);
+    the other files' tests all run (a `-k` applies to every file, and `not git` would drop
+    `test_github_…` from them)."""
+    scoped = [f"(not {Path(file).name} or ({word}))"
+              for file, _, word in (t.partition("::") for t in tests if "::" in t)]
+    return ["-k", " and ".join(scoped)] if scoped else []
 
 
 #: Imported by every Python process of the run: it lies in the copy's `mutants/src`, where
