@@ -106,7 +106,127 @@ _REDACT = (
     Equivalent("redact.py", 34, "_encoded_forms", _START,
                _START.replace("// 6)", "// 7)"), _SAME_FOR_PADS),
 )
-_COORDINATOR: tuple[Equivalent, ...] = ()
+_COORDINATOR: tuple[Equivalent, ...] = (
+    Equivalent("coordinator.py", 53, "Log.warning",
+               'def warning(self, message: str, title: str = "") -> None: ...',
+               'def warning(self, message: str, title: str = "XXXX") -> None: ...',
+               "a Protocol's method body never runs: callers reach the Log implementations, whose "
+               'own defaults apply'),
+    Equivalent("coordinator.py", 54, "Log.notice",
+               'def notice(self, message: str, title: str = "") -> None: ...',
+               'def notice(self, message: str, title: str = "XXXX") -> None: ...',
+               "a Protocol's method body never runs: callers reach the Log implementations, whose "
+               'own defaults apply'),
+    Equivalent("coordinator.py", 138, "Coordinator.__init__",
+               'self.holder = holder or Holder("")',
+               'self.holder = holder or Holder(None)',
+               'self.holder is only read through _replace(id=...), which sets the id; the other '
+               'fields keep their defaults'),
+    Equivalent("coordinator.py", 138, "Coordinator.__init__",
+               'self.holder = holder or Holder("")',
+               'self.holder = holder or Holder("XXXX")',
+               'self.holder is only read through _replace(id=...), which replaces the id'),
+    Equivalent("coordinator.py", 147, "Coordinator.__init__",
+               'self._ledger_time = 0.0  # how long the last reservation took to store',
+               'self._ledger_time = None  # how long the last reservation took to store',
+               '_ledger_time is only read by _move_up, which runs only after _reserve has set it'),
+    Equivalent("coordinator.py", 147, "Coordinator.__init__",
+               'self._ledger_time = 0.0  # how long the last reservation took to store',
+               'self._ledger_time = 1.0  # how long the last reservation took to store',
+               '_ledger_time is only read by _move_up, which runs only after _reserve has set it'),
+    Equivalent("coordinator.py", 175, "Coordinator.reserve",
+               'slot = self._turn(None, 0.0, self.clock.time() + self.account.max_wait)',
+               'slot = self._turn(None, 1.0, self.clock.time() + self.account.max_wait)',
+               'not_before 0 or 1 s past the epoch: earliest = max(not_before, now + lead) is now '
+               'or later either way'),
+    Equivalent("coordinator.py", 182, "Coordinator.run",
+               'not_before = 0.0',
+               'not_before = 1.0',
+               'not_before 0 or 1 s past the epoch: earliest = max(not_before, now + lead) is now '
+               'or later either way'),
+    Equivalent("coordinator.py", 254, "Coordinator._turn",
+               'not_before = 0.0',
+               'not_before = 1.0',
+               'not_before 0 or 1 s past the epoch: earliest = max(not_before, now + lead) is now '
+               'or later either way'),
+    Equivalent("coordinator.py", 276, "Coordinator._reserve",
+               'def _reserve(self, not_before: float, deadline: float, *, setup: float = 0.0,',
+               'def _reserve(self, not_before: float, deadline: float, *, setup: float = 1.0,',
+               'the one caller (_turn) always passes setup'),
+    Equivalent("coordinator.py", 277, "Coordinator._reserve",
+               'hold: float = 0.0) -> float:',
+               'hold: float = 1.0) -> float:',
+               'the one caller (_turn) always passes hold'),
+    Equivalent("coordinator.py", 292, "Coordinator._reserve",
+               'for attempt in range(1, MAX_LATE_SLOTS + 1):',
+               'for attempt in range(1, MAX_LATE_SLOTS + 2):',
+               'the loop always leaves by the break at attempt == MAX_LATE_SLOTS: the bound one '
+               'higher is never reached'),
+    Equivalent("coordinator.py", 294, "Coordinator._reserve",
+               'eta = max(now, earliest, peeked)',
+               'eta = max(earliest, peeked)',
+               'earliest = max(not_before, now + lead) with lead >= 0 (elapsed times plus a '
+               'max(0, ...)): never below now'),
+    Equivalent("coordinator.py", 316, "Coordinator._reserve",
+               'lead, now, peeked = 1.5 * (stored - asked), stored, 0.0',
+               'lead, now, peeked = 1.5 * (stored - asked), stored, 1.0',
+               'peeked 0 or 1 s past the epoch: below now, which eta = max(now, earliest, peeked) '
+               'already includes'),
+    Equivalent("coordinator.py", 371, "Coordinator._wait_until",
+               'return self._sleep_until(0.0, slot, call, move=False)',
+               'return self._sleep_until(0.0, slot, None, move=False)',
+               'with move=False _sleep_until never calls _move_up, the only reader of call'),
+    Equivalent("coordinator.py", 371, "Coordinator._wait_until",
+               'return self._sleep_until(0.0, slot, call, move=False)',
+               'return self._sleep_until(0.0, slot, call, move=None)',
+               'move is only tested for truth: None acts as False'),
+    Equivalent("coordinator.py", 377, "Coordinator._sleep_until",
+               'if slot - lead - self.clock.time() <= 0:',
+               'if slot - lead + self.clock.time() <= 0:',
+               'a shortcut: when slot - lead <= now the loop runs zero times and grouped is False '
+               '(slot - now <= lead <= 3 < GROUP_THRESHOLD), so skipping it changes nothing'),
+    Equivalent("coordinator.py", 377, "Coordinator._sleep_until",
+               'if slot - lead - self.clock.time() <= 0:',
+               'if slot + lead - self.clock.time() <= 0:',
+               'a shortcut: when slot - lead <= now the loop runs zero times and grouped is False '
+               '(slot - now <= lead <= 3 < GROUP_THRESHOLD), so skipping it changes nothing'),
+    Equivalent("coordinator.py", 377, "Coordinator._sleep_until",
+               'if slot - lead - self.clock.time() <= 0:',
+               'if slot - lead - self.clock.time() < 0:',
+               'a shortcut: at exactly 0 the loop below runs zero times and grouped is False, so '
+               'skipping it changes nothing'),
+    Equivalent("coordinator.py", 392, "Coordinator._sleep_until",
+               'ahead = self._ahead(slot, refresh=False if move else not first)',
+               'ahead = self._ahead(slot, refresh=None)',
+               'with move=True refresh is False, and None is as false; with move=False (the last '
+               'PREPARE_LEAD s, under GROUP_THRESHOLD) no heartbeat is shown'),
+    Equivalent("coordinator.py", 392, "Coordinator._sleep_until",
+               'ahead = self._ahead(slot, refresh=False if move else not first)',
+               'ahead = self._ahead(slot, refresh=False if (move) or True else not first)',
+               'refresh becomes False always: the same with move=True; with move=False (the last '
+               'PREPARE_LEAD s, under GROUP_THRESHOLD) no heartbeat is shown'),
+    Equivalent("coordinator.py", 392, "Coordinator._sleep_until",
+               'ahead = self._ahead(slot, refresh=False if move else not first)',
+               'ahead = self._ahead(slot, refresh=False if move else first)',
+               'changes only the move=False branch, the last PREPARE_LEAD s before the slot, '
+               'shorter than GROUP_THRESHOLD: no heartbeat is shown there'),
+    Equivalent("coordinator.py", 399, "Coordinator._sleep_until",
+               'first = False',
+               'first = None',
+               'first is only read as `not first`: None acts as False'),
+    Equivalent("coordinator.py", 408, "Coordinator._move_up",
+               'if not any(s.released and earliest <= s.at < slot for s in '
+               'self.progress.queue.values()):',
+               'if not any(s.released and earliest <= s.at <= slot for s in '
+               'self.progress.queue.values()):',
+               "no other slot starts at our slot's start: slots never overlap (each starts at or "
+               'after the end of the one before)'),
+    Equivalent("coordinator.py", 416, "Coordinator._move_up",
+               'if moved is None or moved >= slot:',
+               'if moved is None or moved > slot:',
+               'advance hands out a released slot before ours in the queue, which starts before '
+               'ours (slots never overlap): moved < slot whenever it is not None'),
+)
 _INTERPRET = "return interpret(status, headers, raw, now=time.time(), endpoint=DISTRIBUTE_FILE)"
 _NO_REDIRECT = "allow_redirects=False,  # a redirect must never carry the key to another host"
 _CHUNKS = "for chunk in response.iter_content(chunk_size=16384):"
@@ -305,7 +425,74 @@ _SETTINGS = (
                'if environ.get("GITHUB_ACTOR", "XXXX").startswith("dependabot"):',
                "'XXXX' does not start with 'dependabot' either"),
 )
-_LEDGER_FILE: tuple[Equivalent, ...] = ()
+_GH = 'return environ.get("RUNNER_ENVIRONMENT", "").strip().lower() == "github-hosted"'
+_KIND = 'kind = next((name for test, name in _KINDS if test(mode)), "a special file")'
+_CHUNK = "chunk = os.read(fd, min(1 << 20, MAX_BYTES + 1 - size))"
+_TMP = 'tmp = directory / f".{self.path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"'
+_TMP_OPEN = "fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW,"
+_READ_OPEN = "fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW | _NONBLOCK)"
+_LOCK_OPEN = "fd = os.open(self.lock_path, flags | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)"
+_NO_KIND = "every Linux file type but a regular file is in _KINDS: the default is never used"
+_CLOEXEC = "os.open makes every descriptor close-on-exec anyway"
+_SHARED = "only ever tested for truth: None takes the shared lock, as False does"
+_GONE = "the temporary file is renamed or removed before the call returns: only its name differs"
+_LEDGER_FILE = (
+    Equivalent("ledger/file.py", 81, "is_github_hosted", _GH, _GH.replace('"")', '"XXXX")'),
+               "an unset variable reads 'xxxx', which is not 'github-hosted' either"),
+    Equivalent("ledger/file.py", 135, "FileLedger._check_place", "directory_missing = False",
+               "directory_missing = None", "only ever tested for truth: None is false as False is"),
+    Equivalent("ledger/file.py", 142, "FileLedger._check_place",
+               "mode, directory_missing = None, True", "mode, directory_missing = None, False",
+               "ENOTDIR from lstat: a parent is no directory, so directory.stat() below sets True"),
+    Equivalent("ledger/file.py", 185, "FileLedger.peek", "with self._locked(exclusive=False):",
+               "with self._locked(exclusive=None):", _SHARED),
+    Equivalent("ledger/file.py", 190, "FileLedger.queue", "with self._locked(exclusive=False):",
+               "with self._locked(exclusive=None):", _SHARED),
+    Equivalent("ledger/file.py", 245, "FileLedger._refused",
+               "reason = exc.strerror or type(exc).__name__",
+               "reason = exc.strerror or type(None).__name__",
+               "every OSError the os module raises carries a strerror: the fallback never runs"),
+    Equivalent("ledger/file.py", 263, "FileLedger._not_regular", _KIND,
+               _KIND.replace('"a special file")', ")"), _NO_KIND),
+    Equivalent("ledger/file.py", 263, "FileLedger._not_regular", _KIND,
+               _KIND.replace('"a special file")', "None)"), _NO_KIND),
+    Equivalent("ledger/file.py", 282, "FileLedger._open_lock", _LOCK_OPEN,
+               _LOCK_OPEN.replace("NEW_FILE_MODE)", ")"),
+               "_check_lock sets a created lock's mode outright (fchmod) before it is used"),
+    Equivalent("ledger/file.py", 290, "FileLedger._open_lock", "created = False",
+               "created = None", "only ever tested for truth: None is false as False is"),
+    Equivalent("ledger/file.py", 340, "FileLedger._read_bytes", _READ_OPEN,
+               _READ_OPEN.replace("O_RDONLY |", "O_RDONLY &"),
+               f"O_RDONLY is 0 either way, and {_CLOEXEC}"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("1 << 20", "2 << 20"),
+               "a bigger chunk changes only how many reads are made"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("1 << 20", "1 << 21"),
+               "a bigger chunk changes only how many reads are made"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("1 - size", "1 + size"),
+               "only the last read of a file over the limit grows: the same files read or refused"),
+    Equivalent("ledger/file.py", 352, "FileLedger._read_bytes", _CHUNK,
+               _CHUNK.replace("+ 1 - size", "+ 2 - size"),
+               "one byte more of a file over the limit is read: the same files read or refused"),
+    Equivalent("ledger/file.py", 403, "FileLedger._write", _TMP,
+               _TMP.replace("token_hex(4)", "token_hex(None)"), _GONE),
+    Equivalent("ledger/file.py", 403, "FileLedger._write", _TMP,
+               _TMP.replace("token_hex(4)", "token_hex(5)"), _GONE),
+    Equivalent("ledger/file.py", 407, "FileLedger._write", "NEW_FILE_MODE)", ")",
+               "the temporary file's mode is set outright (fchmod) before anything is written"),
+    Equivalent("ledger/file.py", 406, "FileLedger._write", _TMP_OPEN,
+               _TMP_OPEN.replace("O_CLOEXEC | _NOFOLLOW", "O_CLOEXEC & _NOFOLLOW"),
+               f"O_EXCL already refuses a link (EEXIST), and {_CLOEXEC}"),
+    Equivalent("ledger/file.py", 406, "FileLedger._write", _TMP_OPEN,
+               _TMP_OPEN.replace("O_EXCL | os.O_CLOEXEC", "O_EXCL & os.O_CLOEXEC"),
+               "the temporary name holds the pid and 32 random bits: no file is there to refuse"),
+    Equivalent("ledger/file.py", 424, "FileLedger._write",
+               "dir_fd = os.open(directory, os.O_RDONLY | _DIRECTORY)",
+               "dir_fd = os.open(directory, os.O_RDONLY & _DIRECTORY)",
+               "it is the directory the file was just renamed into: O_DIRECTORY changes nothing"),
+)
 EQUIVALENT = (*_REDACT, *_COORDINATOR, *_API, *_ANSWERS, *_SETTINGS, *_LEDGER_FILE)
 
 
@@ -366,7 +553,8 @@ def configure(copy: Path, patterns: tuple[str, ...], tests: tuple[str, ...]) -> 
     config = {
         "source_paths": [PACKAGE],
         "only_mutate": [f"{PACKAGE}/{pattern}" for pattern in patterns],
-        "pytest_add_cli_args_test_selection": [t for t in tests if "::" not in t],
+        "pytest_add_cli_args_test_selection": list(dict.fromkeys(t.split("::", 1)[0]
+                                                                   for t in tests)),
         "pytest_add_cli_args": ["-p", "no:cacheprovider", *_keywords(tests)],
         "also_copy": also,
         "use_git_change_detection": False,
@@ -378,9 +566,12 @@ def configure(copy: Path, patterns: tuple[str, ...], tests: tuple[str, ...]) -> 
 
 
 def _keywords(tests: tuple[str, ...]) -> list[str]:
-    """`file::word` in a module's tests: only that file's tests whose id holds `word` (`-k`)."""
-    words = [t.split("::", 1)[1] for t in tests if "::" in t]
-    return ["-k", " or ".join(words)] if words else []
+    """`file::word` in a module's tests: only that file's tests whose id holds `word` (`-k`);
+    the other files' tests all run (a `-k` applies to every file, and `not git` would drop
+    `test_github_…` from them)."""
+    scoped = [f"(not {Path(file).name} or ({word}))"
+              for file, _, word in (t.partition("::") for t in tests if "::" in t)]
+    return ["-k", " and ".join(scoped)] if scoped else []
 
 
 #: Imported by every Python process of the run: it lies in the copy's `mutants/src`, where

@@ -79,9 +79,8 @@ def test_no_answer_in_time_may_have_reached_the_server(emulator: Emulator) -> No
     assert error.detail == "no response from 127.0.0.1 within 0.5 s"
 
 
-@pytest.fixture
-def not_http() -> Iterator[int]:
-    """A server that reads the request, then answers a line that is not HTTP and hangs up."""
+def answer_once(reply: bytes) -> Iterator[int]:
+    """A server that reads one request, sends `reply` (raw bytes) and hangs up; yields its port."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
@@ -90,12 +89,18 @@ def not_http() -> Iterator[int]:
             connection, _ = server.accept()
             with connection:
                 connection.recv(65536)
-                connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                connection.sendall(reply)
 
         thread = threading.Thread(target=answer, daemon=True)
         thread.start()
         yield int(server.getsockname()[1])
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def not_http() -> Iterator[int]:
+    """Something that is not HTTP answers the request, then hangs up."""
+    yield from answer_once(b"SSH-2.0-OpenSSH_9.6\r\n")
 
 
 def test_an_answer_that_is_not_http_may_have_reached_the_server(not_http: int) -> None:
@@ -307,22 +312,8 @@ def test_transport_failures_say_where_and_how_long(full_backlog: int) -> None:
 
 @pytest.fixture
 def broken_chunks() -> Iterator[int]:
-    """A server that answers 200 with a chunked body whose chunk size is not hex."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-
-        def answer() -> None:
-            connection, _ = server.accept()
-            with connection:
-                connection.recv(65536)
-                connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                   b"zz\r\nbody\r\n")
-
-        thread = threading.Thread(target=answer, daemon=True)
-        thread.start()
-        yield int(server.getsockname()[1])
-        thread.join(timeout=10)
+    """A 200 with a chunked body whose chunk size is not hex."""
+    yield from answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbody\r\n")
 
 
 def test_a_body_cut_off_may_have_reached_the_server(broken_chunks: int) -> None:

@@ -7,7 +7,10 @@ test_action.py); the ledgers are the real `none` and `file` backends.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,9 +38,10 @@ from streampixel_distribute.errors import (
 from streampixel_distribute.ledger import Ledger, LedgerContext, account_key, open_ledger
 from streampixel_distribute.ledger.none import NoLedger
 from streampixel_distribute.ledger.policy import FallbackLedger
-from streampixel_distribute.ledger.queue import Holder
+from streampixel_distribute.ledger.queue import Holder, Slot
 from streampixel_distribute.settings import Account
 from support.clock import FakeClock
+from support.redis_server import RedisServer
 
 USER = "663d0a1b2c3e4f5a6b7c8d9e"
 
@@ -63,6 +67,7 @@ def make_settings(**kw: Any) -> Account:
 class Log:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []
+        self.titled: list[tuple[str, str]] = []  # (title, message) of warnings and notices
         self.groups: list[str] = []
 
     def info(self, message: str) -> None:
@@ -70,9 +75,14 @@ class Log:
 
     def warning(self, message: str, title: str = "") -> None:
         self.lines.append(("warning", message))
+        self.titled.append((title, message))
 
     def notice(self, message: str, title: str = "") -> None:
         self.lines.append(("notice", message))
+        self.titled.append((title, message))
+
+    def starting(self, prefix: str) -> list[str]:
+        return [message for _, message in self.lines if message.startswith(prefix)]
 
     @contextlib.contextmanager
     def group(self, title: str) -> Iterator[None]:
@@ -133,22 +143,171 @@ def transient(reached: bool) -> DistributeError:
 
 
 def run(settings: Account, script: list[Result | DistributeError], *,
-        ledger: Ledger | None = None, clock: FakeClock | None = None
+        ledger: Ledger | None = None, clock: FakeClock | None = None, jitter: float = 0.5,
         ) -> tuple[Coordinator, ScriptedClient, Log]:
     clock = clock or FakeClock()
     client = ScriptedClient(clock, script)
     log = Log()
     coordinator = Coordinator(settings, ledger=ledger or NoLedger("none", LedgerContext(
-        now=clock.time)), clock=clock, log=log, jitter=lambda: 0.5)
+        now=clock.time)), clock=clock, log=log, jitter=lambda: jitter)
     return coordinator, client, log
 
 
 def test_free_slot_calls_at_once() -> None:
-    coordinator, client, _ = run(make_settings(), [OK])
+    coordinator, client, log = run(make_settings(), [OK])
     assert coordinator.run(client) is OK
-    assert coordinator.progress.attempts == 1
-    assert coordinator.progress.waited == 0
-    assert coordinator.progress.position == 0
+    progress = coordinator.progress
+    assert progress.attempts == 1
+    assert progress.waited == 0
+    assert progress.position == 0
+    assert (progress.http_status, progress.called_at) == (200, client.calls[0])
+    # A slot that is now needs no "Reserved slot" line, nor a wait group.
+    assert log.lines == [("info", "Calling distribute-file (attempt 1, 0.00 s after its slot) "
+                                  "for the test.")]
+    assert log.groups == []
+
+
+def test_a_fresh_progress_reports_that_nothing_happened_yet() -> None:
+    """What a failure before the first reservation (bad input, an unreachable ledger) reports."""
+    progress = Progress()
+    assert (progress.ledger, progress.slot_at, progress.position) == ("none", None, None)
+    assert (progress.attempts, progress.waited, progress.http_status) == (0, 0.0, None)
+    assert (progress.called_at, progress.holder_id, progress.gave_back) == (None, "", "")
+    assert (progress.queue, progress.warnings) == ({}, [])
+
+
+def test_the_backoff_before_a_retry_is_exact_with_a_fixed_jitter() -> None:
+    """2 s, then 4 s, scaled by 0.5 + jitter / 2: with jitter 0.2, 1.2 s then 2.4 s."""
+    coordinator, client, log = run(make_settings(), [transient(False), transient(False), OK],
+                                   jitter=0.2)
+    start = coordinator.clock.time()
+    coordinator.run(client)
+    assert client.calls == at([start, start + 1.2, start + 3.6])
+    assert coordinator.clock.sleeps == at([1.2, 2.4])  # type: ignore[attr-defined]
+    assert coordinator.progress.waited == pytest.approx(3.6, abs=1e-6)
+    assert log.titled == [
+        ("Transient failure", "Network error: connection refused. Retry 1 of 3 in about 2 s on "
+                              "a fresh slot."),
+        ("Transient failure", "Network error: connection refused. Retry 2 of 3 in about 3 s on "
+                              "a fresh slot."),
+    ]
+    assert log.starting("Calling") == [
+        f"Calling distribute-file (attempt {n}, 0.00 s after its slot) for the test."
+        for n in (1, 2, 3)]
+    assert log.groups == []  # waits this short get no group and no heartbeat
+    assert not log.starting("Waiting")
+
+
+def test_a_one_second_pause_is_slept_in_full() -> None:
+    """jitter 0: the first backoff is exactly 1 s; the retry leaves 1 s later, not at once."""
+    coordinator, client, log = run(make_settings(), [transient(False), OK], jitter=0.0)
+    start = coordinator.clock.time()
+    coordinator.run(client)
+    assert client.calls == at([start, start + 1.0])
+    assert coordinator.clock.sleeps == [1.0]  # type: ignore[attr-defined]
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 1)} on ledger none (position 0, in 1 s)."]
+
+
+@pytest.mark.parametrize(("wait", "sleeps"), [(5.0, [2.0, 3.0]), (20.0, [17.0, 3.0]),
+                                              (33.5, [30.0, 0.5, 3.0])])
+def test_a_wait_is_slept_in_heartbeat_steps_up_to_the_set_up_lead(wait: float,
+                                                                  sleeps: list[float]) -> None:
+    """Steps of at most 30 s until PREPARE_LEAD before the slot, then the rest: never past it;
+    a wait of 5 s or more gets a group named after it, and a heartbeat per step."""
+    coordinator, client, log = run(make_settings(), [too_many(wait), OK])
+    start = coordinator.clock.time()
+    coordinator.run(client)
+    slot = start + wait
+    assert client.calls == at([start, slot])
+    assert client.prepared_at == at(slot - PREPARE_LEAD)
+    assert coordinator.clock.sleeps == at(sleeps)  # type: ignore[attr-defined]
+    assert coordinator.progress.waited == pytest.approx(wait, abs=1e-6)
+    assert log.groups == [f"Waiting {math.ceil(wait)} s for the rate-limit slot at {iso(slot)}"]
+    etas = [math.ceil(wait - sum(sleeps[:n])) for n in range(len(sleeps) - 1)]
+    assert log.starting("Waiting") == [
+        f"Waiting for the account's rate-limit slot at {iso(slot)} (position 0); ETA {eta} s."
+        for eta in etas]
+
+
+def test_the_heartbeat_steps_are_a_quarter_of_a_short_interval(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, client, _ = run(make_settings(rate_limit_interval=51), [OK], ledger=ledger,
+                                 clock=clock)
+    ledger.reserve(KEY, coordinator.spacing, 0)  # one job ahead: our slot is 52 s away
+    start = clock.now
+    coordinator.run(client)
+    assert client.calls == [start + 52]
+    assert clock.sleeps == [13, 13, 13, 10, 3]  # 52 / 4, until 3 s before the slot
+
+
+@pytest.mark.parametrize("first", [too_many(60), transient(True)], ids=["429", "transient"])
+def test_a_retry_due_exactly_at_the_deadline_is_made(first: DistributeError) -> None:
+    """max-wait is inclusive: a retry whose slot is the deadline itself still goes out."""
+    max_wait = 60.0 if isinstance(first, TooManyRequests) else 120.0
+    coordinator, client, _ = run(make_settings(max_wait=max_wait), [first, OK])
+    start = coordinator.clock.time()
+    assert coordinator.run(client) is OK
+    assert client.calls == at([start, start + max_wait])
+    assert coordinator.progress.slot_at == at(start + max_wait)
+
+
+@pytest.mark.parametrize(("message", "said"), [("Try again in 2 minutes", "Try again in 2 minutes"),
+                                               (None, "no message")])
+def test_a_429_past_max_wait_says_what_the_server_said_and_when(message: str | None,
+                                                                said: str) -> None:
+    err = TooManyRequests("HTTP 429", retry_after=120, source="Retry-After header",
+                          http_status=429, server_message=message)
+    coordinator, client, log = run(make_settings(max_wait=60), [err, OK])
+    start = coordinator.clock.time()
+    with pytest.raises(RateLimited) as info:
+        coordinator.run(client)
+    assert log.titled == [("Rate limited", f"Rate limited by Streampixel (HTTP 429, {said}); the "
+                           "server asks to wait 2 min 00 s (Retry-After header). Reserving a "
+                           "later slot.")]
+    error = info.value
+    assert error.detail == (f"the next free slot is {iso(start + 120)}, in 2 min 00 s, past the "
+                            f"max-wait deadline {iso(start + 60)}")
+    assert error.hint == ("Raise `max-wait` (now 60 s) to at least 121 s, or make fewer write "
+                          "calls at once: the account allows one call per 120 s across all its "
+                          "projects and jobs.")
+    assert (error.eta, error.http_status, error.server_message) == (start + 120, 429, message)
+    assert (coordinator.progress.http_status, coordinator.progress.slot_at) == (429, start + 120)
+
+
+def test_a_retry_that_no_longer_fits_says_how_often_it_was_retried() -> None:
+    """The second failure's retry would end past max-wait: the error says so, and that the call
+    was retried once (not the retry it would have been)."""
+    failures: list[Result | DistributeError] = []
+    for _ in range(3):
+        err = ServerError("HTTP 503", http_status=503, hint="Try again later.")
+        err.retryable = err.reached_server = True
+        failures.append(err)
+    coordinator, client, log = run(make_settings(max_wait=200), [*failures, OK])
+    start = coordinator.clock.time()
+    with pytest.raises(ServerError) as info:
+        coordinator.run(client)
+    assert client.calls == at([start, start + 120])
+    assert info.value.detail == "HTTP 503 (no retry fits in max-wait 200 s)"
+    assert info.value.hint == "It was retried 1 time. Try again later."
+    assert coordinator.progress.http_status == 503
+    assert log.titled == [("Transient failure", "Streampixel server error: HTTP 503. Retry 1 of 3 "
+                           "in about 2 min 00 s on a fresh slot.")]
+
+
+def test_a_set_up_longer_than_max_wait_fails_before_reserving(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, client, _ = run(make_settings(max_wait=1), [OK], ledger=ledger, clock=clock)
+    client.setup = 3.0  # the slot could start 2 s from now at the earliest (1 s is the guard)
+    with pytest.raises(RateLimited) as info:
+        coordinator.run(client)
+    assert info.value.eta == at(clock.now + 2)
+    assert info.value.detail == (f"the next free slot is {iso(clock.now + 2)}, in 2 s, past the "
+                                 f"max-wait deadline {iso(clock.now + 1)}")
+    assert ledger.peek(KEY, 121) == clock.now  # nothing reserved, no gap left for the others
+    assert coordinator.progress.ledger == ledger.description
 
 
 def test_waits_for_the_reserved_slot_with_heartbeats(tmp_path: Path) -> None:
@@ -242,9 +401,12 @@ def test_dry_run_peeks_and_calls_nothing(tmp_path: Path) -> None:
     clock = FakeClock()
     ledger = file_ledger(tmp_path, clock)
     ledger.reserve(KEY, 120, 0)
-    coordinator, client, _ = run(make_settings(), [], ledger=ledger, clock=clock)
+    coordinator, client, log = run(make_settings(), [], ledger=ledger, clock=clock)
     coordinator.dry_run(client.name)
     assert client.calls == []
+    assert log.lines == [("info", f"Dry run: inputs are valid; the next slot for distribute-file "
+                                  f"on ledger {ledger.description} is {iso(clock.now + 120)} (in "
+                                  "2 min 00 s). Nothing was reserved or sent.")]
     assert coordinator.progress.slot_at == at(clock.now + 120)
     assert coordinator.progress.position == 1
     assert ledger.peek(KEY, 120) == at(clock.now + 120)  # still not reserved
@@ -287,9 +449,11 @@ def test_auto_ledger_degrades_to_none_with_a_warning() -> None:
     warnings: list[LedgerError] = []
     ledger = FallbackLedger(BrokenLedger(), warnings.append, clock.time)
     coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    assert coordinator.progress.ledger == "redis://broken:6379/0"  # until it degrades
     coordinator.run(client)
     assert len(warnings) == 1
     assert ledger.description.startswith("none")
+    assert coordinator.progress.ledger == ledger.description  # what the summary shows
     assert len(client.calls) == 1
 
 
@@ -330,6 +494,12 @@ class SlowLedger(Ledger):
         self.clock.now += self.reserve_s  # ...stored only after the round trips
         return slot
 
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        return self.inner.queue(key, interval)
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        return self.inner.advance(key, holder_id, earliest)
+
 
 def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     clock = FakeClock()
@@ -337,13 +507,59 @@ def test_slow_ledger_slot_starts_after_it_is_stored(tmp_path: Path) -> None:
     ledger = SlowLedger(inner, clock, peek_s=0.4, reserve_s=0.8)
     coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
                                    clock=clock)
+    start = clock.now
     coordinator.run(client)
     slot = coordinator.progress.slot_at
-    assert slot is not None
+    # Asked for two peeks' time (0.8 s) after the peek returned: stored by then.
+    assert slot is not None and slot == at(start + 0.4 + 0.8)
     # The call leaves at the slot, not 0.8 s after it: the next job's slot (slot + spacing)
     # is then at least one interval after our call.
     assert client.calls == [at(slot)]
     assert not [m for k, m in log.lines if k == "warning"]
+
+
+def test_a_ledger_that_stores_in_exactly_the_guard_keeps_the_slot(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = SlowLedger(file_ledger(tmp_path, clock), clock, peek_s=0.0, reserve_s=1.0)
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert coordinator.progress.slot_at == start
+    assert client.calls == [start + 1.0]  # 1 s late: what the guard between slots absorbs
+    assert log.titled == []
+
+
+class SlowerLedger(SlowLedger):
+    """Each reservation takes longer to store than the one before (a congested git remote)."""
+
+    def __init__(self, inner: Ledger, clock: FakeClock, reserve_s: list[float]) -> None:
+        super().__init__(inner, clock, peek_s=0.01, reserve_s=0.0)
+        self.times = list(reserve_s)
+
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        self.reserve_s = self.times.pop(0)
+        return super().reserve(key, interval, not_before, holder)
+
+
+def test_a_ledger_slower_each_time_gets_three_reservations_then_the_call_goes_late(
+        tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = SlowerLedger(file_ledger(tmp_path, clock), clock, [5.0, 10.0, 20.0, 40.0])
+    coordinator, client, log = run(make_settings(rate_limit_interval=10), [OK], ledger=ledger,
+                                   clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    # 1st: 2 peeks' time (0.02 s) after the peek; 2nd and 3rd: 1.5 times the last storing time
+    # after it was stored.
+    first, second, third = start + 0.03, start + 5.01 + 7.5, start + 15.01 + 15.0
+    assert log.titled == [
+        ("Slow ledger", f"The ledger took {took} s to store slot {iso(slot)}, longer than the "
+                        "guard between slots; reserving a later one so calls stay one interval "
+                        "apart.")
+        for took, slot in (("5.0", first), ("10.0", second))]
+    assert coordinator.progress.slot_at == at(third)
+    assert client.calls == [at(start + 35.02)]  # stored 5 s past it: the third one is kept
 
 
 def test_slot_stored_too_late_is_given_up_for_a_later_one(tmp_path: Path) -> None:
@@ -402,6 +618,7 @@ def test_position_ignores_small_clock_differences_between_jobs(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("retries", "said"), [(0, "It was not retried (`retries: 0`)."),
+                                               (1, "It was retried 1 time."),
                                                (2, "It was retried 2 times.")])
 def test_the_fix_says_how_often_a_transient_failure_was_retried(retries: int, said: str) -> None:
     coordinator, client, _ = run(make_settings(retries=retries, max_wait=10_000),
@@ -477,25 +694,48 @@ class SlowSetup(ScriptedClient):
         super().prepare()
 
 
-def test_a_late_set_up_gives_its_slot_up_when_another_job_holds_the_next(tmp_path: Path) -> None:
+def late_set_up_with_another_job_next(tmp_path: Path, interval: float,
+                                      takes: float) -> tuple[Coordinator, SlowSetup, Log]:
+    """A call whose set-up makes it `takes` s late, while the job after us reserves the next
+    slot."""
     clock = FakeClock()
     ledger = file_ledger(tmp_path, clock)
-    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
-    call = SlowSetup(clock, [OK], takes=5.0)  # 5 s late; the guard at 120 s is 1 s
-    start = clock.now
-
+    coordinator = Coordinator(make_settings(rate_limit_interval=interval), ledger=ledger,
+                              clock=clock, log=(log := Log()))
+    call = SlowSetup(clock, [OK], takes=takes)
     original = call.prepare
 
     def prepare_while_another_reserves() -> None:
         if not call.prepared:
-            ledger.reserve(KEY, coordinator.spacing)  # the job after us, at start + 121
+            ledger.reserve(KEY, coordinator.spacing)  # the job after us, one spacing later
         original()
 
     call.prepare = prepare_while_another_reserves  # type: ignore[method-assign]
     coordinator.run(call)
-    # Not at start + 5 (4 s too close to the other job's call), but after the other job's slot.
+    return coordinator, call, log
+
+
+@pytest.mark.parametrize(("interval", "takes"), [(120.0, 5.0), (0.5, 0.3)])
+def test_a_late_set_up_gives_its_slot_up_when_another_job_holds_the_next(
+        tmp_path: Path, interval: float, takes: float) -> None:
+    """Later than the guard (1 s at 120 s, 0.1 s at 0.5 s): calling now would land closer than
+    one interval to the next job's call."""
+    start = FakeClock().now
+    coordinator, call, log = late_set_up_with_another_job_next(tmp_path, interval, takes)
+    # Not at start + takes (too close to the other job's call), but after the other job's slot.
     assert call.calls == [at(start + 2 * coordinator.spacing)]
     assert coordinator.progress.attempts == 1
+    assert log.titled == [("Late slot", f"Setting up the call took until {takes:.1f} s after its "
+                           "slot, longer than the guard between slots, and another job holds the "
+                           "next one; reserving a later slot so calls stay one interval apart.")]
+
+
+def test_a_set_up_late_by_exactly_the_guard_keeps_its_slot(tmp_path: Path) -> None:
+    """The guard absorbs that much lateness: 1 s late at 120 s still keeps 120 s to the next."""
+    start = FakeClock().now
+    _, call, log = late_set_up_with_another_job_next(tmp_path, 120.0, 1.0)
+    assert call.calls == [start + 1.0]
+    assert log.titled == []
 
 
 def test_a_late_set_up_alone_calls_late(tmp_path: Path) -> None:
@@ -592,6 +832,135 @@ def test_the_wait_names_the_holders_ahead_and_the_next_one(tmp_path: Path) -> No
     assert mine.at == at(start + 242)
 
 
+@pytest.mark.parametrize(("jobs", "eta", "more"), [(3, "6 min 03 s", ""),
+                                                 (4, "8 min 04 s", " and 1 more"),
+                                                 (5, "10 min 05 s", " and 2 more")])
+def test_the_reservation_line_names_three_jobs_ahead_and_counts_the_rest(
+        tmp_path: Path, jobs: int, eta: str, more: str) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    ahead = [someone("distribute", n) for n in range(1, jobs + 1)]
+    for holder in ahead:
+        ledger.reserve(KEY, 121, 0, holder)
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    names = "; ".join(f"{h.label()} at {iso(start + 121 * n)}" for n, h in enumerate(ahead[:3]))
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121 * jobs)} on ledger {ledger.description} (position "
+        f"{jobs}, in {eta}); ahead: {names}{more}."]
+    # The reservation's holder id: 48 random bits, as every backend stores it.
+    assert re.fullmatch(r"[0-9a-f]{12}", coordinator.progress.holder_id)
+
+
+def test_a_reservation_that_ends_as_ours_is_made_is_not_ahead(tmp_path: Path) -> None:
+    clock = FakeClock()
+    start = clock.now
+    ledger = file_ledger(tmp_path, clock)
+    clock.now = start - 120
+    ledger.reserve(KEY, 120, 0, someone(n=1))  # ends exactly at `start`
+    clock.now = start
+    ledger.reserve(KEY, 121, 0, someone(n=2))  # running from `start`
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    coordinator.run(client)
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121)} on ledger {ledger.description} (position 1, in "
+        f"2 min 01 s); ahead: {someone(n=2).label()} at {iso(start)}."]
+
+
+def test_a_reservation_an_older_release_makes_after_ours_shows_in_the_queue(
+        tmp_path: Path) -> None:
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0, someone())
+    path = tmp_path / "l.json"
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    original = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        data = json.loads(path.read_text())
+        if data["accounts"][KEY]["next_free"] == start + 242:  # after ours: an older release
+            data["accounts"][KEY]["next_free"] += 121  # reserves, moving next_free alone
+            path.write_text(json.dumps(data))
+        original(seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    coordinator.run(client)
+    assert client.calls == [start + 121]
+    older = [s for s in coordinator.progress.queue.values() if s.holder is None]
+    assert older == [Slot(start + 242, start + 363, None)]
+
+
+class HiddenQueue(Ledger):
+    """A real file ledger whose queue cannot be read (a backend error on that one request)."""
+
+    def __init__(self, inner: Ledger) -> None:
+        self.inner, self.description = inner, inner.description
+
+    def reserve(self, key: str, interval: float, not_before: float = 0.0,
+                holder: Holder | None = None) -> float:
+        return self.inner.reserve(key, interval, not_before, holder)
+
+    def peek(self, key: str, interval: float) -> float:
+        return self.inner.peek(key, interval)
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        raise LedgerError("the queue could not be read")
+
+
+def test_a_queue_that_cannot_be_read_costs_the_names_not_the_run(tmp_path: Path) -> None:
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    inner.reserve(KEY, 121, 0, someone())
+    coordinator, client, log = run(make_settings(), [OK], ledger=HiddenQueue(inner), clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert client.calls == [start + 121]
+    # The position still counts the job ahead (from the slot's distance), with nobody named.
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121)} on ledger {inner.description} (position 1, in "
+        "2 min 01 s)."]
+    assert log.starting("Waiting for")[0] == (
+        f"Waiting for the account's rate-limit slot at {iso(start + 121)} (position 1); ETA "
+        "2 min 01 s.")
+
+
+def test_a_reservation_of_an_older_release_is_shown_ahead(tmp_path: Path) -> None:
+    """A release that keeps no queue only moved `next_free`: the span it holds is named so."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0)
+    path = tmp_path / "l.json"
+    data = json.loads(path.read_text())
+    del data["accounts"][KEY]["queue"]  # as the older release wrote it
+    path.write_text(json.dumps(data))
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert log.starting("Reserved slot") == [
+        f"Reserved slot {iso(start + 121)} on ledger {ledger.description} (position 1, in "
+        f"2 min 01 s); ahead: a job of an older release at {iso(start)}."]
+    assert log.starting("Waiting for")[0].endswith(
+        f"; next: a job of an older release until {iso(start + 121)}.")
+
+
+def test_a_call_and_a_dry_run_on_the_real_redis_ledger(redis_server: RedisServer) -> None:
+    """Peeks and reservations against a real redis-server (its script works in microseconds of
+    its own clock, so the fake clock does not move here: the server's would not follow)."""
+    clock = FakeClock(1_700_000_000.5)  # mid-second: microsecond rounding keeps the ISO times
+    ledger = open_ledger(redis_server.url(), LedgerContext(now=clock.time))
+    settings = make_settings(user_id=secrets.token_hex(12))  # an account of this test alone
+    coordinator, client, log = run(settings, [OK], ledger=ledger, clock=clock)
+    start = clock.now
+    coordinator.run(client)
+    assert client.calls == [start]
+    coordinator.dry_run("distribute-file")
+    assert log.lines[-1] == ("info", f"Dry run: inputs are valid; the next slot for "
+                             f"distribute-file on ledger {ledger.description} is "
+                             f"{iso(start + 121)} (in 2 min 01 s). Nothing was reserved or sent.")
+
+
 def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> None:
     clock = CancelAfter(60)
     ledger = file_ledger(tmp_path, clock)
@@ -604,14 +973,15 @@ def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> N
     assert clock.shielded  # a second signal cannot cut the give-back short
     assert ledger.peek(KEY, 121) == at(clock.now - 60 + 121)  # the next job may call there
     assert [s.holder.id for s in ledger.queue(KEY, 121) if s.holder] == [someone().id]
-    assert any("Gave the slot back" in m for _, m in log.lines)
+    assert log.starting("Gave the slot back") == [
+        "Gave the slot back: the next job may call in it."]
 
 
 def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path: Path) -> None:
     clock = CancelAfter(60)
     ledger = file_ledger(tmp_path, clock)
     ledger.reserve(KEY, 121, 0, someone())
-    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
                               holder=someone("upload", 2)._replace(id=""))
     original = clock.sleep
 
@@ -624,10 +994,68 @@ def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path:
     with pytest.raises(Cancelled):
         coordinator.run(ScriptedClient(clock, [OK]))
     assert coordinator.progress.gave_back == "marked"
+    assert log.starting("Gave the slot back") == [
+        "Gave the slot back; jobs already queued behind it keep their turns, and the next job "
+        "to reserve may take it."]
     queue = ledger.queue(KEY, 121)
     assert [(s.holder.id if s.holder else "", s.released) for s in queue] == [
         (someone().id, False), (coordinator.progress.holder_id, True), (someone(n=3).id, False)]
     assert ledger.peek(KEY, 121) == at(queue[-1].until)
+
+
+def test_a_job_cancelled_as_its_slot_begins_has_nothing_to_give_back(tmp_path: Path) -> None:
+    clock = CancelAfter(121)  # the signal arrives as the wait for the slot ends
+    ledger = file_ledger(tmp_path, clock)
+    ledger.reserve(KEY, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+                              holder=someone("upload", 2)._replace(id=""))
+    start = clock.now
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert clock.now == start + 121
+    assert clock.shielded  # it asked the ledger
+    assert coordinator.progress.gave_back == ""  # the ledger found the slot begun: nothing
+    assert not log.starting("Gave the slot back")
+    assert ledger.peek(KEY, 121) == at(start + 242)  # the slot stays used
+
+
+class NoGiveBack(HiddenQueue):
+    """A real file ledger that cannot be written when the slot is given back."""
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        return self.inner.queue(key, interval)
+
+    def give_back(self, key: str, holder_id: str) -> str:
+        raise LedgerError("the ledger file is read-only")
+
+
+def test_a_slot_that_cannot_be_given_back_is_kept_with_a_warning(tmp_path: Path) -> None:
+    clock = CancelAfter(60)
+    inner = file_ledger(tmp_path, clock)
+    inner.reserve(KEY, 121, 0, someone())
+    coordinator = Coordinator(make_settings(), ledger=NoGiveBack(inner), clock=clock,
+                              log=(log := Log()), holder=someone("upload", 2)._replace(id=""))
+    with pytest.raises(Cancelled):
+        coordinator.run(ScriptedClient(clock, [OK]))
+    assert coordinator.progress.gave_back == ""
+    assert log.titled == [("Slot kept", "Could not give the slot back: Rate-limit ledger "
+                           "unavailable: the ledger file is read-only")]
+
+
+class CancelledWhilePeeking(HiddenQueue):
+    def peek(self, key: str, interval: float) -> float:
+        raise Cancelled(15, "received SIGTERM")
+
+
+def test_a_job_cancelled_before_it_reserved_touches_no_ledger(tmp_path: Path) -> None:
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    coordinator, client, log = run(make_settings(), [OK], ledger=CancelledWhilePeeking(inner),
+                                   clock=clock)
+    with pytest.raises(Cancelled):
+        coordinator.run(client)
+    assert not clock.shielded  # nothing to give back: no last words for the ledger
+    assert (coordinator.progress.gave_back, log.lines) == ("", [])
 
 
 def test_a_job_cancelled_after_its_call_gives_nothing_back(tmp_path: Path) -> None:
@@ -666,13 +1094,207 @@ def test_a_waiting_job_moves_up_into_a_slot_given_back_ahead_of_it(tmp_path: Pat
     clock.sleep = sleep  # type: ignore[method-assign]
     coordinator.run(client)
     assert client.calls == [at(start + 121)]  # job 2's slot, not start + 242
-    assert any(m.startswith("Moved up to slot") for _, m in log.lines)
+    # Seen at the first look after job 2 gave it back (the step at start + 60).
+    assert log.starting("Moved up to slot") == [
+        f"Moved up to slot {iso(start + 121)} (in 1 min 01 s): a job ahead gave its slot back."]
     # Our old slot was the last: given back for real, so the next job calls right after us.
     assert ledger.peek(KEY, 121) == at(start + 242)
     queue = ledger.queue(KEY, 121)
     assert [s.holder.id for s in queue if s.holder] == [someone(n=1).id,
                                                          coordinator.progress.holder_id]
     assert coordinator.progress.slot_at == at(start + 121) and coordinator.progress.position == 1
+
+
+def give_back_during_the_wait(clock: FakeClock, ledger: Ledger, holder: Holder,
+                              after: float) -> None:
+    """`holder` gives its slot back at the first step of our wait at or after `after` s."""
+    start, original = clock.now, clock.sleep
+
+    def sleep(seconds: float) -> None:
+        if clock.now >= start + after and any(
+                s.holder == holder and not s.released for s in ledger.queue(KEY, 121)):
+            assert ledger.give_back(KEY, holder.id) == "marked"  # we are behind it
+        original(seconds)
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+
+
+def test_a_reserve_moves_up_into_a_slot_given_back_that_begins_now(tmp_path: Path) -> None:
+    """A `reserve` (no call of its own to set up) takes a given-back slot that begins at the
+    very moment it looks."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 120, 0, someone("reserve", 1))
+    ledger.reserve(KEY, 131, 0, someone("reserve", 2))  # start + 120, cancelled at start + 90
+    coordinator, _, _ = run(make_settings(), [], ledger=ledger, clock=clock)
+    give_back_during_the_wait(clock, ledger, someone("reserve", 2), after=90)
+    assert coordinator.reserve() == start + 120  # looked at start + 120: not start + 251
+    assert clock.now == start + 120
+
+
+def test_a_reserve_does_not_move_into_a_shorter_slot(tmp_path: Path) -> None:
+    """A distribute's slot given back is too short for a `reserve`, which holds its slot
+    CALLER_ALLOWANCE longer: it keeps its own."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 121, 0, someone(n=1))
+    ledger.reserve(KEY, 121, 0, someone(n=2))
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    give_back_during_the_wait(clock, ledger, someone(n=2), after=90)
+    assert coordinator.reserve() == start + 242
+    assert not log.starting("Moved up")
+
+
+@pytest.mark.parametrize(("begins", "called"), [(121.7, 121.7), (121.0, 242.0)])
+def test_moving_up_leaves_twice_the_ledger_time_to_store_the_move(
+        tmp_path: Path, begins: float, called: float) -> None:
+    """The ledger took 0.5 s to store our reservation: a slot given back is taken only if it
+    begins at least 1 s (two such round trips) after the look, at start + 120.5."""
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    start = clock.now
+    inner.reserve(KEY, begins, 0, someone(n=1))
+    inner.reserve(KEY, 121, 0, someone(n=2))  # given back at start + 90.5
+    ledger = SlowLedger(inner, clock, peek_s=0.0, reserve_s=0.5)
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    give_back_during_the_wait(clock, inner, someone(n=2), after=90)
+    coordinator.run(client)
+    assert client.calls == [at(start + called)]
+
+
+def test_moving_up_to_a_slot_just_far_enough_to_set_up_for_waits_no_more(
+        tmp_path: Path) -> None:
+    """At start + 120 a job that needs 3 s to set up moves into a slot 3 s away: it sets up at
+    once and then waits exactly those 3 s."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 123, 0, someone(n=1))
+    ledger.reserve(KEY, 121, 0, someone(n=2))  # start + 123, given back at start + 90
+    coordinator, client, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    client.setup = 3.0
+    give_back_during_the_wait(clock, ledger, someone(n=2), after=90)
+    coordinator.run(client)
+    assert client.calls == [start + 123]
+    assert client.prepared_at == start + 120
+    assert clock.sleeps == [30, 30, 30, 30, 3]
+
+
+def test_a_job_told_by_a_429_to_wait_moves_up_no_earlier_than_that(tmp_path: Path) -> None:
+    """The server asked for 200 s: a slot given back at start + 121 is not taken, or the call
+    would earn another 429."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+
+    class OthersReserveMeanwhile(ScriptedClient):
+        def send(self) -> Result:
+            if not self.calls:  # two jobs reserve while our first call is on its way
+                ledger.reserve(KEY, 121, 0, someone(n=1))
+                ledger.reserve(KEY, 121, 0, someone(n=2))
+            return super().send()
+
+    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
+    client = OthersReserveMeanwhile(clock, [too_many(200), OK])
+    give_back_during_the_wait(clock, ledger, someone(n=1), after=0)
+    coordinator.run(client)
+    assert client.calls == [start, start + 363]  # after both, not in job 1's slot at 121
+
+
+class CountingLedger(NoGiveBack):
+    """A real file ledger that counts the reads of the queue and the requests to move up (each
+    a round trip, on a git ledger a fetch or a push)."""
+
+    def __init__(self, inner: Ledger) -> None:
+        super().__init__(inner)
+        self.reads = self.moves = 0
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        self.reads += 1
+        return self.inner.queue(key, interval)
+
+    def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
+        self.moves += 1
+        return self.inner.advance(key, holder_id, earliest)
+
+
+def test_a_waiting_job_reads_the_queue_once_per_heartbeat(tmp_path: Path) -> None:
+    """The reservation's read serves the first heartbeat; each later step reads once, for both
+    the move-up check and the heartbeat; nothing given back: no request to move up."""
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    inner.reserve(KEY, 121, 0, someone(n=1))
+    inner.reserve(KEY, 121, 0, someone(n=2))
+    ledger = CountingLedger(inner)
+    coordinator, client, log = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    coordinator.run(client)
+    beats = log.starting("Waiting for")
+    assert len(beats) == 8  # every 30 s from the start until 3 s before the slot, 242 s away
+    assert (ledger.reads, ledger.moves) == (len(beats), 0)
+
+
+def test_a_job_set_up_for_its_slot_no_longer_moves_up(tmp_path: Path) -> None:
+    """In the last PREPARE_LEAD seconds the call is ready on its slot: a slot given back then
+    is left to others. At 1 s (a 1.1 s spacing) a step is 1 s, so the wait looks at 3.5 s."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ahead = [someone(n=n) for n in range(1, 6)]
+    for holder in ahead:
+        ledger.reserve(KEY, 1.1, 0, holder)  # the last one at start + 4.4
+    coordinator, client, _ = run(make_settings(rate_limit_interval=1), [OK], ledger=ledger,
+                                 clock=clock)
+    give_back_during_the_wait(clock, ledger, ahead[-1], after=2.4)  # after the set-up, at 2.5
+    coordinator.run(client)
+    assert client.prepared_at == at(start + 2.5)
+    assert client.calls == [at(start + 5.5)]
+
+
+class Oversleeping(FakeClock):
+    """A busy runner: every sleep ends 2 s late."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + 2.0)
+
+
+def test_a_reserve_that_wakes_late_alone_keeps_its_slot(tmp_path: Path) -> None:
+    """2 s late (more than the 1 s guard), but nobody reserved after it: the slot, held
+    CALLER_ALLOWANCE longer, still leaves the caller its room."""
+    clock = Oversleeping()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    ledger.reserve(KEY, 121, 0, someone())
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    assert coordinator.reserve() == start + 121
+    assert clock.now == start + 123
+    assert log.titled == []
+
+
+def test_a_reserve_on_a_free_account_returns_at_once_at_a_short_interval(tmp_path: Path) -> None:
+    """No call of its own to set up: the slot is now, even where the guard is only 0.2 s."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, _, _ = run(make_settings(rate_limit_interval=10), [], ledger=ledger,
+                            clock=clock)
+    start = clock.now
+    assert coordinator.reserve() == start
+    assert clock.sleeps == []
+
+
+def test_a_set_up_later_than_a_whole_spacing_alone_calls_late_without_a_warning(
+        tmp_path: Path) -> None:
+    """Nobody reserved after us: calling now crowds nobody, however late it is."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    call = SlowSetup(clock, [OK], takes=130.0)
+    start = clock.now
+    coordinator.run(call)
+    assert call.calls == [start + 130]
+    assert log.titled == []
+    assert ledger.peek(KEY, 121) == start + 130  # no second reservation: only the first's end
 
 
 def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> None:
@@ -737,6 +1359,8 @@ def test_a_slot_lost_between_peek_and_reserve_past_max_wait_fails_at_once(
     assert info.value.eta == at(lost_to)
     assert info.value.exit_code == 5
     assert f"at least {math.ceil(4 * spacing) + 1} s" in info.value.hint
+    assert info.value.detail == (f"the next free slot is {iso(lost_to)}, in 8 min 04 s, past the "
+                                 f"max-wait deadline {iso(clock.now + 300)}")
     assert coordinator.progress.slot_at == at(lost_to)
     assert coordinator.progress.position == 4
     assert inner.peek(key, spacing) == at(lost_to + spacing)  # the slot stays taken: a gap

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import resource
 import shutil
+import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -21,11 +26,13 @@ from streampixel_distribute.ledger import LedgerContext, open_ledger
 from streampixel_distribute.ledger.file import (
     FORMAT_VERSION,
     GITHUB_HOSTED_WARNING,
+    MAX_BYTES,
     PRUNE_AFTER,
     FileLedger,
     is_github_hosted,
+    parse_path,
 )
-from streampixel_distribute.ledger.queue import Holder
+from streampixel_distribute.ledger.queue import Holder, Slot
 from support.hostile import finish_action, spawn_action
 from support.runner import ActionRun, run_action
 from support.tools import missing
@@ -250,46 +257,34 @@ def test_percent_encoded_paths(tmp_path: Path) -> None:
     assert ledger.description == f"file://{directory / 'ledger.json'}"
 
 
-def reserve_as_unprivileged(spec: str) -> LedgerError | None:
-    """Reserve once in a forked child that has dropped root (as root, file permissions do not
-    apply); the error, if any, comes back through a pipe. Without root, call it directly."""
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """As root, run the block with nobody's real and effective ids, in this process (file
+    permissions apply and the effective capabilities are gone; mutmut sees the calls). The saved
+    ids stay root's, only so that root can be taken back afterwards. Without root, as is."""
     if os.geteuid() != 0:
+        yield
+        return
+    groups = os.getgroups()
+    os.setgroups([])
+    os.setresgid(65534, 65534, 0)
+    os.setresuid(65534, 65534, 0)
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+        os.setgroups(groups)
+
+
+def reserve_as_unprivileged(spec: str) -> LedgerError | None:
+    """Reserve once as a user file permissions apply to; the error, if any."""
+    with unprivileged():
         try:
             open_ledger(spec).reserve("a", 120)
         except LedgerError as exc:
             return exc
-        return None
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        code = 0
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            # Real and effective ids become nobody's: file permissions apply and the effective
-            # capabilities are gone. The saved ids stay root's, only so that the child can take
-            # root back before it exits: coverage.py (pyproject.toml: patch `_exit`) then writes
-            # the child's data file into the root-owned checkout.
-            os.setresgid(65534, 65534, 0)
-            os.setresuid(65534, 65534, 0)
-            try:
-                open_ledger(spec).reserve("a", 120)
-                answer: dict[str, list[str] | None] = {"error": None}
-            except LedgerError as exc:
-                answer = {"error": [exc.title, exc.detail, exc.hint]}
-            os.write(write_end, json.dumps(answer).encode())
-            os.setresuid(0, 0, 0)
-            os.setresgid(0, 0, 0)
-        except BaseException:
-            code = 1
-        os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        raw = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    error = json.loads(raw)["error"]
-    return None if error is None else LedgerError(error[1], title=error[0], hint=error[2])
+    return None
 
 
 @pytest.fixture
@@ -644,3 +639,380 @@ def test_an_injected_line_in_the_ledger_path_never_reaches_the_log(tmp_path: Pat
     assert "control character or line break" in run.stdout
     assert "\n" not in run.outputs["ledger"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no file with a line break in its name
+
+
+# -- exact behaviour: what each call returns and writes, every message a user reads -------------
+
+
+def test_the_file_is_indented_json_with_sorted_keys(tmp_path: Path) -> None:
+    """Admins read the file: one space per level, keys sorted, a final newline."""
+    path = tmp_path / "ledger.json"
+    ledger_at(path).reserve("a", 120)
+    assert path.read_text() == (
+        '{\n "accounts": {\n  "a": {\n   "next_free": 1700000120.0,\n   "queue": {\n'
+        '    "slots": [\n     {\n      "at": 1700000000.0,\n      "until": 1700000120.0\n'
+        '     }\n    ],\n    "v": 1\n   },\n   "updated": 1700000000.0\n  }\n },\n'
+        ' "version": 1\n}\n')
+
+
+def test_without_not_before_the_first_slot_is_now_even_at_time_zero(tmp_path: Path) -> None:
+    assert ledger_at(tmp_path / "ledger.json", Tick(0.0)).reserve("a", 120) == 0.0
+
+
+def test_an_entry_exactly_a_day_past_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps({"version": 1, "accounts": {
+        "edge": {"next_free": T0 - PRUNE_AFTER, "updated": T0 - PRUNE_AFTER - 120}}}))
+    ledger_at(path).reserve("new", 120)
+    assert sorted(json.loads(path.read_text())["accounts"]) == ["edge", "new"]
+
+
+def test_the_queue_shows_an_older_releases_reservation(tmp_path: Path) -> None:
+    """A release that keeps no queue wrote next_free alone: that span shows, holder unknown."""
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps({"version": 1, "accounts": {
+        "k": {"next_free": T0 + 100, "updated": T0 - 20}}}))
+    assert ledger_at(path).queue("k", 120) == [Slot(T0 - 20, T0 + 100, None)]
+    assert ledger_at(path).queue("other", 120) == []
+
+
+def test_give_back_and_advance_write_the_queue_and_keep_the_mode(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text('{"version": 1, "accounts": {}}')
+    path.chmod(0o640)
+    clock = Tick()
+    ledger = ledger_at(path, clock)
+    a, b, c = (Holder(x * 12, "upload") for x in "abc")
+    assert [ledger.reserve("k", 120, holder=h) for h in (a, b, c)] == [T0, T0 + 120, T0 + 240]
+
+    def slot(at: float, holder: Holder, **extra: bool) -> dict[str, object]:
+        return {"at": at, "until": at + 120, "by": {"id": holder.id, "cmd": "upload"}, **extra}
+
+    assert ledger.give_back("k", b.id) == "marked"
+    assert json.loads(path.read_text()) == {"version": 1, "accounts": {"k": {
+        "next_free": T0 + 360, "updated": T0, "queue": {"v": 1, "slots": [
+            slot(T0, a), slot(T0 + 120, b, released=True), slot(T0 + 240, c)]}}}}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    clock.now = T0 + 5
+    assert ledger.advance("k", c.id, T0 + 5) == T0 + 120
+    assert json.loads(path.read_text()) == {"version": 1, "accounts": {"k": {
+        "next_free": T0 + 240, "updated": T0 + 5, "queue": {"v": 1, "slots": [
+            slot(T0, a), slot(T0 + 120, c)]}}}}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert ledger.give_back("k", c.id) == "released"
+    assert json.loads(path.read_text())["accounts"]["k"]["next_free"] == T0 + 120
+
+
+def test_nothing_to_give_back_or_advance_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    clock = Tick()
+    ledger = ledger_at(path, clock)
+    assert ledger.give_back("k", "0123456789ab") == "absent"
+    assert ledger.advance("k", "0123456789ab", T0) is None
+    assert not path.exists()  # not even an empty ledger
+    ledger.reserve("k", 120, holder=Holder("0123456789ab", "upload"))
+    before = path.read_bytes()
+    clock.now = T0 + 10  # a write now would change `updated`
+    assert ledger.give_back("k", "abcdef012345") == "absent"  # not in the queue
+    assert ledger.give_back("other", "0123456789ab") == "absent"  # another account
+    assert ledger.advance("k", "0123456789ab", T0) is None  # its slot has begun
+    assert path.read_bytes() == before
+
+
+class LockProbe:
+    """A clock that, whenever the ledger reads it, tries locks of its own on the lock file
+    without waiting, and notes what the ledger holds: `exclusive`, `shared` or `none`."""
+
+    def __init__(self, lock: Path) -> None:
+        self.lock = lock
+        self.seen: list[str] = []
+
+    def _free(self, operation: int) -> bool:
+        fd = os.open(self.lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # an own lock, if taken, goes with it
+        return True
+
+    def __call__(self) -> float:
+        held = ("none" if self._free(fcntl.LOCK_EX) else
+                "shared" if self._free(fcntl.LOCK_SH) else "exclusive")
+        self.seen.append(held)
+        return T0
+
+
+def test_writers_hold_the_lock_alone_and_readers_share_it(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger_at(path).peek("k", 120)  # the lock file exists from here on
+    probe = LockProbe(tmp_path / "ledger.json.lock")
+    ledger = open_ledger(path.as_uri(), LedgerContext(now=probe))
+    holder = Holder("0123456789ab", "upload")
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("exclusive", lambda: ledger.reserve("k", 120, holder=holder)),
+        ("shared", lambda: ledger.peek("k", 120)),
+        ("exclusive", lambda: ledger.give_back("k", holder.id)),
+        ("exclusive", lambda: ledger.advance("k", holder.id, T0)),
+    ]
+    for expected, call in calls:
+        probe.seen.clear()
+        call()
+        assert probe.seen == [expected]
+
+
+@pytest.mark.timeout(60)  # an exclusive lock would wait here for good
+def test_a_reader_does_not_wait_for_another_reader(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)
+    ledger.reserve("k", 120, holder=Holder("0123456789ab", "upload"))
+    fd = os.open(tmp_path / "ledger.json.lock", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # another job reading the queue right now
+        assert ledger.peek("k", 120) == T0 + 120
+        assert [s.at for s in ledger.queue("k", 120)] == [T0]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("env", "hosted"),
+    [("github-hosted", True), (" GitHub-Hosted\n", True), ("GITHUB-HOSTED", True),
+     ("self-hosted", False), ("", False), ("github-hosted-like", False)],
+    ids=["exact", "padded-mixed-case", "upper", "self", "empty", "longer"],
+)
+def test_the_hosted_runner_is_recognised(tmp_path: Path, env: str, hosted: bool) -> None:
+    """Named without the g-word: the mutation run's `-k` drops contract tests named so."""
+    assert is_github_hosted({"RUNNER_ENVIRONMENT": env}) is hosted
+    assert is_github_hosted({"runner_environment": "github-hosted"}) is False
+    assert is_github_hosted({}) is False
+    ledger = ledger_at(tmp_path / "ledger.json", RUNNER_ENVIRONMENT=env)
+    assert ledger.warning == (GITHUB_HOSTED_WARNING if hosted else None)
+
+
+def test_windows_is_refused_with_the_alternatives(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(LedgerError) as caught:
+        ledger_at(tmp_path / "ledger.json")
+    assert caught.value.title == "Rate-limit ledger unavailable"
+    assert caught.value.detail == ("the file ledger needs POSIX file locks, which Windows does "
+                                   "not have")
+    assert caught.value.hint == "On Windows use a redis:// ledger or `github`."
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [("file:///abs/ledger.json", "/abs/ledger.json"),
+     ("file://localhost/abs/ledger.json", "/abs/ledger.json"),
+     ("FILE:///abs/ledger.json", "/abs/ledger.json"),
+     ("file:/abs/ledger.json", "/abs/ledger.json"),
+     ("file:///abs/with%20space/l%40b.json", "/abs/with space/l@b.json"),
+     ("file:///abs/a@b.json", "/abs/a@b.json")],
+    ids=["three-slashes", "localhost", "upper-scheme", "one-slash", "percent", "at-sign"],
+)
+def test_parse_path_of_every_url_form(spec: str, path: str) -> None:
+    assert parse_path(spec) == Path(path)
+
+
+@pytest.mark.parametrize(
+    ("spec", "title", "detail", "hint"),
+    [
+        ("redis://host/x", "Rate-limit ledger unavailable", "not a file ledger URL: 'redis://host/x'",
+         "Use file:///absolute/path/ledger.json."),
+        ("file://tmp/ledger.json", "Invalid ledger",
+         "the file ledger URL 'file://tmp/ledger.json' names a host ('tmp'), not an absolute path",
+         "Use three slashes and an absolute path: file:///absolute/path/ledger.json (perhaps "
+         "file:///tmp/ledger.json)."),
+        ("file://", "Invalid ledger", "the file ledger URL 'file://' has no path",
+         "Use file:///absolute/path/ledger.json."),
+        ("file:ledger.json", "Invalid ledger", "the file ledger path 'ledger.json' is relative",
+         f"Use an absolute path, e.g. file://{Path.cwd() / 'ledger.json'}. Every job on the host "
+         "must name the same file."),
+        ("file:///tmp/", "Invalid ledger", "the file ledger path '/tmp/' names a directory",
+         "Add a file name: file:///tmp/ledger.json."),
+    ],
+    ids=["other-scheme", "host", "no-path", "relative", "directory"],
+)
+def test_parse_path_refusals_word_for_word(spec: str, title: str, detail: str, hint: str) -> None:
+    with pytest.raises(LedgerError) as caught:
+        parse_path(spec)
+    assert (caught.value.title, caught.value.detail, caught.value.hint) == (title, detail, hint)
+
+
+def deep_directory(base: Path, length: int) -> Path:
+    """A ledger path whose `file://` description is exactly `length` characters long."""
+    directory = base
+    while len(f"file://{directory}") < length - 200:
+        directory = directory / ("d" * 150)
+    directory.mkdir(parents=True, exist_ok=True)
+    name_length = length - len(f"file://{directory}/")
+    return directory / ("n" * (name_length - 5) + ".json")
+
+
+def test_the_description_shows_up_to_1000_characters(tmp_path: Path) -> None:
+    whole = deep_directory(tmp_path, 1000)
+    assert ledger_at(whole).description == f"file://{whole}"
+    cut = deep_directory(tmp_path, 1001)
+    assert ledger_at(cut).description == f"file://{cut}"[:1000] + "…"
+
+
+def test_a_lock_that_is_a_directory_is_refused_when_the_ledger_is_opened(tmp_path: Path) -> None:
+    """Checked before any wait even while the ledger does not exist yet."""
+    (tmp_path / "ledger.json.lock").mkdir()
+    error = refusal(lambda: ledger_at(tmp_path / "ledger.json"))
+    assert error.title == "Rate-limit ledger refused"
+    assert error.detail == (f"{tmp_path}/ledger.json.lock is a directory; the file ledger and "
+                            "its lock must be regular files")
+    assert error.hint == (f"Remove {tmp_path}/ledger.json.lock (the ledger creates it as a plain "
+                          "file) or point the ledger at a file of its own.")
+
+
+def test_a_ledger_replaced_by_a_socket_after_the_check_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        error = refusal(lambda: ledger.peek("a", 120))
+    assert error.title == "Rate-limit ledger refused"
+    assert error.detail == f"cannot read {path}: No such device or address"
+    assert error.hint == f"Check the file system holding {path} (space, mount, permissions)."
+
+
+def test_a_fifo_ledger_is_named_word_for_word(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    ledger = ledger_at(path)
+    os.mkfifo(path)
+    error = refusal(lambda: ledger.peek("a", 120))
+    assert error.title == "Rate-limit ledger refused"
+    assert error.detail == (f"{path} is a named pipe (FIFO); the file ledger and its lock must "
+                            "be regular files")
+
+
+def test_a_newer_format_is_titled_too_new(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps({"version": FORMAT_VERSION + 1, "accounts": {}}))
+    error = refusal(lambda: ledger_at(path).peek("a", 120))
+    assert error.title == "Rate-limit ledger too new"
+    assert error.detail == (f"{path} has format version {FORMAT_VERSION + 1}, written by a newer "
+                            f"streampixel-distribute (this one reads version {FORMAT_VERSION})")
+    assert error.hint == "Upgrade streampixel-distribute on every job that shares this ledger."
+
+
+def padded_ledger(size: int) -> bytes:
+    """A valid ledger of exactly `size` bytes, most of it an unknown field (which is kept)."""
+    empty = len(json.dumps({"version": 1, "accounts": {}, "pad": ""}))
+    return json.dumps({"version": 1, "accounts": {}, "pad": "x" * (size - empty)}).encode()
+
+
+def test_a_ledger_of_exactly_the_limit_is_read_whole(tmp_path: Path) -> None:
+    """8 MiB is read in several chunks, joined as they were; one byte more is refused."""
+    path = tmp_path / "ledger.json"
+    body = padded_ledger(MAX_BYTES)
+    assert len(body) == MAX_BYTES
+    path.write_bytes(body)
+    ledger_at(path).reserve("a", 120)
+    assert json.loads(path.read_text())["pad"] == json.loads(body)["pad"]
+    path.write_bytes(padded_ledger(MAX_BYTES + 1))
+    error = refusal(lambda: ledger_at(path).peek("a", 120))
+    assert error.title == "Rate-limit ledger corrupt"
+    assert error.detail == (f"{path} is not a readable streampixel-distribute ledger: it is "
+                            f"larger than {MAX_BYTES} bytes, far more than a ledger")
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_an_existing_lock_keeps_its_mode(tmp_path: Path) -> None:
+    lock = tmp_path / "ledger.json.lock"
+    lock.touch()
+    lock.chmod(0o644)
+    ledger_at(tmp_path / "ledger.json").reserve("a", 120)
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o644
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_new_lock_takes_the_ledgers_read_and_write_bits_only(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_text('{"version": 1, "accounts": {}}')
+    path.chmod(0o777)
+    ledger_at(path).reserve("a", 120)
+    assert stat.S_IMODE((tmp_path / "ledger.json.lock").stat().st_mode) == 0o666
+
+
+def permission_hint(directory: Path) -> str:
+    return (f"Make {directory} (and the files in it) writable, and its parent directories "
+            f"searchable, by the user running the job (uid {os.getuid()}); or point the ledger "
+            "at a directory that user can write. New ledger files are private to the user who "
+            "creates them (mode 0600): to share one between several users, create ledger.json "
+            "and ledger.json.lock first with group read and write (chmod 660) in a group-owned "
+            "directory; their mode is kept.")
+
+
+def test_a_lock_the_job_cannot_write_is_refused(open_tmp: Path) -> None:
+    """flock would work on a read-only descriptor, but a lock the job cannot write is a
+    lock of someone else's: said, with the fix, before anything is read or written."""
+    path = open_tmp / "ledger.json"
+    path.write_text('{"version": 1, "accounts": {}}')
+    path.chmod(0o666)
+    lock = open_tmp / "ledger.json.lock"
+    lock.touch()
+    lock.chmod(0o444)
+    open_tmp.chmod(0o777)
+    with unprivileged():
+        error = refusal(lambda: ledger_at(path).reserve("a", 120))
+        hint = permission_hint(open_tmp)
+    assert error.title == "Rate-limit ledger refused"
+    assert error.detail == f"cannot open the lock file {lock}: Permission denied"
+    assert error.hint == hint
+    assert path.read_text() == '{"version": 1, "accounts": {}}'
+
+
+def test_a_ledger_the_job_cannot_read_is_refused(open_tmp: Path) -> None:
+    path = open_tmp / "ledger.json"
+    path.write_text('{"version": 1, "accounts": {}}')
+    path.chmod(0o200)
+    (open_tmp / "ledger.json.lock").touch()
+    (open_tmp / "ledger.json.lock").chmod(0o666)
+    with unprivileged():
+        error = refusal(lambda: ledger_at(path).peek("a", 120))
+        hint = permission_hint(open_tmp)
+    assert error.detail == f"cannot read {path}: Permission denied"
+    assert error.hint == hint
+
+
+def test_a_directory_the_job_may_write_but_not_list_works(open_tmp: Path) -> None:
+    """The directory's fsync needs to open it for reading; where that is refused the ledger
+    is written all the same (the rename is done, only its durability is the file system's)."""
+    directory = open_tmp / "drop-box"
+    directory.mkdir()
+    directory.chmod(0o333 if os.geteuid() != 0 else 0o733)
+    with unprivileged():
+        ledger = ledger_at(directory / "ledger.json")
+        assert ledger.reserve("a", 120) == T0
+        assert ledger.reserve("a", 120) == T0 + 120
+    directory.chmod(0o755)
+    assert json.loads((directory / "ledger.json").read_text())["accounts"]["a"]["next_free"] == (
+        T0 + 240)
+
+
+def test_a_write_the_file_system_refuses_leaves_the_ledger_as_it_was(tmp_path: Path) -> None:
+    """A file size limit (as a full disk would) stops the rewrite half-way: named, with the
+    cause and the fix; the old ledger stays whole and the temporary file is gone."""
+    path = tmp_path / "ledger.json"
+    body = '{"version": 1, "accounts": {}}'
+    path.write_text(body)
+    ledger = ledger_at(path)
+    ledger.peek("a", 120)  # the lock file exists from here on
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16, limits[1]))
+    try:
+        error = refusal(lambda: ledger.reserve("a", 120))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert error.title == "Rate-limit ledger refused"
+    assert error.detail == f"cannot write {path}: File too large"
+    assert error.hint == f"Check the file system holding {path} (space, mount, permissions)."
+    assert path.read_text() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.json", "ledger.json.lock"]

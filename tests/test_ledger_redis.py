@@ -459,6 +459,7 @@ def test_a_tls_handshake_without_answer_times_out(silent_port: int) -> None:
         open_redis(url).reserve(new_key(), INTERVAL)
     assert "unreachable: no connection within 0.3 s" in caught.value.detail
     assert "ssl_certfile" in caught.value.hint  # a server wanting a certificate may look so
+    assert "A server without TLS never answers the handshake: use redis://" in caught.value.hint
 
 
 def test_tls_to_a_server_that_does_not_speak_it_fails_the_handshake(

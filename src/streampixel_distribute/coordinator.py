@@ -241,6 +241,7 @@ class Coordinator:
         call would now crowd the next job's is given up for a later one."""
         hold = CALLER_ALLOWANCE if call is None else 0.0
         while True:
+            self._not_before = not_before  # _move_up takes no slot given back before it
             setup = 0.0 if call is None else call.prepare_cost()
             try:
                 slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
@@ -343,7 +344,9 @@ class Coordinator:
         late = self.clock.time() - slot
         if late <= self.spacing - self.account.rate_limit_interval:
             return False
-        if self.ledger.peek(self.key, self.spacing) <= slot + self.spacing + hold + 0.001:
+        # A peek is never before now: later than a whole spacing, a free account's peek is now.
+        if self.ledger.peek(self.key, self.spacing) <= max(
+                self.clock.time(), slot + self.spacing + hold) + 0.001:
             return False  # nobody reserved after us
         self.log.warning(
             f"Setting up the call took until {late:.1f} s after its slot, longer than the guard "
@@ -402,7 +405,8 @@ class Coordinator:
         the ledger, which gives ours back in turn for the job behind. Best effort."""
         self.look()
         now = self.clock.time()
-        earliest = now + 2 * self._ledger_time + (0.0 if call is None else call.prepare_cost())
+        earliest = max(self._not_before,  # after a 429, the time the server asked for
+                       now + 2 * self._ledger_time + (0.0 if call is None else call.prepare_cost()))
         if not any(s.released and earliest <= s.at < slot for s in self.progress.queue.values()):
             return slot
         try:

@@ -319,7 +319,9 @@ class RedisLedger(Ledger):
         )
         if self.endpoint.tls is not None:
             # The server's refusal of a missing client certificate may arrive as a bare EOF.
-            unreachable += (" If the server requires client certificates (tls-auth-clients), "
+            # A plain Redis waits for the rest of what it takes for a command: a silent handshake.
+            unreachable += (" A server without TLS never answers the handshake: use redis:// for "
+                            "it. If the server requires client certificates (tls-auth-clients), "
                             "add ?ssl_certfile=/path/client.pem to the ledger URL.")
         refused = "Rate-limit ledger refused"
 
