@@ -305,8 +305,8 @@ _DRY_RUN = 'return Job(command, account, target, bool(parsed.get("dry-run", Fals
 _PAIR = "while len(inner) >= 2 and _QUOTE_PAIRS.get(inner[0]) == inner[-1]:"
 _EMPTY_PAIR = ("a two-character pair strips to ''; neither '' nor a lone pair of quotes or "
                "brackets matches any placeholder rule")
-_DEFAULT_SOURCE = ("unreachable: a value with no source recorded is a default, and no default "
-                   "fails a check")
+_DEFAULT_SOURCE = ("unreachable: only a default has the source 'default' (every other value "
+                   "names its own), and no default fails a check")
 _SETTINGS = (
     Equivalent("settings/event.py", 43, "read_event", _EVENT_PATH,
                _EVENT_PATH.replace('"")', "None)"), _ONLY_WITH_PATH),
