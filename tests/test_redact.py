@@ -140,6 +140,17 @@ def test_one_line_scrubs_secrets_before_cutting() -> None:
     assert SECRET[:10] not in redact.one_line(f"{'x' * 30}{SECRET}", 40)
 
 
+@pytest.mark.parametrize("escape", [False, True])
+def test_a_long_secret_across_the_read_bound_is_masked_not_cut(escape: bool) -> None:
+    """one_line reads only a prefix of the text; a secret crossing its end must still be
+    recognised whole, not cut into an unrecognised (and printed) head."""
+    secret = "k" + "0123456789abcdef" * 20  # 321 characters
+    redact.register(secret)
+    shown = redact.one_line(f"id {secret} tail", 48, escape=escape)
+    assert secret[:8] not in shown
+    assert shown.startswith("id ***")
+
+
 def test_one_line_reads_only_a_bounded_prefix_of_huge_text() -> None:
     """At most limit * 4 + 64 characters are read (whitespace that collapses may take more than
     `limit` of them): a megabyte of server answer costs nothing."""

@@ -79,7 +79,11 @@ def one_line(text: str, limit: int, *, escape: bool = False) -> str:
     `\\u200b`), and `\\`, `'` and backticks escaped, so a quoted excerpt is unambiguous.
     The runner writer (report.github) neutralises workflow-command syntax on top of this.
     """
-    text = scrub(text[: limit * 4 + 64])
+    with _lock:
+        longest = len(_forms[0]) if _forms else 0  # kept longest first
+    # Read a bounded prefix, but scrub before cutting it: a secret that straddles the bound would
+    # otherwise show its first characters.
+    text = scrub(text[: limit * 4 + 64 + longest])[: limit * 4 + 64]
     if escape:
         pieces: list[str] = []
         used = 0
