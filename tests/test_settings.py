@@ -1336,7 +1336,7 @@ NOT_A_WEBHOOK = ("the event payload (the repository_dispatch `client_payload` is
                  id="only-a-project-id"),
     pytest.param(json.dumps({"client_payload": {"event": "Build Approved",
                                                 "uploadId": 5}}).encode(),
-                 "the an unrecognised event payload (the payload's `uploadId` is not a string)",
+                 "the unrecognised event payload (the payload's `uploadId` is not a string)",
                  id="unrecognised-event-name-and-a-number"),
 ])
 def test_why_the_event_payload_gave_no_upload_id(event_file: Path, raw: bytes, why: str) -> None:
@@ -1636,7 +1636,7 @@ def test_a_fork_is_named_whatever_the_client_payload(event_file: Path,
                          {"projectId": "the payload's `projectId` is not a string"},
                          "Missing .exe"), id="rejected-with-a-number-for-a-project"),
     pytest.param(webhook("x" * 65, projectId=" ", objection=7),
-                 Webhook("an unrecognised event", {"uploadId": UPLOAD},
+                 Webhook("unrecognised event", {"uploadId": UPLOAD},
                          {"projectId": "the payload's `projectId` is empty"}, ""),
                  id="event-name-too-long-blank-project-objection-not-text"),
 ])

@@ -26,7 +26,7 @@ _EVENT_NAME = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 class Webhook(NamedTuple):
     """The parts of a Streampixel webhook body (in `client_payload`) this program uses."""
 
-    event: str  # a short dotted name, or "an unrecognised event"
+    event: str  # a short dotted name, or "unrecognised event"
     ids: Mapping[str, str]  # payload key (projectId, uploadId) -> raw string (only strings)
     unusable: Mapping[str, str]  # payload key -> why its value was not taken
     objection: str  # sanitised, may be ""
@@ -77,7 +77,7 @@ def read_event(environ: Mapping[str, str], keys: tuple[str, ...]) -> EventInfo:
     objection = payload.get("objection")
     return EventInfo(
         Webhook(
-            event=event if _EVENT_NAME.fullmatch(event) else "an unrecognised event",
+            event=event if _EVENT_NAME.fullmatch(event) else "unrecognised event",
             ids=ids,
             unusable=unusable,
             objection=redact.one_line(objection, OBJECTION_CAP)
