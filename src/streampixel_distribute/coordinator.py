@@ -14,7 +14,7 @@ is ahead, the summary can draw the queue, and a job cancelled while it waits giv
 from __future__ import annotations
 
 import math
-import secrets
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from typing import Protocol
@@ -295,7 +295,7 @@ class Coordinator:
             if eta > deadline:
                 raise self._too_late(eta, deadline, None)
             asked = self.clock.time()
-            mine = self.holder._replace(id=secrets.token_hex(6))
+            mine = self.holder._replace(id=os.urandom(6).hex())  # `secrets` costs ~10 ms to import
             self.progress.holder_id = mine.id
             slot = max(self.ledger.reserve(self.key, interval + hold, earliest, mine), now)
             stored = self.clock.time()

@@ -7,7 +7,6 @@ from ..coordinator import CALLER_ALLOWANCE
 from ..errors import InvalidInput
 from ..redact import shorten_id
 from ..settings import Command
-from .queue_view import summary_section
 from .record import Report, Status
 
 
@@ -84,5 +83,7 @@ def render_summary(report: Report) -> str:
                 lines += ["", "### How to fix it", "", error.hint]
     if report.warnings:
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in report.warnings]
+    from .queue_view import summary_section  # noqa: PLC0415 - only a summary with a queue
+
     lines += summary_section(report.queue, now=report.now, mine=report.holder_id)
     return "\n".join(lines) + "\n"
