@@ -88,6 +88,9 @@ class Equivalent:
 _START = "start = -(-8 * pad // 6)  # the first character with no bit of the padding"
 _FORMS = 'forms = {secret, urllib.parse.quote(raw, safe=""), urllib.parse.quote_plus(raw)}'
 _SAME_FOR_PADS = "the same start for pad 0, 1 and 2, the only values pad takes"
+_READ = "text = scrub(text[: limit * 4 + 64 + longest])[: limit * 4 + 64]"
+_WIDER = ("a wider window to scrub: the text is cut to the same bound right after, and the "
+          "window already holds every form that starts within it")
 _REDACT = (
     Equivalent("redact.py", 24, "_encoded_forms",
                'raw = secret.encode("utf-8", "surrogateescape")',
@@ -105,6 +108,14 @@ _REDACT = (
                _START.replace("-8 * pad", "-9 * pad"), _SAME_FOR_PADS),
     Equivalent("redact.py", 34, "_encoded_forms", _START,
                _START.replace("// 6)", "// 7)"), _SAME_FOR_PADS),
+    Equivalent("redact.py", 83, "one_line",
+               "longest = len(_forms[0]) if _forms else 0  # kept longest first",
+               "longest = len(_forms[0]) if _forms else 1  # kept longest first", _WIDER),
+    Equivalent("redact.py", 86, "one_line", _READ, _READ.replace("limit * 4 + 64 + longest",
+                                                                 "limit * 5 + 64 + longest"),
+               _WIDER),
+    Equivalent("redact.py", 86, "one_line", _READ, _READ.replace("64 + longest",
+                                                                 "65 + longest"), _WIDER),
 )
 _COORDINATOR: tuple[Equivalent, ...] = (
     Equivalent("coordinator.py", 53, "Log.warning",

@@ -156,6 +156,8 @@ def test_one_line_reads_only_a_bounded_prefix_of_huge_text() -> None:
     `limit` of them): a megabyte of server answer costs nothing."""
     assert redact.one_line(" " * 104 + "x", 10) == ""
     assert redact.one_line(" " * 103 + "x", 10) == "x"
+    redact.register("abcdefgh")  # secrets widen what is scrubbed, not what is read
+    assert redact.one_line(" " * 104 + "x", 10) == ""
     assert redact.one_line("b" * 10_000, 10) == "b" * 9 + "…"
 
 
