@@ -189,10 +189,8 @@ class FileLedger(Ledger):
     def queue(self, key: str, interval: float) -> list[Slot]:
         with self._locked(exclusive=False):
             accounts = self._read()[0]["accounts"]
-        slots = self._slots(accounts, key)
-        older = queue.unknown_span(slots, self._next_free(accounts, key), interval,
-                                   now=self._context.now())
-        return queue.prune(sorted([*slots, older] if older else slots), self._context.now())
+        return queue.shown(self._slots(accounts, key), self._next_free(accounts, key), interval,
+                           now=self._context.now())
 
     def give_back(self, key: str, holder_id: str) -> str:
         def change(slots: list[Slot], next_free: float,

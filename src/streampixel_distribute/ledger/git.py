@@ -108,10 +108,8 @@ class GitLedger(Ledger):
         with self._lock:
             _old, state = self._store.read(self.ref_for(key))
         entry = state.get("slots", {}).get(key) or {}
-        slots = queue.decode(entry.get("queue"))
-        older = queue.unknown_span(slots, float(entry.get("next_free", 0.0)), interval,
-                                   now=self._context.now())
-        return queue.prune(sorted([*slots, older] if older else slots), self._context.now())
+        return queue.shown(queue.decode(entry.get("queue")), float(entry.get("next_free", 0.0)),
+                           interval, now=self._context.now())
 
     def _update(self, key: str, change: Callable[[dict[str, Any], float],
                                                   tuple[dict[str, Any] | None, T, str]],

@@ -200,6 +200,14 @@ def advance(slots: Sequence[Slot], next_free: float, holder_id: str, *, now: flo
     return moved, next_free, slots[target].at
 
 
+def shown(slots: Sequence[Slot], next_free: float, interval: float, *,
+          now: float) -> list[Slot]:
+    """What `Ledger.queue` returns: the slots still running or ahead plus the last one that
+    ended, with an older release's reservation past them in its place."""
+    older = unknown_span(slots, next_free, interval, now=now)
+    return prune(sorted([*slots, older] if older else slots), now)
+
+
 def unknown_span(slots: Sequence[Slot], next_free: float, interval: float, *,
                  now: float) -> Slot | None:
     """The reservation an older release made past the queue's last slot, while it lasts."""

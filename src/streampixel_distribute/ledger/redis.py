@@ -248,10 +248,8 @@ class RedisLedger(Ledger):
         for slot in queue.decode(_seconds_from_us(stored)):
             slots.append(slot._replace(at=_caller(slot.at * _US, caller_now, server_now),
                                        until=_caller(slot.until * _US, caller_now, server_now)))
-        now = self._context.now()
-        older = queue.unknown_span(slots, _caller(next_free, caller_now, server_now)
-                                   if next_free else -math.inf, interval, now=now)
-        return queue.prune(sorted([*slots, older] if older else slots), now)
+        return queue.shown(slots, _caller(next_free, caller_now, server_now)
+                           if next_free else -math.inf, interval, now=self._context.now())
 
     def give_back(self, key: str, holder_id: str) -> str:
         outcome, _, _, _ = self._run(key, _GIVE_BACK, 0.0, 0.0, holder_id)
