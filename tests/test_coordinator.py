@@ -11,7 +11,7 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -961,12 +961,22 @@ def test_a_call_and_a_dry_run_on_the_real_redis_ledger(redis_server: RedisServer
                              f"{iso(start + 121)} (in 2 min 01 s). Nothing was reserved or sent.")
 
 
-def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> None:
-    clock = CancelAfter(60)
+def queued_behind_someone(tmp_path: Path, cancel_after: float,
+                          wrap: Callable[[Ledger], Ledger] = lambda ledger: ledger,
+                          ) -> tuple[CancelAfter, Ledger, Coordinator, Log]:
+    """An upload job that queues behind one other job and is cancelled (SIGTERM) once it has
+    slept `cancel_after` seconds: (its clock, the real file ledger, the coordinator, its log)."""
+    clock = CancelAfter(cancel_after)
     ledger = file_ledger(tmp_path, clock)
     ledger.reserve(KEY, 121, 0, someone())
-    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
+    log = Log()
+    coordinator = Coordinator(make_settings(), ledger=wrap(ledger), clock=clock, log=log,
                               holder=someone("upload", 2)._replace(id=""))
+    return clock, ledger, coordinator, log
+
+
+def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> None:
+    clock, ledger, coordinator, log = queued_behind_someone(tmp_path, 60)
     with pytest.raises(Cancelled):
         coordinator.run(ScriptedClient(clock, [OK]))
     assert coordinator.progress.gave_back == "released"
@@ -978,11 +988,7 @@ def test_a_job_cancelled_while_it_waits_gives_its_slot_back(tmp_path: Path) -> N
 
 
 def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path: Path) -> None:
-    clock = CancelAfter(60)
-    ledger = file_ledger(tmp_path, clock)
-    ledger.reserve(KEY, 121, 0, someone())
-    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
-                              holder=someone("upload", 2)._replace(id=""))
+    clock, ledger, coordinator, log = queued_behind_someone(tmp_path, 60)
     original = clock.sleep
 
     def sleep_while_another_queues(seconds: float) -> None:
@@ -1004,11 +1010,8 @@ def test_a_cancelled_slot_with_a_job_behind_is_marked_and_nobody_moves(tmp_path:
 
 
 def test_a_job_cancelled_as_its_slot_begins_has_nothing_to_give_back(tmp_path: Path) -> None:
-    clock = CancelAfter(121)  # the signal arrives as the wait for the slot ends
-    ledger = file_ledger(tmp_path, clock)
-    ledger.reserve(KEY, 121, 0, someone())
-    coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=(log := Log()),
-                              holder=someone("upload", 2)._replace(id=""))
+    # The signal arrives as the wait for the slot ends.
+    clock, ledger, coordinator, log = queued_behind_someone(tmp_path, 121)
     start = clock.now
     with pytest.raises(Cancelled):
         coordinator.run(ScriptedClient(clock, [OK]))
@@ -1030,11 +1033,7 @@ class NoGiveBack(HiddenQueue):
 
 
 def test_a_slot_that_cannot_be_given_back_is_kept_with_a_warning(tmp_path: Path) -> None:
-    clock = CancelAfter(60)
-    inner = file_ledger(tmp_path, clock)
-    inner.reserve(KEY, 121, 0, someone())
-    coordinator = Coordinator(make_settings(), ledger=NoGiveBack(inner), clock=clock,
-                              log=(log := Log()), holder=someone("upload", 2)._replace(id=""))
+    clock, inner, coordinator, log = queued_behind_someone(tmp_path, 60, NoGiveBack)
     with pytest.raises(Cancelled):
         coordinator.run(ScriptedClient(clock, [OK]))
     assert coordinator.progress.gave_back == ""
