@@ -28,8 +28,8 @@ from streampixel_distribute import redact
 from streampixel_distribute.errors import LedgerError
 from streampixel_distribute.ledger import LedgerContext, open_ledger
 from streampixel_distribute.ledger.git import GitLedger
+from streampixel_distribute.ledger.git_http import MAX_RESPONSE_BYTES
 from streampixel_distribute.ledger.git_spec import DEFAULT_REF_PREFIX, GITHUB_USERNAME, parse_spec
-from streampixel_distribute.ledger.git_store import MAX_RESPONSE_BYTES
 from support.git_server import GitHTTPServer
 from support.git_server import git_env as server_git_env
 from support.hostile import RecordingServer, closed_port, recording_server

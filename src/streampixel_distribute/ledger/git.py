@@ -27,8 +27,9 @@ from ..ci import origin
 from ..clock import backoff, iso
 from ..urls import find_userinfo
 from . import Ledger, LedgerContext, queue
+from .git_http import auth_header
 from .git_spec import ledger_error, parse_spec
-from .git_store import FORMAT_VERSION, GitStore, Race, auth_header
+from .git_store import FORMAT_VERSION, GitStore, Race
 from .queue import Holder, Slot
 from .spec import printable
 
