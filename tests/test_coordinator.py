@@ -788,6 +788,102 @@ def test_reserve_past_max_wait_fails_at_once(tmp_path: Path) -> None:
     assert info.value.eta == at(clock.now + 363)
 
 
+class SlowAnswer(ScriptedClient):
+    """A call answered `takes` s after it left (a slow network, a busy runner or server)."""
+
+    def __init__(self, clock: FakeClock, script: list[Result | DistributeError],
+                 takes: float) -> None:
+        super().__init__(clock, script)
+        self.takes = takes
+
+    def send(self) -> Result:
+        try:
+            return super().send()
+        finally:
+            self.clock.now += self.takes
+
+
+def test_an_answer_later_than_the_guard_stretches_the_slot(tmp_path: Path) -> None:
+    """Streampixel counted from when the call arrived, some time before the answer: the slot
+    now ends one interval after the answer, and so does the next free slot."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    call = SlowAnswer(clock, [OK], takes=3.0)
+    coordinator.run(call)
+    assert [s.until for s in ledger.queue(KEY, 121)] == [start + 123]
+    assert ledger.peek(KEY, 121) == start + 123
+    assert log.starting("The answer came") == [
+        f"The answer came 3.00 s after our slot: the slot now lasts until {iso(start + 123)}, "
+        "one interval after it, and the next job calls no earlier."]
+    # The next job's slot begins there.
+    after, after_call, _ = run(make_settings(), [OK], ledger=ledger, clock=clock)
+    after.run(after_call)
+    assert after_call.calls == [at(start + 123)]
+
+
+def test_an_answer_within_the_guard_leaves_the_slot_as_it_was(tmp_path: Path) -> None:
+    """1 s at 120 s: the guard between slots absorbs it, and nothing is written."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    coordinator.run(SlowAnswer(clock, [OK], takes=1.0))
+    assert [s.until for s in ledger.queue(KEY, 121)] == [start + 121]
+    assert not log.starting("The answer came")
+
+
+def test_a_job_behind_a_stretched_slot_calls_after_it_and_stretches_its_own(
+        tmp_path: Path) -> None:
+    """Job 1 calls at `start`; we (job 2) and job 3 queued behind it. Job 1's answer comes 3 s
+    late and it stretches its slot: we call at its end, not at our slot, and keep our slot
+    (job 3 waits for us in turn, as we waited for job 1); our own answer is then past our
+    slot's end, so we stretch ours for job 3."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    first, third = someone(n=1), someone(n=3)
+    ledger.reserve(KEY, 121, 0, first)
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    call = ScriptedClient(clock, [OK])
+
+    def prepare_as_the_others_go_on() -> None:  # 3 s before our slot
+        ledger.reserve(KEY, 121, 0, third)
+        assert ledger.stretch(KEY, first.id, start + 123)
+        ScriptedClient.prepare(call)
+
+    call.prepare = prepare_as_the_others_go_on  # type: ignore[method-assign]
+    coordinator.run(call)
+    assert call.calls == [at(start + 123)]
+    assert log.titled == []  # no "Late slot": job 3 waits for our end
+    assert log.starting("The call before ours") == [
+        f"The call before ours was answered late and its job stretched its slot to "
+        f"{iso(start + 123)}: calling then, 2.00 s after our slot, so the calls reach "
+        "Streampixel one interval apart."]
+    assert log.starting("Calling") == [
+        "Calling distribute-file (attempt 1, 2.00 s after its slot) for the test."]
+    seen = ledger.queue(KEY, 121)
+    assert [(s.holder and s.holder.id, s.at, s.until) for s in seen] == [
+        (first.id, start, start + 123),
+        (coordinator.progress.holder_id, start + 121, start + 243),
+        (third.id, start + 242, start + 363)]
+
+
+def test_a_late_answer_to_a_call_that_failed_on_the_server_stretches_the_slot_too(
+        tmp_path: Path) -> None:
+    """An HTTP 503 may have used the account's window: the retry comes a full interval after
+    the answer, in the slot after the stretched one."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
+    call = SlowAnswer(clock, [transient(True), OK], takes=2.0)
+    coordinator.run(call)
+    assert call.calls == [at(start), at(start + 122)]
+    assert len(log.starting("The answer came")) == 2
+
+
 class CancelAfter(FakeClock):
     """Cancelled (SIGTERM) once `after` seconds have been slept."""
 
@@ -1041,6 +1137,26 @@ def test_a_slot_that_cannot_be_given_back_is_kept_with_a_warning(tmp_path: Path)
                            "unavailable: the ledger file is read-only")]
 
 
+class NoStretch(HiddenQueue):
+    """A real file ledger that cannot be written after the call."""
+
+    def queue(self, key: str, interval: float) -> list[Slot]:
+        return self.inner.queue(key, interval)
+
+    def stretch(self, key: str, holder_id: str, until: float) -> bool:
+        raise LedgerError("the ledger file is read-only")
+
+
+def test_a_slot_that_cannot_be_stretched_costs_a_warning_not_the_run(tmp_path: Path) -> None:
+    clock = FakeClock()
+    coordinator, _, log = run(make_settings(), [], ledger=NoStretch(file_ledger(tmp_path, clock)),
+                              clock=clock)
+    assert coordinator.run(SlowAnswer(clock, [OK], takes=5.0)) is OK
+    assert log.titled == [("Slot not stretched", "Could not stretch the slot to one interval "
+                           "after the late answer: Rate-limit ledger unavailable: the ledger "
+                           "file is read-only")]
+
+
 class CancelledWhilePeeking(HiddenQueue):
     def peek(self, key: str, interval: float) -> float:
         raise Cancelled(15, "received SIGTERM")
@@ -1221,7 +1337,8 @@ class CountingLedger(NoGiveBack):
 
 def test_a_waiting_job_reads_the_queue_once_per_heartbeat(tmp_path: Path) -> None:
     """The reservation's read serves the first heartbeat; each later step reads once, for both
-    the move-up check and the heartbeat; nothing given back: no request to move up."""
+    the move-up check and the heartbeat, and the slot's start once more (a stretched slot
+    ahead); nothing given back: no request to move up."""
     clock = FakeClock()
     inner = file_ledger(tmp_path, clock)
     inner.reserve(KEY, 121, 0, someone(n=1))
@@ -1231,7 +1348,7 @@ def test_a_waiting_job_reads_the_queue_once_per_heartbeat(tmp_path: Path) -> Non
     coordinator.run(client)
     beats = log.starting("Waiting for")
     assert len(beats) == 8  # every 30 s from the start until 3 s before the slot, 242 s away
-    assert (ledger.reads, ledger.moves) == (len(beats), 0)
+    assert (ledger.reads, ledger.moves) == (len(beats) + 1, 0)
 
 
 def test_a_job_set_up_for_its_slot_no_longer_moves_up(tmp_path: Path) -> None:
@@ -1293,7 +1410,9 @@ def test_a_set_up_later_than_a_whole_spacing_alone_calls_late_without_a_warning(
     coordinator.run(call)
     assert call.calls == [start + 130]
     assert log.titled == []
-    assert ledger.peek(KEY, 121) == start + 130  # no second reservation: only the first's end
+    # No second reservation: the first slot, stretched to one interval after the late call.
+    assert ledger.peek(KEY, 121) == start + 130 + 120
+    assert [s.until for s in ledger.queue(KEY, 121)] == [start + 250]
 
 
 def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> None:

@@ -250,6 +250,33 @@ def test_a_job_moves_up_only_into_a_slot_given_back_ahead_and_in_time(
     assert ledger.peek(key, INTERVAL) == pytest.approx(slots[3] + INTERVAL, abs=tol)
 
 
+def test_a_late_answer_stretches_its_slot_and_never_shrinks_one(
+        ledger_backend: BackendUnderTest) -> None:
+    """a's call was answered late: its slot lasts longer, b's stays where it was (b calls after
+    a's end), and next_free moves only when the stretched slot is the last."""
+    ledger, key, tol = ledger_backend.open(), ledger_backend.new_key(), ledger_backend.tolerance
+    a, b = _holder(), _holder()
+    slots = [ledger.reserve(key, INTERVAL, holder=h) for h in (a, b)]
+    assert ledger_backend.open().stretch(key, a.id, slots[0] + INTERVAL + 5) is True
+    seen = ledger.queue(key, INTERVAL)
+    assert [s.holder for s in seen] == [a, b]
+    assert [s.at for s in seen] == pytest.approx(slots, abs=tol)
+    assert [s.until for s in seen] == pytest.approx(
+        [slots[0] + INTERVAL + 5, slots[1] + INTERVAL], abs=tol)
+    assert ledger.peek(key, INTERVAL) == pytest.approx(slots[1] + INTERVAL, abs=tol)
+    # Shorter than it is, another holder, another account: nothing changes.
+    assert ledger.stretch(key, a.id, slots[0] + INTERVAL + 1) is False
+    assert ledger.stretch(key, _holder().id, slots[1] + 3 * INTERVAL) is False
+    assert ledger.stretch(ledger_backend.new_key(), b.id, slots[1] + 3 * INTERVAL) is False
+    # The last slot stretched: the next reservation follows its new end.
+    assert ledger.stretch(key, b.id, slots[1] + INTERVAL + 7) is True
+    assert ledger.peek(key, INTERVAL) == pytest.approx(slots[1] + INTERVAL + 7, abs=tol)
+    assert ledger.reserve(key, INTERVAL, holder=_holder()) == pytest.approx(
+        slots[1] + INTERVAL + 7, abs=tol)
+    assert [s.until for s in ledger.queue(key, INTERVAL)][:2] == pytest.approx(
+        [slots[0] + INTERVAL + 5, slots[1] + INTERVAL + 7], abs=tol)
+
+
 def test_nonstoring_backend_never_blocks(nonstoring_ledger_backend: BackendUnderTest) -> None:
     ledger = nonstoring_ledger_backend.open()
     key, tol = nonstoring_ledger_backend.new_key(), nonstoring_ledger_backend.tolerance
@@ -270,6 +297,7 @@ def test_nonstoring_backend_has_no_queue_to_give_back_to(
     assert ledger.queue(key, INTERVAL) == []
     assert ledger.give_back(key, holder.id) == "absent"
     assert ledger.advance(key, holder.id, time.time()) is None
+    assert ledger.stretch(key, holder.id, time.time() + 2 * INTERVAL) is False
 
 
 def test_ledger_errors_carry_a_fix() -> None:

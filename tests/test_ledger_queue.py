@@ -21,6 +21,7 @@ from streampixel_distribute.ledger.queue import (
     encode,
     give_back,
     prune,
+    stretch,
     take,
     unknown_span,
 )
@@ -51,6 +52,26 @@ def test_reservations_queue_up_one_spacing_apart_with_their_holders() -> None:
     assert at == [NOW, NOW + SPACING, NOW + 2 * SPACING]
     assert [s.holder for s in state[0]] == holders
     assert state[1] == NOW + 3 * SPACING
+
+
+def test_a_stretched_slot_only_grows_and_carries_next_free_when_it_is_the_last() -> None:
+    a, b = holder(), holder()
+    state: tuple[list[Slot], float] = ([], -float("inf"))
+    for who in (a, b):
+        slots, next_free, _ = reserve(state, NOW, who)
+        state = (slots, next_free)
+    slots, next_free = state
+    grown, free, changed = stretch(slots, next_free, a.id, until=NOW + SPACING + 2)
+    assert changed and free == next_free  # b's slot is still the last
+    assert grown == [Slot(NOW, NOW + SPACING + 2, a), slots[1]]
+    assert stretch(grown, free, a.id, until=NOW + SPACING + 1) == (grown, free, False)
+    assert stretch(grown, free, "0" * 12, until=NOW + 9 * SPACING) == (grown, free, False)
+    last, free, changed = stretch(grown, free, b.id, until=NOW + 2 * SPACING + 3)
+    assert changed and free == NOW + 2 * SPACING + 3
+    assert last[1] == Slot(NOW + SPACING, NOW + 2 * SPACING + 3, b)
+    # A slot given back is nobody's to stretch.
+    given, free, _ = give_back(last, free, b.id, now=NOW)
+    assert stretch(given, free, b.id, until=NOW + 9 * SPACING) == (given, free, False)
 
 
 def test_the_last_slot_given_back_rolls_next_free_back() -> None:

@@ -189,7 +189,7 @@ class Coordinator:
                           f"after its slot) {call.describe()}.")
             try:
                 result = call.send()
-            except TooManyRequests as exc:
+            except TooManyRequests as exc:  # the server turned it away: its window is unused
                 self.progress.http_status = exc.http_status
                 wait = exc.retry_after if exc.retry_after is not None else \
                     account.rate_limit_interval
@@ -205,6 +205,8 @@ class Coordinator:
                 continue
             except DistributeError as exc:
                 self.progress.http_status = exc.http_status
+                if exc.reached_server:
+                    self._stretch(slot)
                 if not exc.retryable:
                     raise
                 if failures >= account.retries:
@@ -231,6 +233,7 @@ class Coordinator:
                 continue
             self.progress.http_status = result.http_status
             self.progress.called_at = self.clock.time()
+            self._stretch(slot)
             self.progress.warnings.extend(result.warnings)
             return result
 
@@ -245,11 +248,11 @@ class Coordinator:
             setup = 0.0 if call is None else call.prepare_cost()
             try:
                 slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
-                slot = self._wait_until(slot, call)
+                slot, ready = self._wait_until(slot, call)
             except Cancelled:
                 self._give_back()
                 raise
-            if not self._crowds_the_next(slot, hold):
+            if not self._crowds_the_next(slot, ready, hold):
                 return slot
             not_before = 0.0
 
@@ -337,11 +340,13 @@ class Coordinator:
     def _label(self, slot: Slot) -> str:
         return slot.holder.label() if slot.holder else "a job of an older release"
 
-    def _crowds_the_next(self, slot: float, hold: float) -> bool:
-        """Would calling now, later than the guard after our slot, land closer than one interval
-        to the call of a job that reserved the slot after ours? (The set-up took longer than
-        estimated.) Then our slot is given up for a later one; alone, we call late."""
-        late = self.clock.time() - slot
+    def _crowds_the_next(self, slot: float, ready: float, hold: float) -> bool:
+        """Would calling now, later than the guard after the time our call was due (`ready`: the
+        slot, or the end of a stretched slot before it), land closer than one interval to the
+        call of a job that reserved the slot after ours? (The set-up took longer than
+        estimated.) Then our slot is given up for a later one; alone, we call late. (The job
+        after ours waits for our stretched slot just as we waited for the one before.)"""
+        late = self.clock.time() - ready
         if late <= self.spacing - self.account.rate_limit_interval:
             return False
         # A peek is never before now: later than a whole spacing, a free account's peek is now.
@@ -362,13 +367,56 @@ class Coordinator:
         # rounding to the nearest one absorbs clock noise between jobs and ledgers.
         self.progress.position = max(0, math.floor((slot - earliest) / self.spacing + 0.5))
 
-    def _wait_until(self, slot: float, call: WriteCall | None) -> float:
+    def _wait_until(self, slot: float, call: WriteCall | None) -> tuple[float, float]:
         """Sleep until `slot`, setting the call up `PREPARE_LEAD` seconds before it, and move up
-        into a slot given back ahead of ours on the way. Returns the slot finally held."""
+        into a slot given back ahead of ours on the way; then on until the slot before ours has
+        ended, if its job stretched it (`_previous_end`). Returns the slot finally held and the
+        time the call was due."""
         slot = self._sleep_until(PREPARE_LEAD, slot, call)
         if call is not None:
             call.prepare()
-        return self._sleep_until(0.0, slot, call, move=False)
+        # Read the queue as late as the ledger's speed allows: a stretch is written up to then.
+        slot = self._sleep_until(self._ledger_time, slot, call, move=False)
+        ready = self._previous_end(slot)
+        self._sleep_until(0.0, ready, call, move=False)
+        return slot, ready
+
+    def _previous_end(self, slot: float) -> float:
+        """When the call in `slot` may start: the slot, or later when a job ahead stretched its
+        own (its call was answered late). Best effort: a ledger that cannot show the queue
+        leaves the slot as it is."""
+        try:
+            slots = self.ledger.queue(self.key, self.spacing)
+        except LedgerError:
+            return slot
+        self.progress.saw(slots)
+        mine = self.progress.holder_id
+        ready = max([slot, *(s.until for s in slots if s.at < slot and not s.released
+                              and not (s.holder and s.holder.id == mine))])
+        if ready > slot:
+            self.log.info(
+                f"The call before ours was answered late and its job stretched its slot to "
+                f"{iso(ready)}: calling then, {ready - slot:.2f} s after our slot, so the calls "
+                "reach Streampixel one interval apart.")
+        return ready
+
+    def _stretch(self, slot: float) -> None:
+        """Streampixel starts its window when our call *arrives*, which we know only to lie
+        before the answer. An answer later than the guard after our slot: stretch the slot to
+        one interval after the answer, so that the job behind ours waits for it. Best effort."""
+        until = self.clock.time() + self.account.rate_limit_interval
+        if until <= slot + self.spacing:
+            return
+        try:
+            stretched = self.ledger.stretch(self.key, self.progress.holder_id, until)
+        except LedgerError as exc:
+            self.log.warning(f"Could not stretch the slot to one interval after the late answer: "
+                             f"{exc}", title="Slot not stretched")
+            return
+        if stretched:
+            self.log.info(f"The answer came {until - self.account.rate_limit_interval - slot:.2f}"
+                          f" s after our slot: the slot now lasts until {iso(until)}, one "
+                          "interval after it, and the next job calls no earlier.")
 
     def _sleep_until(self, lead: float, slot: float, call: WriteCall | None, *,
                      move: bool = True) -> float:

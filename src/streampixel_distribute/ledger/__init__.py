@@ -5,7 +5,9 @@
 the storing backends also record who holds it (queue.py: the account's queue, shown while jobs
 wait and by the `queue` command). Nothing expires early: a crashed job wastes at most one slot.
 A job cancelled while it waits gives its slot back (`give_back`): the slot is released if
-nobody reserved after it, else marked released for a later job to take.
+nobody reserved after it, else marked released for a later job to take. A job whose call was
+answered later than its slot allowed for stretches the slot to one interval after the answer
+(`stretch`), and the job behind it calls no earlier than the stretched end.
 
 All times crossing this interface are epoch seconds on the *caller's* clock. A backend that keeps
 its own clock (Redis `TIME`) converts on the way in and out, so runner clock skew cannot make two
@@ -65,6 +67,11 @@ class Ledger(ABC):
         """Move the waiting `holder_id` up into a slot given back ahead of it, at or after
         `earliest` (caller's clock); the new slot, or None (see queue.advance)."""
         return None
+
+    def stretch(self, key: str, holder_id: str, until: float) -> bool:
+        """Make the slot of `holder_id`, whose call was answered late, last until `until`
+        (caller's clock): the job behind calls no earlier. Whether it changed (queue.stretch)."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing open
         """Release connections or temporary directories."""

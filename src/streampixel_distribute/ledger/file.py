@@ -209,6 +209,14 @@ class FileLedger(Ledger):
 
         return self._change(key, change)
 
+    def stretch(self, key: str, holder_id: str, until: float) -> bool:
+        def change(slots: list[Slot], next_free: float,
+                   _now: float) -> tuple[list[Slot], float, bool, bool]:
+            slots, next_free, changed = queue.stretch(slots, next_free, holder_id, until=until)
+            return slots, next_free, changed, changed
+
+        return self._change(key, change)
+
     def _change(self, key: str, change: Callable[[list[Slot], float, float],
                                                  tuple[list[Slot], float, T, bool]]) -> T:
         """Change an account's queue under the lock; `change` says whether to write."""

@@ -105,6 +105,18 @@ class GitLedger(Ledger):
 
         return self._update(key, change, attempts=3)  # a chance, not a need: give up soon
 
+    def stretch(self, key: str, holder_id: str, until: float) -> bool:
+        def change(entry: dict[str, Any], _now: float) -> tuple[dict[str, Any] | None, bool, str]:
+            slots, next_free, changed = queue.stretch(
+                queue.decode(entry.get("queue")), float(entry.get("next_free", 0.0)), holder_id,
+                until=until)
+            if not changed:
+                return None, False, ""
+            return ({"next_free": next_free, "queue": queue.encode(slots)}, True,
+                    f"stretch {key}: until {iso(until)}")
+
+        return self._update(key, change, attempts=3)
+
     def queue(self, key: str, interval: float) -> list[Slot]:
         with self._lock:
             _old, state = self._store.read(self.ref_for(key))

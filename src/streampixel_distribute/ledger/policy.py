@@ -62,6 +62,9 @@ class FallbackLedger(Ledger):
     def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
         return (self.primary or self.fallback).advance(key, holder_id, earliest)
 
+    def stretch(self, key: str, holder_id: str, until: float) -> bool:
+        return (self.primary or self.fallback).stretch(key, holder_id, until)
+
     def close(self) -> None:
         if self.primary is not None:
             self.primary.close()

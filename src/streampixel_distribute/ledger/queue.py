@@ -18,6 +18,10 @@ Giving back (a job cancelled while it waits): when nobody reserved after the slo
 rolls back to the slot's start, so the next job may call then, which still keeps one interval
 from the call before it. When someone did, the slot is marked released and stays as long as it
 was: a later job whose call fits in it takes it instead of a later one; nobody is moved.
+
+Stretching (a job whose call was answered later than its slot allowed for): Streampixel starts
+its window when a call arrives, which the caller only knows to lie before the answer. The slot
+then ends one interval after the answer, and the job behind it calls no earlier than that.
 """
 
 from __future__ import annotations
@@ -198,6 +202,20 @@ def advance(slots: Sequence[Slot], next_free: float, holder_id: str, *, now: flo
     moved[target] = Slot(slots[target].at, slots[target].until, mine.holder)
     moved, next_free, _ = _release(moved, next_free, index, now)
     return moved, next_free, slots[target].at
+
+
+def stretch(slots: Sequence[Slot], next_free: float, holder_id: str, *,
+            until: float) -> tuple[list[Slot], float, bool]:
+    """A job whose call was answered late: its slot now lasts `until` (one interval after the
+    answer), and so does `next_free` if that was earlier. (the new queue, the new next_free,
+    whether anything changed). Jobs queued behind keep their slots and call no earlier than the
+    end of the one before theirs; nothing ever shrinks."""
+    index = _live(slots, holder_id)
+    if index is None or slots[index].until >= until:
+        return list(slots), next_free, False
+    stretched = list(slots)
+    stretched[index] = slots[index]._replace(until=until)
+    return stretched, max(next_free, until), True
 
 
 def shown(slots: Sequence[Slot], next_free: float, interval: float, *,

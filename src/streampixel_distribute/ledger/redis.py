@@ -58,7 +58,7 @@ NAMESPACE = "streampixel-distribute:slot:"
 #: The account's queue sits next to its slot key, under the same ACL pattern.
 QUEUE_SUFFIX = ":queue"
 # reserve.lua's operations
-_RESERVE, _PEEK, _GIVE_BACK, _ADVANCE, _READ = "0", "1", "2", "3", "4"
+_RESERVE, _PEEK, _GIVE_BACK, _ADVANCE, _READ, _STRETCH = "0", "1", "2", "3", "4", "5"
 # Seconds; an unreachable Redis must fail fast, not hang the job. `?socket_timeout=` and
 # `?socket_connect_timeout=` in the URL override them.
 CONNECT_TIMEOUT = 5.0
@@ -258,6 +258,10 @@ class RedisLedger(Ledger):
     def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
         moved, caller_now, server_now, _ = self._run(key, _ADVANCE, 0.0, earliest, holder_id)
         return None if moved < 0 else _caller(moved, caller_now, server_now)
+
+    def stretch(self, key: str, holder_id: str, until: float) -> bool:
+        changed, _, _, _ = self._run(key, _STRETCH, 0.0, until, holder_id)
+        return changed == 1
 
     def close(self) -> None:
         self._client.close()

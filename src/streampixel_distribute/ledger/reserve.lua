@@ -9,16 +9,17 @@
 --          of whole microseconds (cjson would round numbers to 14 digits)
 -- ARGV[1]  interval (how long the slot holds the account), microseconds
 -- ARGV[2]  min_delay, microseconds: how far after "now" the caller's not_before lies (>= 0)
--- ARGV[3]  the operation: "0" reserve, "1" peek, "2" give back, "3" move up, "4" read
+-- ARGV[3]  the operation: "0" reserve, "1" peek, "2" give back, "3" move up, "4" read,
+--          "5" stretch (the slot ends min_delay after now)
 -- ARGV[4]  optional server time in microseconds, read by the client with TIME just before this
 --          call; only for managed Redis services that refuse TIME inside scripts. Empty: read
 --          TIME here, which is both atomic with the operation and independent of runner clocks.
--- ARGV[5]  reserve: the holder as JSON ("" for none); give back, move up: the holder's id
+-- ARGV[5]  reserve: the holder as JSON ("" for none); give back, move up, stretch: the holder's id
 --
 -- Returns {server_now, result, queue}: microseconds on the Redis server's clock; the client
 -- converts them to its own clock as caller_now + (t - server_now), so runner clock skew cancels
 -- out. result: reserve, peek: the slot; give back: 0 absent, 1 released, 2 marked; move up: the
--- new slot or -1; read: next_free (0 if none). queue: the stored queue's JSON for read, else "".
+-- new slot or -1; read: next_free (0 if none); stretch: 1 if the slot changed, else 0. queue: the stored queue's JSON for read, else "".
 
 -- Redis 3.2-4.x replicate scripts verbatim unless asked otherwise, and then refuse a write after
 -- TIME (non-deterministic). 5.0+ always replicate effects; 7.0+ deprecate the call, so guard it.
@@ -190,6 +191,18 @@ if next_free == nil then
   return {now, op == "3" and -1 or 0, ""}
 end
 local i = find_live(slots, ARGV[5])
+
+if op == "5" then  -- stretch a slot whose call was answered late; it has begun, and never shrinks
+  local target = now + min_delay
+  if i == nil or slots[i].u >= target then
+    return {now, 0, ""}
+  end
+  slots[i].u = target
+  if target > next_free then next_free = target end
+  store(slots, next_free)
+  return {now, 1, ""}
+end
+
 if i == nil or slots[i].at <= now then
   return {now, op == "3" and -1 or 0, ""}
 end
