@@ -457,6 +457,30 @@ def test_auto_ledger_degrades_to_none_with_a_warning() -> None:
     assert len(client.calls) == 1
 
 
+def test_auto_ledger_hands_the_queue_operations_to_the_ledger_it_chose(tmp_path: Path) -> None:
+    """`auto` over a working file ledger: give back, move up and stretch reach the file; once
+    degraded to `none`, they do nothing."""
+    clock = FakeClock()
+    inner = file_ledger(tmp_path, clock)
+    degrades: list[LedgerError] = []
+    ledger = FallbackLedger(inner, degrades.append, clock.time)
+    a, b, c = someone(n=1), someone(n=2), someone(n=3)
+    for who in (a, b, c):
+        ledger.reserve(KEY, 121, 0, who)
+    assert ledger.give_back(KEY, b.id) == "marked"
+    assert ledger.advance(KEY, c.id, clock.now) == clock.now + 121
+    assert ledger.stretch(KEY, a.id, clock.now + 125) is True
+    assert [(s.holder, s.until) for s in ledger.queue(KEY, 121)] == [
+        (a, clock.now + 125), (c, clock.now + 242)]
+    assert degrades == []
+    degraded = FallbackLedger(BrokenLedger(), degrades.append, clock.time)
+    degraded.reserve(KEY, 121, 0, a)
+    assert len(degrades) == 1
+    assert degraded.queue(KEY, 121) == []
+    assert (degraded.give_back(KEY, a.id), degraded.advance(KEY, a.id, clock.now),
+            degraded.stretch(KEY, a.id, clock.now + 125)) == ("absent", None, False)
+
+
 def test_explicit_ledger_failure_is_exit_7() -> None:
     coordinator, client, _ = run(make_settings(), [OK], ledger=BrokenLedger())
     with pytest.raises(LedgerError) as info:
