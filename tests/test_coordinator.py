@@ -894,6 +894,29 @@ def test_a_job_behind_a_stretched_slot_calls_after_it_and_stretches_its_own(
         (third.id, start + 242, start + 363)]
 
 
+def test_a_stretched_slot_ahead_that_ends_past_max_wait_fails_with_its_end(
+        tmp_path: Path) -> None:
+    """The job ahead's answer took 50 s: its slot ends past our deadline, so we fail with that
+    ETA instead of calling later than `max-wait` allows."""
+    clock = FakeClock()
+    ledger = file_ledger(tmp_path, clock)
+    start = clock.now
+    first = someone(n=1)
+    ledger.reserve(KEY, 121, 0, first)
+    coordinator, _, _ = run(make_settings(max_wait=150), [], ledger=ledger, clock=clock)
+    call = ScriptedClient(clock, [OK])
+
+    def prepare_as_the_job_ahead_stretches() -> None:
+        ledger.stretch(KEY, first.id, start + 170)
+        ScriptedClient.prepare(call)
+
+    call.prepare = prepare_as_the_job_ahead_stretches  # type: ignore[method-assign]
+    with pytest.raises(RateLimited) as info:
+        coordinator.run(call)
+    assert info.value.eta == at(start + 170)
+    assert call.calls == []
+
+
 def test_a_late_answer_to_a_call_that_failed_on_the_server_stretches_the_slot_too(
         tmp_path: Path) -> None:
     """An HTTP 503 may have used the account's window: the retry comes a full interval after

@@ -248,7 +248,7 @@ class Coordinator:
             setup = 0.0 if call is None else call.prepare_cost()
             try:
                 slot = self._reserve(not_before, deadline, setup=setup, hold=hold)
-                slot, ready = self._wait_until(slot, call)
+                slot, ready = self._wait_until(slot, call, deadline)
             except Cancelled:
                 self._give_back()
                 raise
@@ -367,7 +367,8 @@ class Coordinator:
         # rounding to the nearest one absorbs clock noise between jobs and ledgers.
         self.progress.position = max(0, math.floor((slot - earliest) / self.spacing + 0.5))
 
-    def _wait_until(self, slot: float, call: WriteCall | None) -> tuple[float, float]:
+    def _wait_until(self, slot: float, call: WriteCall | None,
+                    deadline: float) -> tuple[float, float]:
         """Sleep until `slot`, setting the call up `PREPARE_LEAD` seconds before it, and move up
         into a slot given back ahead of ours on the way; then on until the slot before ours has
         ended, if its job stretched it (`_previous_end`). Returns the slot finally held and the
@@ -378,6 +379,8 @@ class Coordinator:
         # Read the queue as late as the ledger's speed allows: a stretch is written up to then.
         slot = self._sleep_until(self._ledger_time, slot, call, move=False)
         ready = self._previous_end(slot)
+        if ready > deadline:
+            raise self._too_late(ready, deadline, None)
         self._sleep_until(0.0, ready, call, move=False)
         return slot, ready
 
