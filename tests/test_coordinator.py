@@ -848,13 +848,15 @@ def test_an_answer_later_than_the_guard_stretches_the_slot(tmp_path: Path) -> No
 
 
 def test_an_answer_within_the_guard_leaves_the_slot_as_it_was(tmp_path: Path) -> None:
-    """1 s at 120 s: the guard between slots absorbs it, and nothing is written."""
+    """1 s at 120 s: the guard between slots absorbs it, and the ledger is not even asked (on a
+    git ledger that would be a fetch)."""
     clock = FakeClock()
-    ledger = file_ledger(tmp_path, clock)
+    ledger = CountingLedger(file_ledger(tmp_path, clock))
     start = clock.now
     coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
     coordinator.run(SlowAnswer(clock, [OK], takes=1.0))
     assert [s.until for s in ledger.queue(KEY, 121)] == [start + 121]
+    assert ledger.stretches == 0
     assert not log.starting("The answer came")
 
 
@@ -914,6 +916,7 @@ def test_a_stretched_slot_ahead_that_ends_past_max_wait_fails_with_its_end(
     with pytest.raises(RateLimited) as info:
         coordinator.run(call)
     assert info.value.eta == at(start + 170)
+    assert f"past the max-wait deadline {iso(start + 150)}" in str(info.value)
     assert call.calls == []
 
 
@@ -1371,7 +1374,7 @@ class CountingLedger(NoGiveBack):
 
     def __init__(self, inner: Ledger) -> None:
         super().__init__(inner)
-        self.reads = self.moves = 0
+        self.reads = self.moves = self.stretches = 0
 
     def queue(self, key: str, interval: float) -> list[Slot]:
         self.reads += 1
@@ -1380,6 +1383,10 @@ class CountingLedger(NoGiveBack):
     def advance(self, key: str, holder_id: str, earliest: float) -> float | None:
         self.moves += 1
         return self.inner.advance(key, holder_id, earliest)
+
+    def stretch(self, key: str, holder_id: str, until: float) -> bool:
+        self.stretches += 1
+        return self.inner.stretch(key, holder_id, until)
 
 
 def test_a_waiting_job_reads_the_queue_once_per_heartbeat(tmp_path: Path) -> None:
