@@ -1107,6 +1107,26 @@ def test_a_call_and_a_dry_run_on_the_real_redis_ledger(redis_server: RedisServer
                              f"{iso(start + 121)} (in 2 min 01 s). Nothing was reserved or sent.")
 
 
+def test_on_the_real_redis_ledger_a_job_never_counts_itself_ahead(
+        redis_server: RedisServer) -> None:
+    """Redis converts its own clock to ours on every answer, a little differently each time: the
+    queue may show our slot a few microseconds before the time `reserve` gave. We are still
+    position 1, behind the one job ahead, and name only that job. (Only the reservation is
+    checked: the fake clock then jumps to the slot, which the server's clock does not follow.)"""
+    clock = FakeClock(1_700_000_000.5)
+    ledger = open_ledger(redis_server.url(), LedgerContext(now=clock.time))
+    settings = make_settings(user_id=secrets.token_hex(12))
+    key = account_key(API, settings.user_id)
+    ahead = someone()
+    ledger.reserve(key, 121, 0, ahead)
+    coordinator, client, log = run(settings, [OK], ledger=ledger, clock=clock)
+    coordinator.run(client)
+    reserved = log.starting("Reserved slot")
+    assert len(reserved) == 1
+    assert "(position 1, in 2 min 01 s); ahead: " + ahead.label() + " at " in reserved[0]
+    assert reserved[0].count(" at 20") == 1, reserved[0]  # one job named, not us
+
+
 def queued_behind_someone(tmp_path: Path, cancel_after: float,
                           wrap: Callable[[Ledger], Ledger] = lambda ledger: ledger,
                           ) -> tuple[CancelAfter, Ledger, Coordinator, Log]:

@@ -330,12 +330,17 @@ class Coordinator:
         return slot
 
     def _ahead(self, slot: float, *, refresh: bool = True) -> list[Slot]:
-        """The reservations still to run before `slot`, as the ledger shows them now."""
+        """The reservations still to run before `slot`, as the ledger shows them now; never our
+        own (a Redis ledger converts its clock anew on each answer: the queue may show our slot
+        a few microseconds before the time `reserve` gave)."""
         if refresh:
             self.look()
         now = self.clock.time()
         return [s for s in sorted(self.progress.queue.values())
-                if s.at < slot and s.until > now and not s.released]
+                if s.at < slot and s.until > now and not s.released and not self._mine(s)]
+
+    def _mine(self, slot: Slot) -> bool:
+        return slot.holder is not None and slot.holder.id == self.progress.holder_id
 
     def _label(self, slot: Slot) -> str:
         return slot.holder.label() if slot.holder else "a job of an older release"
@@ -393,9 +398,8 @@ class Coordinator:
         except LedgerError:
             return slot
         self.progress.saw(slots)
-        mine = self.progress.holder_id
-        ready = max([slot, *(s.until for s in slots if s.at < slot and not s.released
-                              and not (s.holder and s.holder.id == mine))])
+        ready = max([slot, *(s.until for s in slots
+                             if s.at < slot and not s.released and not self._mine(s))])
         if ready > slot:
             self.log.info(
                 f"The call before ours was answered late and its job stretched its slot to "
