@@ -19,7 +19,8 @@
 -- Returns {server_now, result, queue}: microseconds on the Redis server's clock; the client
 -- converts them to its own clock as caller_now + (t - server_now), so runner clock skew cancels
 -- out. result: reserve, peek: the slot; give back: 0 absent, 1 released, 2 marked; move up: the
--- new slot or -1; read: next_free (0 if none); stretch: 1 if the slot changed, else 0. queue: the stored queue's JSON for read, else "".
+-- new slot or -1; read: next_free (0 if none); stretch: 1 if the slot changed, else 0.
+-- queue: the stored queue's JSON for read, else "".
 
 -- Redis 3.2-4.x replicate scripts verbatim unless asked otherwise, and then refuse a write after
 -- TIME (non-deterministic). 5.0+ always replicate effects; 7.0+ deprecate the call, so guard it.
