@@ -92,21 +92,30 @@ class Log:
 
 class ScriptedClient:
     """A WriteCall answered from a script of results or errors; records the clock at each call
-    and when it was prepared."""
+    and when it was prepared. Its first set-up takes `prepare_takes` s (whatever prepare_cost()
+    says) and each answer `answer_takes` s (a slow network, a busy runner or server); `meanwhile`
+    is what other jobs do as it starts getting ready."""
 
     name = "distribute-file"
 
-    def __init__(self, clock: FakeClock, script: list[Result | DistributeError]) -> None:
+    def __init__(self, clock: FakeClock, script: list[Result | DistributeError], *,
+                 prepare_takes: float = 0.0, answer_takes: float = 0.0,
+                 meanwhile: Callable[[], object] = lambda: None) -> None:
         self.clock = clock
         self.script = list(script)
         self.calls: list[float] = []
         self.prepared = False
         self.setup = 0.0  # what prepare_cost() says before prepare()
+        self.prepare_takes, self.answer_takes, self.meanwhile = (
+            prepare_takes, answer_takes, meanwhile)
 
     def describe(self) -> str:
         return "for the test"
 
     def prepare(self) -> None:
+        if not self.prepared:  # only the first set-up costs anything (the imports)
+            self.meanwhile()
+            self.clock.now += self.prepare_takes
         self.prepared = True
         self.prepared_at = self.clock.time()
 
@@ -116,6 +125,7 @@ class ScriptedClient:
     def send(self) -> Result:
         self.calls.append(self.clock.time())
         item = self.script.pop(0)
+        self.clock.now += self.answer_takes
         if isinstance(item, DistributeError):
             raise item
         return item
@@ -704,37 +714,17 @@ def test_set_up_within_the_guard_costs_no_wait(tmp_path: Path) -> None:
     assert client.calls == [start]
 
 
-class SlowSetup(ScriptedClient):
-    """A call whose set-up takes longer than it said it would."""
-
-    def __init__(self, clock: FakeClock, script: list[Result | DistributeError],
-                 takes: float) -> None:
-        super().__init__(clock, script)
-        self.takes = takes
-
-    def prepare(self) -> None:
-        if not self.prepared:  # only the first set-up costs anything (the imports)
-            self.clock.now += self.takes
-        super().prepare()
-
-
 def late_set_up_with_another_job_next(tmp_path: Path, interval: float,
-                                      takes: float) -> tuple[Coordinator, SlowSetup, Log]:
+                                      takes: float) -> tuple[Coordinator, ScriptedClient, Log]:
     """A call whose set-up makes it `takes` s late, while the job after us reserves the next
     slot."""
     clock = FakeClock()
     ledger = file_ledger(tmp_path, clock)
     coordinator = Coordinator(make_settings(rate_limit_interval=interval), ledger=ledger,
                               clock=clock, log=(log := Log()))
-    call = SlowSetup(clock, [OK], takes=takes)
-    original = call.prepare
-
-    def prepare_while_another_reserves() -> None:
-        if not call.prepared:
-            ledger.reserve(KEY, coordinator.spacing)  # the job after us, one spacing later
-        original()
-
-    call.prepare = prepare_while_another_reserves  # type: ignore[method-assign]
+    # The job after us reserves one spacing later.
+    call = ScriptedClient(clock, [OK], prepare_takes=takes,
+                          meanwhile=lambda: ledger.reserve(KEY, coordinator.spacing))
     coordinator.run(call)
     return coordinator, call, log
 
@@ -766,7 +756,7 @@ def test_a_late_set_up_alone_calls_late(tmp_path: Path) -> None:
     clock = FakeClock()
     ledger = file_ledger(tmp_path, clock)
     coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log())
-    call = SlowSetup(clock, [OK], takes=5.0)
+    call = ScriptedClient(clock, [OK], prepare_takes=5.0)
     start = clock.now
     coordinator.run(call)
     assert call.calls == [at(start + 5.0)]
@@ -812,21 +802,6 @@ def test_reserve_past_max_wait_fails_at_once(tmp_path: Path) -> None:
     assert info.value.eta == at(clock.now + 363)
 
 
-class SlowAnswer(ScriptedClient):
-    """A call answered `takes` s after it left (a slow network, a busy runner or server)."""
-
-    def __init__(self, clock: FakeClock, script: list[Result | DistributeError],
-                 takes: float) -> None:
-        super().__init__(clock, script)
-        self.takes = takes
-
-    def send(self) -> Result:
-        try:
-            return super().send()
-        finally:
-            self.clock.now += self.takes
-
-
 def test_an_answer_later_than_the_guard_stretches_the_slot(tmp_path: Path) -> None:
     """Streampixel counted from when the call arrived, some time before the answer: the slot
     now ends one interval after the answer, and so does the next free slot."""
@@ -834,7 +809,7 @@ def test_an_answer_later_than_the_guard_stretches_the_slot(tmp_path: Path) -> No
     ledger = file_ledger(tmp_path, clock)
     start = clock.now
     coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
-    call = SlowAnswer(clock, [OK], takes=3.0)
+    call = ScriptedClient(clock, [OK], answer_takes=3.0)
     coordinator.run(call)
     assert [s.until for s in ledger.queue(KEY, 121)] == [start + 123]
     assert ledger.peek(KEY, 121) == start + 123
@@ -854,7 +829,7 @@ def test_an_answer_within_the_guard_leaves_the_slot_as_it_was(tmp_path: Path) ->
     ledger = CountingLedger(file_ledger(tmp_path, clock))
     start = clock.now
     coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
-    coordinator.run(SlowAnswer(clock, [OK], takes=1.0))
+    coordinator.run(ScriptedClient(clock, [OK], answer_takes=1.0))
     assert [s.until for s in ledger.queue(KEY, 121)] == [start + 121]
     assert ledger.stretches == 0
     assert not log.starting("The answer came")
@@ -872,14 +847,12 @@ def test_a_job_behind_a_stretched_slot_calls_after_it_and_stretches_its_own(
     first, third = someone(n=1), someone(n=3)
     ledger.reserve(KEY, 121, 0, first)
     coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
-    call = ScriptedClient(clock, [OK])
 
-    def prepare_as_the_others_go_on() -> None:  # 3 s before our slot
+    def the_others_go_on() -> None:  # 3 s before our slot
         ledger.reserve(KEY, 121, 0, third)
         assert ledger.stretch(KEY, first.id, start + 123)
-        ScriptedClient.prepare(call)
 
-    call.prepare = prepare_as_the_others_go_on  # type: ignore[method-assign]
+    call = ScriptedClient(clock, [OK], meanwhile=the_others_go_on)
     coordinator.run(call)
     assert call.calls == [at(start + 123)]
     assert log.titled == []  # no "Late slot": job 3 waits for our end
@@ -906,13 +879,8 @@ def test_a_stretched_slot_ahead_that_ends_past_max_wait_fails_with_its_end(
     first = someone(n=1)
     ledger.reserve(KEY, 121, 0, first)
     coordinator, _, _ = run(make_settings(max_wait=150), [], ledger=ledger, clock=clock)
-    call = ScriptedClient(clock, [OK])
-
-    def prepare_as_the_job_ahead_stretches() -> None:
-        ledger.stretch(KEY, first.id, start + 170)
-        ScriptedClient.prepare(call)
-
-    call.prepare = prepare_as_the_job_ahead_stretches  # type: ignore[method-assign]
+    call = ScriptedClient(clock, [OK],
+                          meanwhile=lambda: ledger.stretch(KEY, first.id, start + 170))
     with pytest.raises(RateLimited) as info:
         coordinator.run(call)
     assert info.value.eta == at(start + 170)
@@ -928,7 +896,7 @@ def test_a_late_answer_to_a_call_that_failed_on_the_server_stretches_the_slot_to
     ledger = file_ledger(tmp_path, clock)
     start = clock.now
     coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
-    call = SlowAnswer(clock, [transient(True), OK], takes=2.0)
+    call = ScriptedClient(clock, [transient(True), OK], answer_takes=2.0)
     coordinator.run(call)
     assert call.calls == [at(start), at(start + 122)]
     assert len(log.starting("The answer came")) == 2
@@ -1221,7 +1189,7 @@ def test_a_slot_that_cannot_be_stretched_costs_a_warning_not_the_run(tmp_path: P
     clock = FakeClock()
     coordinator, _, log = run(make_settings(), [], ledger=NoStretch(file_ledger(tmp_path, clock)),
                               clock=clock)
-    assert coordinator.run(SlowAnswer(clock, [OK], takes=5.0)) is OK
+    assert coordinator.run(ScriptedClient(clock, [OK], answer_takes=5.0)) is OK
     assert log.titled == [("Slot not stretched", "Could not stretch the slot to one interval "
                            "after the late answer: Rate-limit ledger unavailable: the ledger "
                            "file is read-only")]
@@ -1479,7 +1447,7 @@ def test_a_set_up_later_than_a_whole_spacing_alone_calls_late_without_a_warning(
     clock = FakeClock()
     ledger = file_ledger(tmp_path, clock)
     coordinator, _, log = run(make_settings(), [], ledger=ledger, clock=clock)
-    call = SlowSetup(clock, [OK], takes=130.0)
+    call = ScriptedClient(clock, [OK], prepare_takes=130.0)
     start = clock.now
     coordinator.run(call)
     assert call.calls == [start + 130]
@@ -1497,7 +1465,7 @@ def test_nobody_moves_into_a_slot_too_close_to_get_ready_for(tmp_path: Path) -> 
     ledger.reserve(KEY, 121, 0, someone(n=2))
     coordinator = Coordinator(make_settings(), ledger=ledger, clock=clock, log=Log(),
                               holder=someone("upload", 3)._replace(id=""))
-    client = SlowSetup(clock, [OK], takes=5.0)  # needs 5 s to get ready, and says so
+    client = ScriptedClient(clock, [OK], prepare_takes=5.0)  # needs 5 s to get ready, and says so
     client.setup = 5.0
     original = clock.sleep
 
