@@ -117,6 +117,8 @@ _REDACT = (
     Equivalent("redact.py", 86, "one_line", _READ, _READ.replace("64 + longest",
                                                                  "65 + longest"), _WIDER),
 )
+_SAME_START = ("no other live slot starts where ours does: slots never overlap at their start, "
+               "and ours is left out by its holder id")
 _COORDINATOR: tuple[Equivalent, ...] = (
     Equivalent("coordinator.py", 53, "Log.warning",
                'def warning(self, message: str, title: str = "") -> None: ...',
@@ -207,11 +209,14 @@ _COORDINATOR: tuple[Equivalent, ...] = (
                  'so it finds none; it reads the queue once per step where the heartbeat would')
       for mutated in ('self._sleep_until(0.0, ready, call, )',
                       'self._sleep_until(0.0, ready, call, move=True)')),
-    Equivalent("coordinator.py", 397, "Coordinator._previous_end",
-               'ready = max([slot, *(s.until for s in slots if s.at < slot and not s.released',
-               'ready = max([slot, *(s.until for s in slots if s.at <= slot and not s.released',
-               'no other live slot starts where ours does: slots never overlap at their start, '
-               'and ours is left out by its holder id'),
+    Equivalent("coordinator.py", 340, "Coordinator._ahead",
+               'if s.at < slot and s.until > now and not s.released and not self._mine(s)]',
+               'if s.at <= slot and s.until > now and not s.released and not self._mine(s)]',
+               _SAME_START),
+    Equivalent("coordinator.py", 402, "Coordinator._previous_end",
+               'if s.at < slot and not s.released and not self._mine(s))])',
+               'if s.at <= slot and not s.released and not self._mine(s))])',
+               _SAME_START),
     Equivalent("coordinator.py", 377, "Coordinator._sleep_until",
                'if slot - lead - self.clock.time() <= 0:',
                'if slot - lead + self.clock.time() <= 0:',
